@@ -1,0 +1,37 @@
+"""Topology: the one package that knows ZooKeeper (paths, JSON, kazoo).
+
+proxy, master and region import only from here; none of them imports kazoo.
+"""
+
+from .errors import (
+    BadVersionError,
+    CallTimeout,
+    ConflictError,
+    NodeExistsError,
+    NoNodeError,
+    NotEmptyError,
+    TopologyError,
+    TopologyUnavailable,
+)
+from .model import EMPTY_PLACEMENT, LeaderInfo, Placement, RegionInfo, RegionLoad, ReplicaState, TablePlacement
+from .service import Leadership, Topology
+
+__all__ = [
+    "BadVersionError",
+    "CallTimeout",
+    "ConflictError",
+    "EMPTY_PLACEMENT",
+    "LeaderInfo",
+    "Leadership",
+    "NoNodeError",
+    "NodeExistsError",
+    "NotEmptyError",
+    "Placement",
+    "RegionInfo",
+    "RegionLoad",
+    "ReplicaState",
+    "TablePlacement",
+    "Topology",
+    "TopologyError",
+    "TopologyUnavailable",
+]

@@ -1,0 +1,40 @@
+"""Topology errors: the only exceptions proxy, master and region ever see from ZooKeeper.
+
+The ZooKeeper backend translates kazoo's exceptions into these exactly once
+(see zk.py); the memory backend raises them directly.
+"""
+
+
+class TopologyError(Exception):
+    """Base class of every topology failure."""
+
+
+class NoNodeError(TopologyError):
+    """The node does not exist."""
+
+
+class NodeExistsError(TopologyError):
+    """A create found the node already there."""
+
+
+class BadVersionError(TopologyError):
+    """A compare-and-set lost: the node changed since it was read."""
+
+
+class NotEmptyError(TopologyError):
+    """A non-recursive delete found children."""
+
+
+class TopologyUnavailable(TopologyError):
+    """ZooKeeper cannot be reached (connection loss, session expiry, timeout).
+
+    Retriable: the caller may try again once the session is back.
+    """
+
+
+class ConflictError(TopologyError):
+    """A versioned read-modify-write kept losing races and gave up."""
+
+
+class CallTimeout(TopologyError):
+    """A queued request got no answer in time (is a master / the region alive?)."""
