@@ -1,0 +1,21 @@
+"""Prometheus metrics of the proxy (served by `minisql proxy --metrics-port`)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+QUERIES = Counter("minisql_proxy_queries_total", "Statements handled, by plan opcode", ["op"])
+ERRORS = Counter("minisql_proxy_errors_total", "Errors sent to clients, by MySQL errno", ["errno"])
+LATENCY = Histogram(
+    "minisql_proxy_query_seconds",
+    "Time from receiving a statement to having its reply ready, by plan opcode",
+    ["op"],
+    buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+SESSIONS = Gauge("minisql_proxy_sessions", "Client sessions open")
+BACKEND_CONNECTS = Counter("minisql_proxy_backend_connects_total", "Backend connections handed to sessions", ["region"])
+PLAN_CACHE = Counter("minisql_proxy_plan_cache_total", "Statement analysis cache lookups", ["result"])
+PLACEMENT_EPOCH = Gauge("minisql_proxy_placement_epoch", "Version of the placement snapshot in use")
+LIVE_REGIONS = Gauge("minisql_proxy_live_regions", "Regions registered in ZooKeeper")
+REPLICA_DIVERGENCE = Counter(
+    "minisql_proxy_replica_divergence_total", "Writes whose affected-row count differed on a replica", ["region"]
+)
+TRANSACTIONS = Counter("minisql_proxy_transactions_total", "Transactions ended, by outcome", ["outcome"])

@@ -1,0 +1,304 @@
+"""The pure planner: (statement, routing snapshot, session view) -> frozen Plan.
+
+Modelled on Vitess vtgate's planbuilder: no sockets, no clocks, no mutation.
+The executor (executor.py) runs the Plan against backend connections.  Table
+driven golden tests live in tests/unit/test_planner.py.
+
+Routing rules (issue 2):
+* a read goes to one region holding an in-sync copy of every table it names,
+  preferring the first table's primary (so a single-table read hits its primary);
+* a write goes to each written table's primary and then every in-sync replica,
+  and every table it only reads must have a copy on each of those regions;
+* a write whose copies could come out different is refused: UUID()/SYSDATE(),
+  UPDATE/DELETE ... LIMIT without ORDER BY (same rule as MySQL's "unsafe for
+  statement-based replication");
+* anything that cannot be routed gets a clear MySQL error, never a wrong answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import Mapping, Protocol
+
+from minisql.errors import (
+    CR_CONN_HOST_ERROR,
+    ER_BAD_DB,
+    ER_NO_DB,
+    ER_NO_SUCH_TABLE,
+    SqlError,
+    unsupported,
+)
+from topology import Placement, RegionInfo, TablePlacement
+
+from .statements import SYSTEM_SCHEMAS, Analysis, AnalysisCache, Kind, TableRef, strip_leading_noise
+
+
+class Op(Enum):
+    READ = "read"  # one region
+    WRITE = "write"  # primary first, then in-sync replicas
+    ANY = "any"  # needs no table: any connection of the session (or a new one)
+    STICKY = "sticky"  # the connection that ran the previous statement (SHOW WARNINGS)
+    LOCAL = "local"  # answered by the proxy from the placement
+    DDL = "ddl"  # sent to the master
+    USE = "use"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalResult:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str | None, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSnapshot:
+    """Placement plus the live regions, swapped whole when either changes."""
+
+    placement: Placement
+    regions: Mapping[str, RegionInfo] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def epoch(self) -> int:
+        return self.placement.version
+
+
+class SessionView(Protocol):
+    database: str | None
+    last_insert_region: str | None
+    last_insert_id: int
+
+    def open_regions(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    op: Op
+    sql: str = ""
+    regions: tuple[str, ...] = ()
+    kind: Kind | None = None
+    tables: tuple[TablePlacement, ...] = ()
+    local: LocalResult | None = None
+    database: str | None = None  # USE target
+    uses_rand: bool = False
+    epoch: int = -1
+
+
+# -- helpers -------------------------------------------------------------------
+_IDENT = r"(?:`(?:[^`]|``)+`|[\w$]+)"
+_QUALIFIED = rf"({_IDENT})(?:\s*\.\s*({_IDENT}))?"
+
+
+def _unquote(ident: str | None) -> str | None:
+    if ident is None:
+        return None
+    if ident.startswith("`") and ident.endswith("`"):
+        return ident[1:-1].replace("``", "`")
+    return ident
+
+
+def _split_qualified(first: str, second: str | None) -> TableRef:
+    if second is None:
+        return TableRef(None, _unquote(first) or "")
+    return TableRef(_unquote(first), _unquote(second) or "")
+
+
+def _resolve(ref: TableRef, session: SessionView, snap: RoutingSnapshot) -> TablePlacement:
+    database = ref.database or session.database
+    if database is None:
+        raise SqlError(ER_NO_DB, "No database selected")
+    if database.lower() in SYSTEM_SCHEMAS:
+        raise unsupported(f"queries on {database} (each region only knows its own tables; use SHOW TABLES / SHOW COLUMNS)")
+    table = snap.placement.table(database, ref.name)
+    if table is None:
+        raise SqlError(ER_NO_SUCH_TABLE, f"Table '{database}.{ref.name}' doesn't exist")
+    return table
+
+
+def _require_live(region: str, snap: RoutingSnapshot) -> None:
+    if region not in snap.regions:
+        raise SqlError(CR_CONN_HOST_ERROR, f"Region '{region}' is not available (failover may be in progress); try again")
+
+
+def _read_region(tables: tuple[TablePlacement, ...], snap: RoutingSnapshot) -> str:
+    """A live region holding an in-sync copy of every table; primaries first."""
+    common: set[str] | None = None
+    for t in tables:
+        copies = set(t.write_regions)
+        common = copies if common is None else common & copies
+    assert common is not None
+    if not common:
+        where = "; ".join(f"{t.database}.{t.name} on {', '.join(t.write_regions)}" for t in tables)
+        raise unsupported(f"a query across tables that share no region ({where})")
+    preferred = [t.primary for t in tables if t.primary in common]
+    preferred += sorted(common - set(preferred))
+    for region in preferred:
+        if region in snap.regions:
+            return region
+    _require_live(preferred[0], snap)
+    raise AssertionError("unreachable")
+
+
+def _write_regions(analysis: Analysis, writes: tuple[TablePlacement, ...], reads: tuple[TablePlacement, ...]) -> tuple[str, ...]:
+    regions = writes[0].write_regions
+    for t in writes[1:]:
+        if set(t.write_regions) != set(regions):
+            raise unsupported("a write to several tables that are not placed on the same regions")
+    for t in reads:
+        missing = set(regions) - set(t.write_regions)
+        if missing:
+            raise unsupported(
+                f"a write that reads {t.database}.{t.name}, which has no copy on region(s) {', '.join(sorted(missing))}"
+            )
+    if len(regions) > 1:
+        if analysis.nondeterministic:
+            raise unsupported(f"{analysis.nondeterministic} in a write to a replicated table (each copy would get a different value)")
+        if analysis.unordered_limit:
+            raise unsupported(
+                f"{analysis.kind.value.upper()} ... LIMIT without ORDER BY on a replicated table (the copies could change different rows)"
+            )
+    return regions
+
+
+# -- DML -------------------------------------------------------------------------
+def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: SessionView) -> Plan:
+    if not analysis.tables:
+        if analysis.uses_last_insert_id and session.last_insert_region in snap.regions:
+            # Exact: the connection that ran the INSERT knows LAST_INSERT_ID().
+            return Plan(Op.READ, sql, (session.last_insert_region,), Kind.SELECT, epoch=snap.epoch)  # type: ignore[arg-type]
+        return Plan(Op.ANY, sql, kind=analysis.kind, epoch=snap.epoch)
+    writes = tuple(_resolve(r, session, snap) for r in analysis.writes)
+    reads = tuple(_resolve(r, session, snap) for r in analysis.reads)
+    if analysis.kind is Kind.SELECT:
+        tables = reads
+        region = tables[0].primary if analysis.locking_read else _read_region(tables, snap)
+        if analysis.locking_read:
+            # Locks only order writers when taken on the primary.
+            for t in tables[1:]:
+                if t.primary != region:
+                    raise unsupported("SELECT ... FOR UPDATE across tables with different primaries")
+        _require_live(region, snap)
+        return Plan(Op.READ, sql, (region,), Kind.SELECT, tables, epoch=snap.epoch)
+    regions = _write_regions(analysis, writes, reads)
+    for region in regions:
+        _require_live(region, snap)
+    return Plan(Op.WRITE, sql, regions, analysis.kind, writes + reads, uses_rand=analysis.uses_rand, epoch=snap.epoch)
+
+
+# -- SHOW / DESCRIBE -------------------------------------------------------------
+_SHOW_TABLES = re.compile(
+    rf"^show\s+(full\s+)?tables(?:\s+(?:from|in)\s+({_IDENT}))?(?:\s+like\s+'((?:[^'\\]|\\.|'')*)')?\s*;?\s*$", re.I
+)
+_SHOW_DATABASES = re.compile(r"^show\s+(?:databases|schemas)(?:\s+like\s+'((?:[^'\\]|\\.|'')*)')?\s*;?\s*$", re.I)
+_SHOW_TABLE_META = re.compile(
+    rf"^show\s+(?:create\s+table|(?:full\s+)?(?:columns|fields)\s+(?:from|in)|(?:index|indexes|keys)\s+(?:from|in))\s+{_QUALIFIED}(?:\s+(?:from|in)\s+({_IDENT}))?",
+    re.I,
+)
+_DESCRIBE_TABLE = re.compile(rf"^(?:describe|desc|explain)\s+{_QUALIFIED}(?:\s+({_IDENT}|'[^']*'))?\s*;?\s*$", re.I)
+_EXPLAIN_STMT = re.compile(r"^(?:describe|desc|explain)(?:\s+(?:extended|partitions|format\s*=\s*\w+))?\s+(?=select|insert|update|delete|replace|with|\()", re.I)
+_SHOW_ANY = re.compile(
+    r"^show\s+(?:(?:global|session|local)\s+)?(?:variables|status|collation|character\s+set|charset|engines|"
+    r"create\s+(?:database|schema)|grants|plugins|privileges|open\s+tables)\b",
+    re.I,
+)
+_SHOW_STICKY = re.compile(r"^show\s+(?:warnings|errors|count\s*\(\s*\*\s*\)\s+(?:warnings|errors))\b", re.I)
+
+
+def _like(pattern: str | None) -> re.Pattern[str] | None:
+    if pattern is None:
+        return None
+    pattern = pattern.replace("''", "'")
+    out = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+        i += 1
+    return re.compile("^" + "".join(out) + "$", re.I | re.S)
+
+
+def plan_show(sql: str, snap: RoutingSnapshot, session: SessionView, cache: AnalysisCache) -> Plan:
+    body = strip_leading_noise(sql).strip()
+    m = _SHOW_DATABASES.match(body)
+    if m:
+        like = _like(m.group(1))
+        names = ["information_schema"] + sorted(snap.placement.databases)
+        rows = tuple((n,) for n in names if like is None or like.match(n))
+        return Plan(Op.LOCAL, local=LocalResult(("Database",), rows), epoch=snap.epoch)
+    m = _SHOW_TABLES.match(body)
+    if m:
+        database = _unquote(m.group(2)) or session.database
+        if database is None:
+            raise SqlError(ER_NO_DB, "No database selected")
+        if not snap.placement.has_database(database):
+            raise SqlError(ER_BAD_DB, f"Unknown database '{database}'")
+        like = _like(m.group(3))
+        names = sorted(t.name for t in snap.placement.tables(database))
+        names = [n for n in names if like is None or like.match(n)]
+        column = f"Tables_in_{database}" + (f" ({m.group(3)})" if m.group(3) is not None else "")
+        if m.group(1):
+            local = LocalResult((column, "Table_type"), tuple((n, "BASE TABLE") for n in names))
+        else:
+            local = LocalResult((column,), tuple((n,) for n in names))
+        return Plan(Op.LOCAL, local=local, epoch=snap.epoch)
+    m = _SHOW_TABLE_META.match(body) or _DESCRIBE_TABLE.match(body)
+    if m and not _EXPLAIN_STMT.match(body):
+        ref = _split_qualified(m.group(1), m.group(2))
+        if _SHOW_TABLE_META.match(body) and m.group(3):
+            ref = TableRef(_unquote(m.group(3)), ref.name if m.group(2) is None else ref.name)
+        table = _resolve(ref, session, snap)
+        region = _read_region((table,), snap)
+        return Plan(Op.READ, sql, (region,), Kind.SHOW, (table,), epoch=snap.epoch)
+    m = _EXPLAIN_STMT.match(body)
+    if m:
+        inner = body[m.end():]
+        from .statements import classify  # local import: tiny module, avoids a cycle in tests
+
+        analysis = cache.get(inner, classify(inner))
+        inner_plan = plan_dml(inner, analysis, snap, session)
+        region = inner_plan.regions[:1]
+        if inner_plan.op is Op.ANY or not region:
+            return Plan(Op.ANY, sql, kind=Kind.SHOW, epoch=snap.epoch)
+        return Plan(Op.READ, sql, region, Kind.SHOW, inner_plan.tables, epoch=snap.epoch)
+    if _SHOW_STICKY.match(body):
+        return Plan(Op.STICKY, sql, kind=Kind.SHOW, epoch=snap.epoch)
+    if _SHOW_ANY.match(body):
+        return Plan(Op.ANY, sql, kind=Kind.SHOW, epoch=snap.epoch)
+    raise unsupported(f"'{body[:60]}' through the gateway")
+
+
+_USE = re.compile(rf"^use\s+({_IDENT})\s*;?\s*$", re.I)
+
+
+def plan_use(sql: str, snap: RoutingSnapshot) -> Plan:
+    m = _USE.match(strip_leading_noise(sql).strip())
+    if not m:
+        raise SqlError(1064, "You have an error in your SQL syntax near 'USE'")
+    return plan_use_database(_unquote(m.group(1)) or "", snap)
+
+
+def plan_use_database(database: str, snap: RoutingSnapshot) -> Plan:
+    if not snap.placement.has_database(database) and database.lower() not in SYSTEM_SCHEMAS:
+        raise SqlError(ER_BAD_DB, f"Unknown database '{database}'")
+    return Plan(Op.USE, database=database, epoch=snap.epoch)
+
+
+def plan(sql: str, kind: Kind, snap: RoutingSnapshot, session: SessionView, cache: AnalysisCache) -> Plan:
+    """Plan one routed statement (transaction control and SET are the session's)."""
+    if kind in (Kind.SELECT, Kind.INSERT, Kind.UPDATE, Kind.DELETE, Kind.REPLACE):
+        return plan_dml(sql, cache.get(sql, kind), snap, session)
+    if kind in (Kind.SHOW, Kind.DESCRIBE):
+        return plan_show(sql, snap, session, cache)
+    if kind is Kind.USE:
+        return plan_use(sql, snap)
+    if kind is Kind.DDL:
+        return Plan(Op.DDL, sql, kind=Kind.DDL, database=session.database, epoch=snap.epoch)
+    raise unsupported(f"'{strip_leading_noise(sql)[:60]}' through the gateway")
+
+
+__all__ = ["Op", "Plan", "LocalResult", "RoutingSnapshot", "SessionView", "plan", "plan_use_database"]

@@ -1,0 +1,77 @@
+"""The proxy's view of the cluster: one immutable RoutingSnapshot, swapped whole.
+
+Placement and live regions are watched through the topology service.  Each
+callback builds a new snapshot and replaces the reference in one assignment,
+so a statement planned against a snapshot sees one consistent epoch even if a
+newer one arrives mid-statement.  A placement older than the one in use is
+ignored (watches can deliver late).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import MappingProxyType
+
+from topology import EMPTY_PLACEMENT, Placement, RegionInfo, Topology
+
+from . import metrics
+from .planner import RoutingSnapshot
+
+log = logging.getLogger(__name__)
+
+
+class RoutingTable:
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self.snapshot = RoutingSnapshot(EMPTY_PLACEMENT, MappingProxyType({}))
+        self._changed = asyncio.Event()
+        self._cancels: list = []
+        self._have_placement = asyncio.Event()
+
+    async def start(self, timeout: float = 30.0) -> None:
+        self._cancels.append(self.topology.watch_placement(self._on_placement))
+        self._cancels.append(self.topology.watch_regions(self._on_regions))
+        await asyncio.wait_for(self._have_placement.wait(), timeout)
+
+    def close(self) -> None:
+        for cancel in self._cancels:
+            cancel()
+        self._cancels.clear()
+
+    def _swap(self, snapshot: RoutingSnapshot) -> None:
+        self.snapshot = snapshot
+        metrics.PLACEMENT_EPOCH.set(snapshot.epoch)
+        metrics.LIVE_REGIONS.set(len(snapshot.regions))
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _on_placement(self, placement: Placement) -> None:
+        current = self.snapshot
+        self._have_placement.set()
+        if placement.version < current.placement.version:
+            log.debug("ignoring late placement version %d < %d", placement.version, current.placement.version)
+            return
+        self._swap(RoutingSnapshot(placement, current.regions))
+
+    def _on_regions(self, regions: dict[str, RegionInfo]) -> None:
+        self._swap(RoutingSnapshot(self.snapshot.placement, MappingProxyType(dict(regions))))
+
+    async def wait_for_epoch(self, version: int, timeout: float = 10.0) -> None:
+        """Wait until the snapshot in use is at least `version` (after our own DDL)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.snapshot.epoch < version:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise asyncio.TimeoutError
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
+        if self.snapshot.epoch < version:
+            # The watch may lag; read it directly once.
+            self._on_placement(await self.topology.get_placement())
+            if self.snapshot.epoch < version:
+                raise asyncio.TimeoutError

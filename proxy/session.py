@@ -1,0 +1,289 @@
+"""One client session: the glue between the wire, the planner and the executor.
+
+Built on mysql-mimic's `BaseSession`, which receives raw SQL without parsing
+it (mimic's full `Session` parses every statement and answers BEGIN, SET,
+SHOW... itself with fakes).  Per statement:
+
+    classify (regex) -> transaction control / SET / USE handled here
+                     -> everything else: plan (pure) -> execute (backends)
+
+Session variables: every SET the client sends is run on the session's backend
+connections and recorded; connections opened later replay the record, so
+`SELECT @@sql_mode` and `SHOW VARIABLES` always tell the truth.  SET GLOBAL is
+refused: on a gateway it would change one region only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import replace
+from typing import Any
+
+from mysql_mimic.session import BaseSession
+from mysql_mimic.variables import GlobalVariables, SessionVariables
+
+from minisql.errors import ER_LOCK_WAIT_TIMEOUT, ER_UNKNOWN, SqlError, unsupported
+from topology import CallTimeout, Topology, TopologyError
+
+from . import metrics
+from .backend import BackendPool, QueryResult
+from .executor import OK_REPLY, Reply, SessionBackends, execute, run_statement
+from .planner import Op, Plan, plan, plan_use_database
+from .routing import RoutingTable
+from .statements import AnalysisCache, Kind, classify, strip_leading_noise, substitute_last_insert_id
+from .txn import Effect, Event, TxState, transition
+
+log = logging.getLogger(__name__)
+
+DDL_TIMEOUT = 60.0
+
+_SET_ITEM = re.compile(
+    r"^\s*(?:(global|session|local|persist)\s+|@@(global|session|local)\.|@@)?"
+    r"(`(?:[^`]|``)+`|@?[\w$.]+|'[^']*')\s*(?::=|=)\s*(.*?)\s*$",
+    re.I | re.S,
+)
+_SET_NAMES = re.compile(r"^\s*(names|character\s+set|charset)\b", re.I)
+_SET_TRANSACTION = re.compile(r"^\s*(?:(global|session)\s+)?transaction\b", re.I)
+_SAVEPOINT_NAME = re.compile(r"(?:savepoint\s+)?(`(?:[^`]|``)+`|[\w$]+)\s*;?\s*$", re.I)
+_TRUE = {"1", "on", "true", "'on'", "'1'", "yes"}
+_FALSE = {"0", "off", "false", "'off'", "'0'", "no"}
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on `sep` outside quotes and parentheses."""
+    parts, depth, quote, start = [], 0, "", 0
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"`":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return parts
+
+
+class ProxySession(BaseSession):
+    """State of one client connection; see the module docstring."""
+
+    def __init__(self, routing: RoutingTable, pool: BackendPool, topology: Topology, cache: AnalysisCache, version: str) -> None:
+        self.variables = SessionVariables(GlobalVariables())
+        self.variables.set("version", version, force=True)
+        self.username: str | None = None
+        self.database: str | None = None
+        self.routing = routing
+        self.topology = topology
+        self.cache = cache
+        self.backends = SessionBackends(pool)
+        self.tx = TxState()
+        self.last_insert_id = 0
+        self.last_insert_region: str | None = None
+        self.connection: Any = None
+        metrics.SESSIONS.inc()
+
+    # -- mimic hooks ------------------------------------------------------------
+    async def init(self, connection: Any) -> None:
+        self.connection = connection
+        if self.database:
+            # CLIENT_CONNECT_WITH_DB: validate the database named at login.
+            plan_use_database(self.database, self.routing.snapshot)
+
+    async def close(self) -> None:
+        metrics.SESSIONS.dec()
+        if self.tx.active:
+            metrics.TRANSACTIONS.labels("disconnect").inc()
+        self.backends.close()
+
+    async def reset(self) -> None:
+        if self.tx.active:
+            try:
+                await self.backends.end_transaction(commit=False)
+            except SqlError:
+                pass
+        self.backends.close()
+        self.backends = SessionBackends(self.backends.pool)
+        self.tx = TxState()
+
+    async def use(self, database: str) -> None:
+        plan_use_database(database, self.routing.snapshot)
+        self.database = database
+
+    async def handle_query(self, sql: str, attrs: dict[str, str]) -> Any:  # pragma: no cover - wire uses execute()
+        raise SqlError(ER_UNKNOWN, "internal: ProxySession is driven through execute()")
+
+    def open_regions(self) -> tuple[str, ...]:
+        return self.backends.open_regions()
+
+    # -- the statement path -------------------------------------------------------
+    async def execute(self, sql: str) -> Reply:
+        kind = classify(sql)
+        if kind is Kind.BEGIN:
+            return await self._transaction(Event.BEGIN, begin_sql=strip_leading_noise(sql).rstrip().rstrip(";"))
+        if kind is Kind.COMMIT:
+            return await self._transaction(Event.COMMIT)
+        if kind is Kind.ROLLBACK:
+            return await self._transaction(Event.ROLLBACK)
+        if kind in (Kind.SAVEPOINT, Kind.ROLLBACK_TO, Kind.RELEASE):
+            return await self._savepoint(kind, sql)
+        if kind is Kind.SET:
+            return await self._set(sql)
+        snap = self.routing.snapshot
+        p = plan(sql, kind, snap, self, self.cache)
+        metrics.QUERIES.labels(p.op.value).inc()
+        if p.op is Op.USE:
+            self.database = p.database
+            return OK_REPLY
+        if p.op is Op.DDL:
+            return await self._ddl(p)
+        if p.op is Op.LOCAL:
+            return Reply(local=p.local)
+        self.tx, _ = transition(self.tx, Event.STATEMENT)
+        if "last_insert_id" in sql.lower() and (p.tables or p.op is Op.ANY):
+            # The statement may run on a region that did not run the INSERT.
+            p = replace(p, sql=substitute_last_insert_id(p.sql, self.last_insert_id))
+        try:
+            reply = await execute(p, self.backends, snap, self.database, self.tx)
+        except SqlError as e:
+            if getattr(e, "abort_transaction", False):
+                await self._abort()
+            raise
+        if p.op is Op.WRITE and reply.result is not None and reply.result.insert_id:
+            self.last_insert_id = reply.result.insert_id
+            self.last_insert_region = p.regions[0]
+        return reply
+
+    async def _abort(self) -> None:
+        self.tx, _ = transition(self.tx, Event.ABORT)
+        metrics.TRANSACTIONS.labels("aborted").inc()
+        try:
+            await self.backends.end_transaction(commit=False)
+        except SqlError as e:
+            log.warning("rollback after a failed replica write also failed: %s", e)
+
+    async def _transaction(self, event: Event, begin_sql: str = "START TRANSACTION") -> Reply:
+        metrics.QUERIES.labels("transaction").inc()
+        was_active = self.tx.active
+        self.tx, effects = transition(self.tx, event, begin_sql=begin_sql)
+        await self._run_effects(effects)
+        if event is not Event.BEGIN and was_active:
+            metrics.TRANSACTIONS.labels("commit" if event is Event.COMMIT else "rollback").inc()
+        return OK_REPLY
+
+    async def _run_effects(self, effects: tuple) -> None:
+        for effect in effects:
+            await self.backends.end_transaction(commit=effect is Effect.COMMIT_ALL)
+
+    async def _savepoint(self, kind: Kind, sql: str) -> Reply:
+        m = _SAVEPOINT_NAME.search(strip_leading_noise(sql))
+        if not m:
+            raise SqlError(1064, "You have an error in your SQL syntax near 'SAVEPOINT'", "42000")
+        name = m.group(1).strip("`")
+        event = {Kind.SAVEPOINT: Event.SAVEPOINT, Kind.ROLLBACK_TO: Event.ROLLBACK_TO, Kind.RELEASE: Event.RELEASE}[kind]
+        self.tx, _ = transition(self.tx, event, savepoint=name)
+        if self.tx.active:
+            await self.backends.broadcast_in_txn(sql)
+        return OK_REPLY
+
+    # -- SET ------------------------------------------------------------------------
+    async def _set(self, sql: str) -> Reply:
+        metrics.QUERIES.labels("set").inc()
+        body = strip_leading_noise(sql).strip().rstrip(";")
+        items = split_top_level(body[3:])
+        keys: list[str] = []
+        autocommit: bool | None = None
+        one_shot = False
+        for item in items:
+            if _SET_NAMES.match(item):
+                keys.append("names")
+                continue
+            mt = _SET_TRANSACTION.match(item)
+            if mt:
+                scope = (mt.group(1) or "").lower()
+                if scope == "global":
+                    raise unsupported("SET GLOBAL through the gateway (it would change one region only)")
+                if scope == "session":
+                    keys.append("session transaction")
+                else:
+                    one_shot = True
+                continue
+            m = _SET_ITEM.match(item)
+            if not m:
+                raise unsupported(f"SET {item.strip()[:40]}")
+            scope = (m.group(1) or m.group(2) or "").lower()
+            if scope in ("global", "persist"):
+                raise unsupported("SET GLOBAL through the gateway (it would change one region only)")
+            name = m.group(3).strip("`").lower()
+            if name.startswith("@@"):
+                name = name[2:]
+            for prefix in ("session.", "local."):
+                if name.startswith(prefix):
+                    name = name[len(prefix):]
+            if name.startswith("global."):
+                raise unsupported("SET GLOBAL through the gateway (it would change one region only)")
+            if name == "autocommit":
+                value = m.group(4).strip().lower()
+                if value in _TRUE:
+                    autocommit = True
+                elif value in _FALSE:
+                    autocommit = False
+                else:
+                    raise SqlError(1231, f"Variable 'autocommit' can't be set to the value of '{m.group(4).strip()}'")
+            keys.append(name)
+
+        # Validate on one backend first (a wrong value gets MariaDB's own error),
+        # then reach every other open connection.
+        snap = self.routing.snapshot
+        region = self.backends.any_region(snap)
+        conn = await self.backends.get(region, snap, self.database, self.tx)
+        await run_statement(conn, sql, self.backends)
+        conn.dirty = True
+        for other, oconn in list(self.backends.conns.items()):
+            if other != region and not oconn.closed:
+                await run_statement(oconn, sql, self.backends)
+                oconn.dirty = True
+        if not one_shot:
+            key = ",".join(keys)
+            self.backends.replay.pop(key, None)
+            self.backends.replay[key] = sql
+        if autocommit is not None:
+            # The backends already committed (SET autocommit=1 commits); keep our state in step.
+            self.tx, effects = transition(self.tx, Event.AUTOCOMMIT_ON if autocommit else Event.AUTOCOMMIT_OFF)
+            if effects:
+                await self._run_effects(effects)
+        return OK_REPLY
+
+    # -- DDL ------------------------------------------------------------------------
+    async def _ddl(self, p: Plan) -> Reply:
+        self.tx, effects = transition(self.tx, Event.IMPLICIT_COMMIT)
+        await self._run_effects(effects)
+        try:
+            result = await self.topology.call(
+                "master", {"op": "ddl", "sql": p.sql, "database": self.database}, timeout=DDL_TIMEOUT
+            )
+        except CallTimeout:
+            raise SqlError(ER_LOCK_WAIT_TIMEOUT, f"No master answered the DDL within {DDL_TIMEOUT:.0f} s (is a master running?)")
+        except TopologyError as e:
+            raise SqlError(ER_UNKNOWN, f"Cannot reach ZooKeeper to run DDL: {e}")
+        if "error" in result:
+            raise SqlError.from_dict(result["error"])
+        version = int(result.get("placement_version", -1))
+        try:
+            await self.routing.wait_for_epoch(version)
+        except asyncio.TimeoutError:
+            log.warning("placement version %d not seen after DDL; answering anyway", version)
+        warnings = result.get("warnings") or []
+        return Reply(QueryResult(None, [], int(result.get("affected_rows", 0)), 0, len(warnings), 0, b""))
+
