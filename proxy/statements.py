@@ -131,10 +131,10 @@ def classify(sql: str) -> Kind:
 # -- digests ----------------------------------------------------------------
 _LITERALS = re.compile(
     r"""
-    (`(?:[^`]|``)*`)                          # 1: quoted identifier, kept
+    (`(?:[^`]|``)*`                           # 1: kept: quoted identifier,
+    |"(?:[^"\\]|\\.|"")*")                    #    or "..." (an identifier under ANSI_QUOTES)
     |(/\*(?:.|\n)*?\*/)                       # 2: comment, kept
     |'(?:[^'\\]|\\.|'')*'                     # single-quoted string
-    |"(?:[^"\\]|\\.|"")*"                     # double-quoted string (no ANSI_QUOTES)
     |\b0x[0-9a-fA-F]+\b|\b[xX]'[0-9a-fA-F]*'|\b[bB]'[01]*'
     |(?<![\w.$])\d+(?:\.\d*)?(?:[eE][-+]?\d+)?  # number, not part of an identifier
     |(?<![\w.$])\.\d+(?:[eE][-+]?\d+)?

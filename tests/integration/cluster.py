@@ -1,0 +1,170 @@
+"""A whole MiniSQL cluster for end-to-end tests: real processes, real servers.
+
+Uses the session's ZooKeeper and MariaDB fixtures and starts, as separate
+`python -m minisql.cli ...` processes, one region agent per MariaDB, two
+masters and one proxy, each under its own ZooKeeper root so test modules do
+not see each other's placement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import pymysql
+
+from minisql.localstack import ManagedProcess, free_port, port_accepts
+from topology import Topology
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Component(ManagedProcess):
+    """One `minisql <component>` child process."""
+
+    stop_timeout = 15.0
+
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path, ready_port: int | None = None) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        super().__init__(name, log_path=log_path, env=env, cwd=ROOT)
+        self._argv = [sys.executable, "-m", "minisql.cli", *argv]
+        self.ready_port = ready_port
+
+    def command(self) -> list[str]:
+        return self._argv
+
+    def probe(self) -> bool:
+        return self.ready_port is None or port_accepts(self.ready_port)
+
+
+class Cluster:
+    def __init__(self, zookeeper: Any, mariadbs: Sequence[Any], credentials: Any, workdir: Path, zk_root: str) -> None:
+        self.zk_hosts = zookeeper.hosts
+        self.zk_root = zk_root
+        self.mariadbs = list(mariadbs)
+        self.credentials = credentials
+        self.workdir = workdir
+        self.secrets = workdir / "secrets.json"
+        self.users = workdir / "users.json"
+        self.proxy_port = free_port()
+        self.regions: dict[str, Component] = {}
+        self.masters: dict[str, Component] = {}
+        self.proxy: Component | None = None
+
+    def _common(self) -> list[str]:
+        return ["--zk", self.zk_hosts, "--zk-root", self.zk_root, "--log-level", "INFO"]
+
+    def start(self, users: dict[str, str] | None = None) -> "Cluster":
+        from minisql.config import native_password_hash
+
+        self.secrets.write_text(json.dumps({"backend_user": self.credentials.user, "backend_password": self.credentials.password}))
+        os.chmod(self.secrets, 0o600)
+        accounts = users or {"root": ""}
+        self.users.write_text(json.dumps({"users": {u: {"native_password_hash": native_password_hash(p)} for u, p in accounts.items()}}))
+        os.chmod(self.users, 0o600)
+        for i, db in enumerate(self.mariadbs, start=1):
+            self.start_region(f"r{i}", db.port)
+        for m in ("m1", "m2"):
+            self.start_master(m)
+        self.proxy = Component(
+            "proxy",
+            ["proxy", *self._common(), "--port", str(self.proxy_port), "--metrics-port", str(free_port()),
+             "--secrets", str(self.secrets), "--users", str(self.users)],
+            self.workdir / "proxy.log",
+            ready_port=self.proxy_port,
+        )
+        self.wait_for(lambda s: len(s["regions"]) == len(self.mariadbs) and s["leader"] is not None, "regions and a leader")
+        self.proxy.start(timeout=60)
+        return self
+
+    def start_region(self, region_id: str, mysql_port: int) -> Component:
+        proc = Component(
+            f"region-{region_id}",
+            ["region", *self._common(), "--id", region_id, "--mysql-port", str(mysql_port),
+             "--metrics-port", str(free_port()), "--secrets", str(self.secrets), "--load-interval", "1"],
+            self.workdir / f"region-{region_id}.log",
+        )
+        proc.start(timeout=60)
+        self.regions[region_id] = proc
+        return proc
+
+    def start_master(self, master_id: str) -> Component:
+        proc = Component(
+            f"master-{master_id}",
+            ["master", *self._common(), "--id", master_id, "--metrics-port", str(free_port())],
+            self.workdir / f"master-{master_id}.log",
+        )
+        proc.start(timeout=60)
+        self.masters[master_id] = proc
+        return proc
+
+    def stop(self) -> None:
+        procs = ([self.proxy] if self.proxy else []) + list(self.masters.values()) + list(self.regions.values())
+        for proc in procs:
+            if proc.alive:
+                proc.terminate()
+        for proc in procs:
+            proc.stop()
+
+    # -- observation ----------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        async def read() -> dict[str, Any]:
+            topo = Topology.for_zookeeper(self.zk_hosts, self.zk_root)
+            await topo.start()
+            try:
+                regions = await topo.list_regions()
+                placement = await topo.get_placement()
+                leader = await topo.get_leader()
+                return {"regions": regions, "placement": placement, "leader": leader}
+            finally:
+                await topo.close()
+
+        return asyncio.run(read())
+
+    def wait_for(self, predicate: Any, what: str, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        state: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            state = self.state()
+            if predicate(state):
+                return state
+            time.sleep(0.3)
+        logs = "\n".join(f"--- {p.name}\n{p.log_tail(20)}" for p in [*self.regions.values(), *self.masters.values()])
+        raise AssertionError(f"timed out waiting for {what}; last state {state}\n{logs}")
+
+    def connect(self, **kwargs: Any) -> pymysql.connections.Connection:
+        kwargs.setdefault("user", "root")
+        kwargs.setdefault("password", "")
+        return pymysql.connect(host="127.0.0.1", port=self.proxy_port, autocommit=True, **kwargs)
+
+    def connect_region(self, region_id: str, **kwargs: Any) -> pymysql.connections.Connection:
+        index = int(region_id[1:]) - 1
+        return pymysql.connect(
+            host="127.0.0.1", port=self.mariadbs[index].port, user=self.credentials.user,
+            password=self.credentials.password, autocommit=True, **kwargs,
+        )
+
+    def rows_on_regions(self, database: str, table: str, order_by: str = "1") -> dict[str, list[tuple]]:
+        """{region: rows} for every region where `database.table` exists."""
+        found: dict[str, list[tuple]] = {}
+        for i in range(1, len(self.mariadbs) + 1):
+            region = f"r{i}"
+            conn = self.connect_region(region)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(
+                        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s",
+                        (database, table),
+                    )
+                    if cur.fetchone()[0]:
+                        cur.execute(f"SELECT * FROM `{database}`.`{table}` ORDER BY {order_by}")
+                        found[region] = list(cur.fetchall())
+            finally:
+                conn.close()
+        return found

@@ -1,0 +1,282 @@
+"""End to end through the proxy: real ZooKeeper, three real MariaDB regions,
+region agents, two masters and the proxy, driven by the stock `mariadb` CLI,
+PyMySQL and mysql-connector-python."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+
+import mysql.connector
+import pymysql
+import pytest
+
+from .cluster import Cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory):
+    c = Cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory.mktemp("cluster"), f"/e2e-{uuid.uuid4().hex[:8]}")
+    try:
+        c.start(users={"root": "", "app": "s3cret"})
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture()
+def db(cluster):
+    """A fresh database for one test (the MariaDB servers are shared by the session)."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    conn = cluster.connect()
+    conn.cursor().execute(f"CREATE DATABASE {name}")
+    conn.close()
+    return name
+
+
+def cli(cluster, sql: str, database: str | None = None, user: str = "root") -> subprocess.CompletedProcess:
+    mariadb = shutil.which("mariadb") or shutil.which("mysql")
+    assert mariadb, "the mariadb client must be installed (make deps)"
+    argv = [mariadb, "-h", "127.0.0.1", "-P", str(cluster.proxy_port), "-u", user, "--batch", "--skip-column-names"]
+    if database:
+        argv.append(database)
+    return subprocess.run(argv + ["-e", sql], capture_output=True, text=True, timeout=60)
+
+
+def test_seed_scenario_with_the_stock_cli(cluster, db):
+    out = cli(cluster, "create table student(id int, name char(20))", db)
+    assert out.returncode == 0, out.stderr
+    out = cli(cluster, "insert into student values (1, 'alice'); insert into student values (2, 'bob'), (3, 'carol');", db)
+    assert out.returncode == 0, out.stderr
+    out = cli(cluster, "select id, name from student order by id", db)
+    assert out.stdout.splitlines() == ["1\talice", "2\tbob", "3\tcarol"]
+    assert cli(cluster, "update student set name = 'bobby' where id = 2", db).returncode == 0
+    assert cli(cluster, "delete from student where id = 1", db).returncode == 0
+    out = cli(cluster, "select id, name from student order by id", db)
+    assert out.stdout.splitlines() == ["2\tbobby", "3\tcarol"]
+
+    copies = cluster.rows_on_regions(db, "student")
+    assert len(copies) == 2, copies  # exactly two regions hold the table
+    first, second = copies.values()
+    assert first == second == [(2, "bobby"), (3, "carol")]
+    placement = cluster.state()["placement"].table(db, "student")
+    assert set(copies) == {placement.primary, *placement.replicas}
+
+    assert cli(cluster, "drop table student", db).returncode == 0
+    assert cluster.rows_on_regions(db, "student") == {}
+    out = cli(cluster, "select * from student", db)
+    assert out.returncode != 0 and "1146" in out.stderr
+
+
+def test_pymysql_autocommit_transactions_and_errors(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE acct (id INT AUTO_INCREMENT PRIMARY KEY, owner VARCHAR(20) UNIQUE, balance INT)")
+    assert cur.execute("INSERT INTO acct (owner, balance) VALUES (%s, %s)", ("ann", 100)) == 1
+    assert cur.lastrowid == 1
+    assert cur.execute("INSERT INTO acct (owner, balance) VALUES ('ben', 5), ('cy', 7)") == 2
+    assert cur.lastrowid == 2  # the first id of a multi-row insert, as MySQL reports it
+    cur.execute("SELECT LAST_INSERT_ID()")
+    assert cur.fetchone()[0] == 2
+
+    with pytest.raises(pymysql.err.IntegrityError) as info:
+        cur.execute("INSERT INTO acct (owner, balance) VALUES ('ann', 1)")
+    assert info.value.args[0] == 1062
+
+    # An explicit transaction that is rolled back leaves both copies untouched.
+    conn.begin()
+    assert cur.execute("UPDATE acct SET balance = balance - 50 WHERE owner = 'ann'") == 1
+    cur.execute("INSERT INTO acct (owner, balance) VALUES ('dan', 1)")
+    cur.execute("SELECT balance FROM acct WHERE owner = 'ann'")
+    assert cur.fetchone()[0] == 50  # the transaction sees its own write
+    conn.rollback()
+    cur.execute("SELECT owner, balance FROM acct ORDER BY id")
+    assert cur.fetchall() == (("ann", 100), ("ben", 5), ("cy", 7))
+
+    # ...and a committed one reaches both.
+    conn.begin()
+    cur.execute("UPDATE acct SET balance = balance + 1")
+    assert cur.rowcount == 3
+    conn.commit()
+    copies = cluster.rows_on_regions(db, "acct", "id")
+    assert len(copies) == 2
+    assert all(rows == [(1, "ann", 101), (2, "ben", 6), (3, "cy", 8)] for rows in copies.values()), copies
+
+    # autocommit=0: implicit transactions, undone by ROLLBACK.
+    conn.autocommit(False)
+    cur.execute("DELETE FROM acct WHERE owner = 'cy'")
+    conn.rollback()
+    conn.autocommit(True)
+    cur.execute("SELECT COUNT(*) FROM acct")
+    assert cur.fetchone()[0] == 3
+    assert all(len(rows) == 3 for rows in cluster.rows_on_regions(db, "acct", "id").values())
+    conn.close()
+
+
+def test_mysql_connector(cluster, db):
+    conn = mysql.connector.connect(host="127.0.0.1", port=cluster.proxy_port, user="root", database=db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE item (id INT AUTO_INCREMENT PRIMARY KEY, sku VARCHAR(10) UNIQUE, price DECIMAL(8,2))")
+    cur.execute("INSERT INTO item (sku, price) VALUES (%s, %s)", ("a1", "9.50"))
+    assert (cur.rowcount, cur.lastrowid) == (1, 1)
+    conn.commit()
+    conn.start_transaction()
+    cur.execute("INSERT INTO item (sku, price) VALUES ('b2', 1.25)")
+    conn.rollback()
+    cur.execute("SELECT sku, price FROM item")
+    rows = cur.fetchall()
+    assert [(r[0], str(r[1])) for r in rows] == [("a1", "9.50")]  # DECIMAL scale survives the relay
+    with pytest.raises(mysql.connector.errors.IntegrityError) as info:
+        cur.execute("INSERT INTO item (sku, price) VALUES ('a1', 2)")
+    assert (info.value.errno, info.value.sqlstate) == (1062, "23000")
+    with pytest.raises(mysql.connector.errors.ProgrammingError) as info:
+        cur.execute("SELECT * FROM missing_table")
+    assert (info.value.errno, info.value.sqlstate) == (1146, "42S02")
+    with pytest.raises(mysql.connector.errors.ProgrammingError) as info:
+        cur.execute("SELEKT 1")
+    assert (info.value.errno, info.value.sqlstate) == (1064, "42000")
+    conn.close()
+
+
+def test_session_variables_reach_every_backend_connection(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    for name in ("a", "b", "c", "d"):
+        cur.execute(f"CREATE TABLE {name} (id INT PRIMARY KEY)")
+    cur.execute("SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES'")
+    cur.execute("SELECT @@sql_mode")
+    assert cur.fetchone()[0] == "ANSI_QUOTES,STRICT_ALL_TABLES"
+    # Touch every table: at least one lives on a region this session had not
+    # connected to yet, and the SET must have been replayed there.
+    for name in ("a", "b", "c", "d"):
+        cur.execute(f'SELECT @@sql_mode FROM "{name}" UNION ALL SELECT @@sql_mode')
+        assert {r[0] for r in cur.fetchall()} == {"ANSI_QUOTES,STRICT_ALL_TABLES"}
+    cur.execute("SHOW VARIABLES LIKE 'sql_mode'")
+    assert cur.fetchone()[1] == "ANSI_QUOTES,STRICT_ALL_TABLES"
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cur.execute("SET GLOBAL max_connections = 10")
+    assert info.value.args[0] == 1235
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cur.execute("SET sql_mode = 'NO_SUCH_MODE'")
+    assert info.value.args[0] == 1231  # MariaDB's own error, not a fake OK
+    conn.close()
+
+
+def test_functions_answer_correctly(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("SELECT DATABASE(), @@version, NOW() > '2020-01-01', 1 + 1")
+    database, version, now_ok, two = cur.fetchone()
+    assert (database, now_ok, two) == (db, 1, 2)
+    assert "MariaDB" in version
+    cur.execute("CREATE TABLE seq (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+    cur.execute("CREATE TABLE child (id INT AUTO_INCREMENT PRIMARY KEY, parent INT)")
+    cur.execute("INSERT INTO seq (v) VALUES (1), (2), (3)")
+    cur.execute("INSERT INTO seq (v) VALUES (4)")
+    cur.execute("INSERT INTO child (parent) VALUES (LAST_INSERT_ID())")  # may run on another region
+    cur.execute("SELECT parent FROM child")
+    assert cur.fetchone()[0] == 4
+    assert all(rows == [(1, 4)] for rows in cluster.rows_on_regions(db, "child", "id").values())
+    conn.close()
+
+
+def test_show_and_describe(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE shown (id INT UNSIGNED NOT NULL PRIMARY KEY, name VARCHAR(30), KEY k_name (name))")
+    cur.execute("SHOW DATABASES")
+    assert (db,) in cur.fetchall()
+    cur.execute("SHOW TABLES")
+    assert cur.fetchall() == (("shown",),)
+    cur.execute("SHOW CREATE TABLE shown")
+    assert "`k_name`" in cur.fetchone()[1]
+    cur.execute("DESCRIBE shown")
+    assert [r[0] for r in cur.fetchall()] == ["id", "name"]
+    cur.execute("SHOW COLUMNS FROM shown")
+    assert cur.fetchall()[0][1] == "int(10) unsigned"
+    cur.execute("SHOW INDEX FROM shown")
+    assert {r[2] for r in cur.fetchall()} == {"PRIMARY", "k_name"}
+    conn.select_db(db)  # COM_INIT_DB
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        conn.select_db("no_such_db")
+    assert info.value.args[0] == 1049
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cur.execute("USE no_such_db")
+    assert info.value.args[0] == 1049
+    conn.close()
+
+
+def test_cross_region_join_is_refused_or_routed_never_wrong(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    names = [f"j{i}" for i in range(4)]
+    for name in names:
+        cur.execute(f"CREATE TABLE {name} (id INT PRIMARY KEY, v INT)")
+        cur.execute(f"INSERT INTO {name} VALUES (1, {len(name)}), (2, 20)")
+    placement = cluster.state()["placement"]
+    for a in names:
+        for b in names:
+            copies_a = set(placement.table(db, a).write_regions)
+            copies_b = set(placement.table(db, b).write_regions)
+            sql = f"SELECT x.id, y.v FROM {a} x JOIN {b} y ON x.id = y.id ORDER BY x.id"
+            if copies_a & copies_b:
+                cur.execute(sql)
+                assert cur.fetchall() == ((1, 2), (2, 20))
+            else:
+                with pytest.raises(pymysql.err.MySQLError) as info:
+                    cur.execute(sql)
+                assert info.value.args[0] == 1235
+    conn.close()
+
+
+def test_bad_input_gets_errors_and_the_proxy_keeps_serving(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    for sql, errno in [
+        ("SELECT * FROM", 1064),
+        ("FROBNICATE everything", 1064),
+        ("SELECT * FROM nowhere", 1146),
+        ("LOCK TABLES x WRITE", 1235),
+        ("SELECT * FROM information_schema.tables", 1235),
+        ("CREATE TABLE broken (id INT,, x)", 1064),  # the region rejects it: nothing is published
+        ("", 1065),
+    ]:
+        with pytest.raises(pymysql.err.MySQLError) as info:
+            cur.execute(sql)
+        assert info.value.args[0] == errno, (sql, info.value.args)
+    cur.execute("SHOW TABLES")
+    assert cur.fetchall() == ()
+    assert cluster.rows_on_regions(db, "broken") == {}
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cluster.connect(user="root", password="wrong")
+    assert info.value.args[0] == 1045
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cluster.connect(user="nobody")
+    assert info.value.args[0] == 1045
+    app = cluster.connect(user="app", password="s3cret")
+    app.cursor().execute("SELECT 1")
+    app.close()
+    cur.execute("SELECT 1")
+    assert cur.fetchone() == (1,)
+    conn.close()
+
+
+def test_nondeterministic_writes_are_refused_on_replicated_tables(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE ev (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6) DEFAULT NOW(6), r DOUBLE)")
+    cur.execute("INSERT INTO ev (r) VALUES (RAND())")
+    cur.execute("INSERT INTO ev (r) VALUES (RAND()), (RAND())")
+    copies = cluster.rows_on_regions(db, "ev", "id")
+    first, second = copies.values()
+    assert first == second  # NOW(6) defaults and RAND() are pinned to the primary's
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cur.execute("UPDATE ev SET r = UUID()")
+    assert info.value.args[0] == 1235
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cur.execute("DELETE FROM ev LIMIT 1")
+    assert info.value.args[0] == 1235
+    cur.execute("DELETE FROM ev ORDER BY id LIMIT 1")
+    assert cur.rowcount == 1
+    conn.close()
