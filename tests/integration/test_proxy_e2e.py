@@ -280,3 +280,47 @@ def test_nondeterministic_writes_are_refused_on_replicated_tables(cluster, db):
     cur.execute("DELETE FROM ev ORDER BY id LIMIT 1")
     assert cur.rowcount == 1
     conn.close()
+
+
+def test_a_region_that_refuses_connections_gets_an_error_not_a_hang(cluster, db):
+    """Place a table on a registered region whose MariaDB port is closed."""
+    import asyncio
+    import time
+
+    from minisql.localstack import free_port
+    from topology import RegionInfo, TablePlacement, Topology
+
+    async def place(add: bool) -> None:
+        topo = Topology.for_zookeeper(cluster.zk_hosts, cluster.zk_root)
+        await topo.start()
+        try:
+            if add:
+                await topo.register_region(RegionInfo("rdead", "127.0.0.1", free_port(), 0, "", time.time()))
+                await topo.update_placement(lambda p: p.with_table(TablePlacement(db, "ghost", "rdead", {})))
+            else:
+                await topo.update_placement(lambda p: p.without_table(db, "ghost"))
+                await topo.unregister_region("rdead")
+        finally:
+            await topo.close()
+
+    asyncio.run(place(True))
+    try:
+        conn = cluster.connect(database=db)
+        cur = conn.cursor()
+        deadline = time.monotonic() + 10
+        while True:  # the proxy's placement watch may take a moment
+            try:
+                cur.execute("SELECT * FROM ghost")
+            except pymysql.err.MySQLError as e:
+                if e.args[0] == 1146 and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                assert e.args[0] == 2003, e.args
+                assert "rdead" in e.args[1]
+                break
+            raise AssertionError("a query on an unreachable region returned rows")
+        cur.execute("SELECT 1")  # the session and the proxy keep serving
+        assert cur.fetchone() == (1,)
+        conn.close()
+    finally:
+        asyncio.run(place(False))
