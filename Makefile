@@ -1,0 +1,85 @@
+# MiniSQL Cluster -- developer and CI entry points.
+#
+#   make deps     system packages (apt) + .venv, each only when missing / out of date
+#   make up       run the whole stack on this machine (Ctrl-C stops it)
+#   make test     run the test suite
+#   make bench    run the benchmark (bench/run.sh)
+#   make status   show the running cluster's regions, tables and leader
+#   make clean    remove the local stack's data (.minisql)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+VENV_PY   := $(VENV)/bin/python
+STAMP     := $(VENV)/.deps-stamp
+DATA_DIR  ?= .minisql
+UP_ARGS   ?=
+PYTEST_ARGS ?=
+
+APT_PACKAGES := mariadb-server mariadb-client zookeeper sysbench
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# The first Python >= 3.11 on PATH (override: make deps PYTHON=/path/to/python3).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then \
+	    command -v $$p; break; fi; done)
+
+.PHONY: help deps system-deps python-deps up test bench status clean
+
+help:
+	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
+
+deps: system-deps python-deps
+
+# MariaDB, ZooKeeper (+ Java) and sysbench from Debian, only if something is missing.
+system-deps:
+	@missing=""; \
+	{ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; } || missing="$$missing mariadbd"; \
+	command -v mariadb-install-db >/dev/null 2>&1 || missing="$$missing mariadb-install-db"; \
+	command -v mariadb >/dev/null 2>&1 || missing="$$missing mariadb"; \
+	[ -f /usr/share/java/zookeeper.jar ] || missing="$$missing zookeeper.jar"; \
+	[ -f /usr/share/java/slf4j-simple.jar ] || missing="$$missing slf4j-simple.jar"; \
+	command -v java >/dev/null 2>&1 || missing="$$missing java"; \
+	command -v sysbench >/dev/null 2>&1 || missing="$$missing sysbench"; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: missing:$$missing -- installing $(APT_PACKAGES)"; \
+	  $(SUDO) apt-get update; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PACKAGES) libslf4j-java; \
+	fi
+
+python-deps: $(STAMP)
+
+$(VENV_PY):
+	@if [ -z "$(PYTHON)" ]; then echo "deps: need Python >= 3.11 on PATH (or make PYTHON=...)" >&2; exit 1; fi
+	@echo "deps: creating $(VENV) with $(PYTHON)"
+	@if ! $(PYTHON) -m venv $(VENV); then \
+	  echo "deps: venv failed; installing python3-venv" >&2; rm -rf $(VENV); \
+	  $(SUDO) apt-get update; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv; \
+	  $(PYTHON) -m venv $(VENV); \
+	fi
+
+# Reinstall only when the project's requirements changed (or the venv is new).
+$(STAMP): pyproject.toml constraints.txt | $(VENV_PY)
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@touch $@
+
+up: deps
+	$(VENV)/bin/minisql up --data-dir $(DATA_DIR) $(UP_ARGS)
+
+test: deps
+	$(VENV_PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: deps
+	@if [ ! -f bench/run.sh ]; then echo "bench: bench/run.sh does not exist yet" >&2; exit 1; fi
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash bench/run.sh
+
+status: python-deps
+	$(VENV)/bin/minisql status
+
+clean:
+	@if [ -f $(DATA_DIR)/up.lock ] && ! flock -n $(DATA_DIR)/up.lock true; then \
+	  echo "clean: a 'minisql up' is still running on $(DATA_DIR); stop it first" >&2; exit 1; fi
+	rm -rf $(DATA_DIR)

@@ -1,0 +1,802 @@
+"""Launchers for the local processes of a one-machine stack and of the tests.
+
+`ZooKeeperProcess` runs Debian's ZooKeeper (standalone), `MariaDBProcess` a
+private mariadbd on its own datadir, and `CommandProcess` any other command
+(the proxy, master and region agents under ``minisql up``).  All share
+`ManagedProcess`:
+
+* ``start()`` = ``launch()`` + ``wait_ready()``: it returns only once the server
+  really serves (ZooKeeper answers ``ruok`` with ``imok`` and ``stat``;
+  MariaDB runs a query), and raises `ProcessStartError` with the log tail if the
+  process dies or does not get ready in time (the half-started process is
+  stopped first).
+* ``stop()`` sends SIGTERM, waits, then SIGKILLs.  Children are *not* started in
+  a new session (Ctrl-C in a terminal reaches them too), and nothing makes them
+  die with their parent: whoever starts them must stop them.  An ``atexit``
+  hook stops whatever is still running when the interpreter exits normally.
+
+Everything a process writes (stdout, stderr, MariaDB's error log) goes to its
+``log_path``, opened for append so restarts keep the history.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import getpass
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+
+ZOOKEEPER_JARS = ("/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-simple.jar")
+ZOOKEEPER_MAIN = "org.apache.zookeeper.server.ZooKeeperServerMain"
+
+DEFAULT_BACKEND_USER = "minisql"
+
+
+# -- errors -------------------------------------------------------------------------
+class LocalStackError(RuntimeError):
+    """Base of every error raised here."""
+
+
+class MissingDependencyError(LocalStackError):
+    """A program or jar this stack needs is not installed (run `make deps`)."""
+
+
+class PortInUseError(LocalStackError):
+    pass
+
+
+class StartAborted(LocalStackError):
+    """`should_abort` returned True while waiting for a process to get ready."""
+
+
+class ProcessStartError(LocalStackError):
+    """A process exited during start-up or did not get ready in time."""
+
+    def __init__(self, name: str, reason: str, log_path: Path | None, log_tail: str) -> None:
+        self.name = name
+        self.reason = reason
+        self.log_path = log_path
+        self.log_tail = log_tail
+        msg = f"{name} {reason}"
+        if log_path is not None:
+            msg += f"; log: {log_path}"
+        if log_tail:
+            msg += "\n--- last lines of the log ---\n" + log_tail
+        super().__init__(msg)
+
+
+# -- ports --------------------------------------------------------------------------
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nobody listens on right now (the kernel's choice)."""
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """`count` distinct free ports (all sockets are held until every port is chosen)."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """True when a server could listen on host:port now (SO_REUSEADDR, like servers do)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def port_accepts(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(port: int, host: str = LOOPBACK, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not port_accepts(port, host):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing accepts connections on {host}:{port} after {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def tail(path: Path | str | None, lines: int = 30, start: int = 0) -> str:
+    """The last `lines` lines of a text file from byte `start` on ("" if none)."""
+    if path is None:
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(start, size - 64 * 1024))
+            data = fh.read()
+    except OSError:
+        return ""
+    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+
+def find_program(name: str, *extra_dirs: str) -> str | None:
+    """`shutil.which` that also looks in sbin directories (mariadbd lives in /usr/sbin)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in (*extra_dirs, "/usr/sbin", "/usr/local/sbin", "/sbin"):
+        candidate = os.path.join(d, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _require_program(name: str, package: str) -> str:
+    path = find_program(name)
+    if path is None:
+        raise MissingDependencyError(f"{name} not found: run `make deps` (Debian package {package})")
+    return path
+
+
+# -- the process base ----------------------------------------------------------------
+_LIVE: "weakref.WeakSet[ManagedProcess]" = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            if proc.alive:
+                log.warning("stopping %s (pid %s) left running at exit", proc.name, proc.pid)
+                proc.stop(timeout=10)
+
+
+class ManagedProcess:
+    """One child process with a log file, a readiness probe and a clean stop."""
+
+    #: seconds `stop()` waits after SIGTERM before SIGKILL
+    stop_timeout: float = 20.0
+    #: seconds `start()` waits for readiness
+    start_timeout: float = 60.0
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        log_path: str | os.PathLike[str] | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.env = env
+        self.cwd = str(cwd) if cwd is not None else None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_fh = None
+        self._log_offset = 0  # where the current run's output starts in log_path
+
+    # subclasses -------------------------------------------------------------
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Runs before every launch (write config files, install a datadir...)."""
+
+    def probe(self) -> bool:
+        """True once the process serves.  Runs repeatedly while starting."""
+        return True
+
+    def after_ready(self) -> None:
+        """Runs once after the probe first succeeds (bootstrap accounts...)."""
+
+    # state -------------------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+    @property
+    def argv(self) -> list[str]:
+        return list(self.proc.args) if self.proc is not None else []  # type: ignore[arg-type]
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines the current (or last) run wrote to its log."""
+        return tail(self.log_path, lines, self._log_offset)
+
+    def __repr__(self) -> str:
+        state = f"pid {self.pid}" if self.alive else "stopped"
+        return f"<{type(self).__name__} {self.name} {state}>"
+
+    # lifecycle ---------------------------------------------------------------
+    def launch(self) -> None:
+        """Start the process without waiting for it to serve."""
+        if self.alive:
+            raise LocalStackError(f"{self.name} is already running (pid {self.pid})")
+        self.prepare()
+        argv = self.command()
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._close_log()
+            self._log_fh = open(self.log_path, "ab", buffering=0)
+            self._log_offset = self._log_fh.tell()
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            self._log_fh.write(f"\n=== {stamp} starting {self.name}: {' '.join(argv)}\n".encode())
+            out = self._log_fh
+        else:
+            out = subprocess.DEVNULL
+        log.debug("starting %s: %s", self.name, " ".join(argv))
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=False,
+            close_fds=True,
+        )
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+
+    def wait_ready(self, timeout: float | None = None, should_abort: Callable[[], bool] | None = None) -> None:
+        """Poll `probe()` until it succeeds; raise ProcessStartError if the process
+        exits or `timeout` passes, StartAborted if `should_abort()` says so."""
+        timeout = self.start_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc is None:
+                raise LocalStackError(f"{self.name} was never launched")
+            code = self.proc.poll()
+            if code is not None:
+                raise ProcessStartError(self.name, f"exited during start-up with code {code}", self.log_path, self.log_tail())
+            try:
+                ready = self.probe()
+            except Exception as exc:  # a probe error just means "not yet"
+                log.debug("%s probe: %s", self.name, exc)
+                ready = False
+            if ready:
+                break
+            if should_abort is not None and should_abort():
+                raise StartAborted(f"start of {self.name} aborted")
+            if time.monotonic() > deadline:
+                raise ProcessStartError(self.name, f"did not get ready within {timeout:.0f}s", self.log_path, self.log_tail())
+            time.sleep(0.1)
+        self.after_ready()
+
+    def start(self, timeout: float | None = None, should_abort: Callable[[], bool] | None = None) -> "ManagedProcess":
+        """Launch and wait until ready; on any failure the process is stopped again."""
+        self.launch()
+        try:
+            self.wait_ready(timeout, should_abort)
+        except BaseException:
+            self.stop(timeout=10)
+            raise
+        return self
+
+    def send_signal(self, sig: int) -> None:
+        if self.alive:
+            assert self.proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL now (a crash, for failure tests) and reap."""
+        self.send_signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait()
+        self._finished()
+
+    def suspend(self) -> None:
+        """SIGSTOP: the process hangs without exiting (session-expiry tests)."""
+        self.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.send_signal(signal.SIGCONT)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for exit; the exit code, or None if still running after `timeout`."""
+        if self.proc is None:
+            return None
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._finished()
+        return code
+
+    def stop(self, timeout: float | None = None) -> int | None:
+        """SIGTERM, wait up to `timeout` seconds, then SIGKILL.  Idempotent."""
+        if self.proc is None:
+            return None
+        timeout = self.stop_timeout if timeout is None else timeout
+        if self.proc.poll() is None:
+            self.resume()  # a stopped process cannot act on SIGTERM
+            self.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s (pid %s) ignored SIGTERM for %.0fs; killing it", self.name, self.pid, timeout)
+                self.send_signal(signal.SIGKILL)
+                self.proc.wait()
+        self._finished()
+        return self.proc.returncode
+
+    def _finished(self) -> None:
+        self._close_log()
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+
+    def _close_log(self) -> None:
+        if self._log_fh is not None:
+            with contextlib.suppress(OSError):
+                self._log_fh.close()
+            self._log_fh = None
+
+    def __enter__(self) -> "ManagedProcess":
+        if not self.alive:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class CommandProcess(ManagedProcess):
+    """Any command; ready once `ready_port` accepts connections (if given) and it
+    has stayed up for `min_uptime` seconds."""
+
+    stop_timeout = 15.0
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_path: str | os.PathLike[str] | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        ready_port: int | None = None,
+        ready_host: str = LOOPBACK,
+        min_uptime: float = 0.0,
+    ) -> None:
+        super().__init__(name, log_path=log_path, env=env, cwd=cwd)
+        self._argv = list(argv)
+        self.ready_port = ready_port
+        self.ready_host = ready_host
+        self.min_uptime = min_uptime
+        self._launched_at = 0.0
+
+    def command(self) -> list[str]:
+        return list(self._argv)
+
+    def launch(self) -> None:
+        super().launch()
+        self._launched_at = time.monotonic()
+
+    def probe(self) -> bool:
+        if time.monotonic() - self._launched_at < self.min_uptime:
+            return False
+        if self.ready_port is not None:
+            return port_accepts(self.ready_port, self.ready_host)
+        return True
+
+
+# -- ZooKeeper -----------------------------------------------------------------------
+def zookeeper_classpath() -> list[str]:
+    override = os.environ.get("MINISQL_ZOOKEEPER_CLASSPATH")
+    return override.split(":") if override else list(ZOOKEEPER_JARS)
+
+
+class ZooKeeperProcess(ManagedProcess):
+    """Debian's ZooKeeper, standalone, with its config and data under `data_dir`.
+
+    Layout: ``data_dir/conf/zoo.cfg`` (rewritten at each start),
+    ``data_dir/data`` (snapshots and transaction logs: survive restarts),
+    log in `log_path` (default ``data_dir/zookeeper.log``).
+    tickTime is 1000 ms so sessions may be as short as 2 s.
+    """
+
+    stop_timeout = 15.0
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        port: int,
+        *,
+        host: str = LOOPBACK,
+        log_path: str | os.PathLike[str] | None = None,
+        heap: str = "512m",
+        java: str | None = None,
+    ) -> None:
+        data_dir = Path(data_dir).resolve()
+        super().__init__(f"zookeeper:{port}", log_path=log_path or data_dir / "zookeeper.log")
+        self.data_dir = data_dir
+        self.port = int(port)
+        self.host = host
+        self.heap = heap
+        self.java = java
+        self.conf_dir = data_dir / "conf"
+        self.zk_data_dir = data_dir / "data"
+
+    @property
+    def hosts(self) -> str:
+        """The kazoo / --zk connect string."""
+        return f"{self.host}:{self.port}"
+
+    def prepare(self) -> None:
+        for jar in zookeeper_classpath():
+            if not os.path.exists(jar):
+                raise MissingDependencyError(f"{jar} not found: run `make deps` (Debian package zookeeper)")
+        if not port_is_free(self.port, self.host):
+            raise PortInUseError(f"cannot start ZooKeeper: port {self.host}:{self.port} is already in use")
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        self.zk_data_dir.mkdir(parents=True, exist_ok=True)
+        (self.conf_dir / "zoo.cfg").write_text(
+            "\n".join(
+                [
+                    "# written by minisql.localstack at every start",
+                    "tickTime=1000",
+                    "initLimit=10",
+                    "syncLimit=5",
+                    f"dataDir={self.zk_data_dir}",
+                    f"clientPort={self.port}",
+                    f"clientPortAddress={self.host}",
+                    "minSessionTimeout=2000",
+                    "maxSessionTimeout=60000",
+                    "maxClientCnxns=0",
+                    "admin.enableServer=false",
+                    "4lw.commands.whitelist=ruok,stat",
+                    "autopurge.snapRetainCount=3",
+                    "autopurge.purgeInterval=1",
+                    "",
+                ]
+            )
+        )
+        # slf4j-simple reads this from the classpath (conf_dir comes first).
+        (self.conf_dir / "simplelogger.properties").write_text(
+            "org.slf4j.simpleLogger.defaultLogLevel=info\n"
+            "org.slf4j.simpleLogger.showDateTime=true\n"
+            "org.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd HH:mm:ss.SSS\n"
+            "org.slf4j.simpleLogger.log.org.apache.zookeeper.server.NIOServerCnxn=warn\n"
+        )
+
+    def command(self) -> list[str]:
+        java = self.java or _require_program("java", "default-jre-headless (pulled in by zookeeper)")
+        return [
+            java,
+            f"-Xmx{self.heap}",
+            "-XX:+UseSerialGC",
+            "-Dzookeeper.admin.enableServer=false",
+            "-Dzookeeper.jmx.log4j.disable=true",
+            "-cp",
+            ":".join([str(self.conf_dir), *zookeeper_classpath()]),
+            ZOOKEEPER_MAIN,
+            str(self.conf_dir / "zoo.cfg"),
+        ]
+
+    def four_letter(self, word: str, timeout: float = 2.0) -> str:
+        """Send a four-letter command (ruok, stat) and return the whole answer."""
+        with socket.create_connection((self.host, self.port), timeout=timeout) as s:
+            s.sendall(word.encode())
+            chunks = []
+            while True:
+                data = s.recv(4096)
+                if not data:
+                    break
+                chunks.append(data)
+        return b"".join(chunks).decode("utf-8", "replace")
+
+    def probe(self) -> bool:
+        if self.four_letter("ruok", timeout=1.0).strip() != "imok":
+            return False
+        return "not currently serving" not in self.four_letter("stat", timeout=1.0)
+
+
+# -- MariaDB -------------------------------------------------------------------------
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "root" if os.geteuid() == 0 else str(os.geteuid())
+
+
+def is_mariadb_datadir(path: str | os.PathLike[str]) -> bool:
+    """True when `path` holds an installed MariaDB datadir (system tables present)."""
+    mysql = Path(path) / "mysql"
+    return mysql.is_dir() and any(mysql.glob("global_priv.*"))
+
+
+def _staging_dir(target: Path, what: str) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.{what}-", dir=target.parent))
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    if target.exists():
+        if any(target.iterdir()):
+            raise LocalStackError(f"{target} exists, is not empty and is not a MariaDB datadir; refusing to overwrite it")
+        target.rmdir()
+    os.rename(staging, target)
+
+
+_INSTALL_SERVER_OPTIONS = ("--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M")
+
+
+def install_mariadb_datadir(data_dir: str | os.PathLike[str], log_path: str | os.PathLike[str] | None = None) -> bool:
+    """Run mariadb-install-db into `data_dir` unless it is already installed.
+
+    Installs into a staging directory beside it and renames, so an interrupted
+    install never leaves a half datadir behind.  Returns True if it installed.
+    root@localhost (and the OS user) authenticate by unix socket.
+    """
+    target = Path(data_dir).resolve()
+    if is_mariadb_datadir(target):
+        return False
+    install_db = _require_program("mariadb-install-db", "mariadb-server")
+    _require_program("mariadbd", "mariadb-server")
+    staging = _staging_dir(target, "installing")
+    argv = [
+        install_db,
+        "--no-defaults",
+        f"--datadir={staging}",
+        f"--user={_os_user()}",
+        "--auth-root-authentication-method=socket",
+        "--skip-test-db",
+        "--skip-name-resolve",
+        *_INSTALL_SERVER_OPTIONS,
+    ]
+    try:
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+        if log_path is not None:
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "ab") as fh:
+                fh.write(f"\n=== mariadb-install-db into {target}\n".encode() + result.stdout)
+        if result.returncode != 0 or not is_mariadb_datadir(staging):
+            output = "\n".join(result.stdout.decode("utf-8", "replace").splitlines()[-30:])
+            raise LocalStackError(f"mariadb-install-db failed for {target} (exit {result.returncode}):\n{output}")
+        _move_into_place(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return True
+
+
+class MariaDBProcess(ManagedProcess):
+    """A private mariadbd on `data_dir`, listening on 127.0.0.1:`port` and a unix socket.
+
+    ``start()`` installs the datadir first if needed (``mariadb-install-db``, or
+    copy a template with `install_from_template`), waits until a query runs,
+    then makes sure the backend account ``backend_user``@'127.0.0.1' and
+    @'localhost' exists with ``backend_password`` and ALL PRIVILEGES WITH GRANT
+    OPTION (when a password is given; re-applied at every start so a changed
+    secrets file takes effect).  The pid file, socket and (by default) error log
+    live in `data_dir`.
+    """
+
+    stop_timeout = 60.0
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        port: int,
+        *,
+        host: str = LOOPBACK,
+        socket_path: str | os.PathLike[str] | None = None,
+        log_path: str | os.PathLike[str] | None = None,
+        backend_user: str = DEFAULT_BACKEND_USER,
+        backend_password: str | None = None,
+        extra_args: Iterable[str] = (),
+        name: str | None = None,
+    ) -> None:
+        data_dir = Path(data_dir).resolve()
+        super().__init__(name or f"mariadb:{port}", log_path=log_path or data_dir / "mariadbd.err")
+        self.data_dir = data_dir
+        self.port = int(port)
+        self.host = host
+        self.backend_user = backend_user
+        self.backend_password = backend_password
+        self.extra_args = list(extra_args)
+        self.pid_file = data_dir / "mariadbd.pid"
+        if socket_path is None:
+            socket_path = data_dir / "mysqld.sock"
+            if len(str(socket_path)) > 100:  # sun_path is 108 bytes
+                socket_path = Path(tempfile.mkdtemp(prefix="minisql-")) / "mysqld.sock"
+        self.socket = str(socket_path)
+
+    # installation -------------------------------------------------------------
+    @property
+    def installed(self) -> bool:
+        return is_mariadb_datadir(self.data_dir)
+
+    def install(self) -> bool:
+        """mariadb-install-db unless installed; True if it installed."""
+        return install_mariadb_datadir(self.data_dir, self.log_path)
+
+    @staticmethod
+    def create_template(template_dir: str | os.PathLike[str]) -> Path:
+        """Install a datadir once to copy from (`install_from_template`)."""
+        install_mariadb_datadir(template_dir)
+        return Path(template_dir).resolve()
+
+    def install_from_template(self, template_dir: str | os.PathLike[str]) -> bool:
+        """Copy a never-started installed datadir instead of running
+        mariadb-install-db (much faster).  No-op if already installed."""
+        if self.installed:
+            return False
+        template = Path(template_dir)
+        if not is_mariadb_datadir(template):
+            raise LocalStackError(f"{template} is not an installed MariaDB datadir")
+        staging = _staging_dir(self.data_dir, "copying")
+        try:
+            shutil.copytree(template, staging, dirs_exist_ok=True, symlinks=True)
+            for leftover in ("mariadbd.pid", "mysqld.sock", "mariadbd.err"):
+                with contextlib.suppress(FileNotFoundError):
+                    (staging / leftover).unlink()
+            _move_into_place(staging, self.data_dir)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        return True
+
+    # process -------------------------------------------------------------------
+    def prepare(self) -> None:
+        if not port_is_free(self.port, self.host):
+            raise PortInUseError(f"cannot start MariaDB: port {self.host}:{self.port} is already in use")
+        self.install()
+        Path(self.socket).parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket)  # stale socket of a killed server
+
+    def command(self) -> list[str]:
+        argv = [
+            _require_program("mariadbd", "mariadb-server"),
+            "--no-defaults",
+            f"--datadir={self.data_dir}",
+            f"--socket={self.socket}",
+            f"--port={self.port}",
+            f"--bind-address={self.host}",
+        ]
+        if os.geteuid() == 0:
+            argv.append("--user=root")
+        argv += [
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=64M",
+            "--innodb-log-file-size=16M",
+            "--skip-name-resolve",
+            "--max-connections=500",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_general_ci",
+            f"--log-error={self.log_path}",
+            f"--pid-file={self.pid_file}",
+            *self.extra_args,
+        ]
+        return argv
+
+    def root_connection(self, database: str | None = None, timeout: float = 5.0):
+        """A PyMySQL connection as the administrative OS user over the unix socket."""
+        import pymysql
+
+        return pymysql.connect(
+            unix_socket=self.socket,
+            user=_os_user(),
+            database=database,
+            autocommit=True,
+            connect_timeout=timeout,
+            read_timeout=60,
+            write_timeout=60,
+            charset="utf8mb4",
+        )
+
+    def backend_connection(self, database: str | None = None, timeout: float = 5.0):
+        """A PyMySQL connection as the backend user over TCP (as proxies connect)."""
+        import pymysql
+
+        if self.backend_password is None:
+            raise LocalStackError(f"{self.name} has no backend password")
+        return pymysql.connect(
+            host=self.host,
+            port=self.port,
+            user=self.backend_user,
+            password=self.backend_password,
+            database=database,
+            autocommit=True,
+            connect_timeout=timeout,
+            charset="utf8mb4",
+        )
+
+    def query(self, sql: str, args: object = None, database: str | None = None) -> list[tuple]:
+        """Run one statement as root over the socket; returns all rows."""
+        conn = self.root_connection(database)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return list(cur.fetchall())
+        finally:
+            conn.close()
+
+    def probe(self) -> bool:
+        if not os.path.exists(self.socket):
+            return False
+        return self.query("SELECT 1") == [(1,)]
+
+    def after_ready(self) -> None:
+        if self.backend_password is not None:
+            self.ensure_backend_user()
+            conn = self.backend_connection()  # the TCP listener serves too
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT 1")
+            finally:
+                conn.close()
+
+    def ensure_backend_user(self) -> None:
+        """Create or update backend_user@'127.0.0.1' and @'localhost' with full rights."""
+        assert self.backend_password is not None
+        conn = self.root_connection()
+        try:
+            with conn.cursor() as cur:
+                for host in ("127.0.0.1", "localhost"):
+                    cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (self.backend_user, host, self.backend_password))
+                    cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (self.backend_user, host, self.backend_password))
+                    cur.execute("GRANT ALL PRIVILEGES ON *.* TO %s@%s WITH GRANT OPTION", (self.backend_user, host))
+        finally:
+            conn.close()
+
+
+__all__ = [
+    "CommandProcess",
+    "LocalStackError",
+    "MariaDBProcess",
+    "ManagedProcess",
+    "MissingDependencyError",
+    "PortInUseError",
+    "ProcessStartError",
+    "StartAborted",
+    "ZooKeeperProcess",
+    "find_program",
+    "free_port",
+    "free_ports",
+    "install_mariadb_datadir",
+    "is_mariadb_datadir",
+    "port_accepts",
+    "port_is_free",
+    "tail",
+    "wait_for_port",
+]
