@@ -1,0 +1,287 @@
+"""Where tables go: pure placement decisions, no I/O.
+
+Everything here takes values (a `Placement` snapshot, the live region ids, the
+regions' `RegionLoad` reports) and returns values, so every rule is pinned by
+Given/Then tables in tests/unit/test_assignor.py and the leader loop only
+executes what these functions decide.
+
+Load model (seed 000: "new tables go to the least-loaded region").  A region's
+load is ranked by, in order:
+
+1. the number of table copies the placement puts on it (authoritative and
+   current -- a table created a second ago already counts, whereas the load
+   report lags by up to one publishing period),
+2. the row count from its latest `RegionLoad` (0 without a report),
+3. the region id, so equal regions are always chosen in the same order.
+
+Failover (seed 000: "when a region dies the slave is promoted and a new copy
+is made") is planned by `plan_failover` as a list of moves; the leader applies
+the membership moves (`Promote`, `DropReplica`) in one compare-and-set with
+`apply_membership`, then runs each `CopyReplica` as copy_table on the target
+region, bracketed by `begin_copy` / `finish_copy` / `abort_copy`.  Each of
+these re-checks its preconditions against the placement it is given, because
+`update_placement` may re-run it on a newer snapshot than the one planned on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Iterable, Mapping, Union
+
+from topology import Placement, RegionLoad, ReplicaState, TablePlacement
+
+COPIES_PER_TABLE = 2  # one primary + one replica
+
+
+class NotEnoughRegions(Exception):
+    """Fewer live regions than copies a table needs."""
+
+
+def region_copies(placement: Placement) -> Counter[str]:
+    """How many table copies (primary or replica, any state) each region holds."""
+    counts: Counter[str] = Counter()
+    for table in placement.all_tables():
+        for region in table.all_regions:
+            counts[region] += 1
+    return counts
+
+
+def rank_regions(
+    regions: Iterable[str],
+    loads: Mapping[str, RegionLoad],
+    placement: Placement,
+    extra: Mapping[str, int] | None = None,
+) -> list[str]:
+    """Regions from least to most loaded (see the module docstring for the order).
+
+    `extra` adds copies already planned but not yet in the placement, so one
+    plan does not pile every new copy on the same region.
+    """
+    copies = region_copies(placement)
+    extra = extra or {}
+
+    def key(region: str) -> tuple[int, int, str]:
+        load = loads.get(region)
+        return (copies[region] + extra.get(region, 0), load.rows if load else 0, region)
+
+    return sorted(set(regions), key=key)
+
+
+def place_new_table(
+    regions: Iterable[str], loads: Mapping[str, RegionLoad], placement: Placement
+) -> tuple[str, str]:
+    """(primary, replica): the least-loaded live region and the next least-loaded other one.
+
+    Raises NotEnoughRegions with fewer than two live regions: a table is never
+    created with a single copy.
+    """
+    ranked = rank_regions(regions, loads, placement)
+    if len(ranked) < COPIES_PER_TABLE:
+        raise NotEnoughRegions(
+            f"a table needs {COPIES_PER_TABLE} live regions (primary and replica), "
+            f"{len(ranked)} live ({', '.join(ranked) or 'none'})"
+        )
+    return ranked[0], ranked[1]
+
+
+# -- failover planning -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Promote:
+    """The primary's region is dead: its in-sync replica becomes the primary."""
+
+    database: str
+    table: str
+    old_primary: str
+    new_primary: str
+
+
+@dataclass(frozen=True)
+class DropReplica:
+    """A replica's region is dead: forget that copy."""
+
+    database: str
+    table: str
+    region: str
+
+
+@dataclass(frozen=True)
+class CopyReplica:
+    """Fill `target` with a fresh copy from the primary `source` (new, stale or abandoned copy)."""
+
+    database: str
+    table: str
+    target: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """The primary is dead and no in-sync replica is alive: nothing safe to do.
+
+    Promoting a STALE or COPYING copy would silently lose writes, so the table
+    stays unavailable until its primary's region comes back.
+    """
+
+    database: str
+    table: str
+    primary: str
+
+
+Move = Union[Promote, DropReplica, CopyReplica, Unavailable]
+
+
+def plan_failover(
+    placement: Placement,
+    live_regions: Iterable[str],
+    loads: Mapping[str, RegionLoad],
+    *,
+    suspect: Iterable[str] = (),
+    copying: Iterable[tuple[str, str, str]] = (),
+    copies: int = COPIES_PER_TABLE,
+) -> list[Move]:
+    """Moves that bring every table back to `copies` healthy copies.
+
+    * `live_regions`: regions registered right now (the only copy targets).
+    * `suspect`: regions missing for less than the grace period: neither dead
+      nor usable -- their tables are left alone until they return or die.
+    * Every other region named in the placement is dead.
+    * `copying`: (database, table, region) copies the caller is running right
+      now; a COPYING replica not in it was abandoned (e.g. by a previous
+      leader) and is copied again.
+
+    Per table, in (database, table) order: promote the least-loaded live
+    IN_SYNC replica if the primary is dead (else `Unavailable`), drop dead
+    replicas, re-copy STALE/abandoned replicas, then add copies on the
+    least-loaded live regions that hold none of this table.
+    """
+    live = set(live_regions)
+    suspect_set = set(suspect) - live
+    in_flight = set(copying)
+    referenced = set(region_copies(placement))
+    dead = referenced - live - suspect_set
+    moves: list[Move] = []
+    planned: Counter[str] = Counter()
+
+    for t in sorted(placement.all_tables(), key=lambda t: (t.database, t.name)):
+        primary = t.primary
+        replicas = dict(t.replicas)
+        if primary in dead:
+            candidates = [r for r, s in replicas.items() if s == ReplicaState.IN_SYNC and r in live]
+            if not candidates:
+                moves.append(Unavailable(t.database, t.name, primary))
+                continue
+            new_primary = rank_regions(candidates, loads, placement)[0]
+            moves.append(Promote(t.database, t.name, primary, new_primary))
+            del replicas[new_primary]
+            primary = new_primary
+        for region in sorted(replicas):
+            if region in dead:
+                moves.append(DropReplica(t.database, t.name, region))
+                del replicas[region]
+        if primary in suspect_set:
+            continue  # cannot copy from it now; decide once it is back or dead
+        for region, state in sorted(replicas.items()):
+            abandoned = state == ReplicaState.COPYING and (t.database, t.name, region) not in in_flight
+            if region in live and (state == ReplicaState.STALE or abandoned):
+                moves.append(CopyReplica(t.database, t.name, region, primary))
+        missing = copies - (1 + len(replicas))
+        if missing > 0:
+            holders = {primary, *replicas}
+            for target in rank_regions((r for r in live if r not in holders), loads, placement, planned)[:missing]:
+                moves.append(CopyReplica(t.database, t.name, target, primary))
+                planned[target] += 1
+    return moves
+
+
+# -- applying moves to a placement (pure; re-checked on every CAS attempt) ------
+
+
+def _with_replicas(table: TablePlacement, primary: str, replicas: Mapping[str, ReplicaState]) -> TablePlacement:
+    return replace(table, primary=primary, replicas=MappingProxyType(dict(replicas)))
+
+
+def apply_membership(placement: Placement, moves: Iterable[Move]) -> Placement | None:
+    """Apply the Promote and DropReplica moves still valid on `placement`; None if none is.
+
+    A promotion is valid only while the table's primary is still the dead
+    region and the chosen replica is still IN_SYNC; the old primary is dropped
+    from the table (its copy is rebuilt elsewhere by a CopyReplica).
+    """
+    result = placement
+    for move in moves:
+        if isinstance(move, Promote):
+            t = result.table(move.database, move.table)
+            if t is None or t.primary != move.old_primary:
+                continue
+            if t.replicas.get(move.new_primary) != ReplicaState.IN_SYNC:
+                continue
+            replicas = {r: s for r, s in t.replicas.items() if r != move.new_primary}
+            result = result.with_table(_with_replicas(t, move.new_primary, replicas))
+        elif isinstance(move, DropReplica):
+            t = result.table(move.database, move.table)
+            if t is None or move.region not in t.replicas:
+                continue
+            replicas = {r: s for r, s in t.replicas.items() if r != move.region}
+            result = result.with_table(_with_replicas(t, t.primary, replicas))
+    return None if result is placement else result
+
+
+def begin_copy(placement: Placement, move: CopyReplica) -> Placement | None:
+    """Mark the target COPYING (new or STALE replica); None if the move no longer applies."""
+    t = placement.table(move.database, move.table)
+    if t is None or t.primary != move.source or move.target == t.primary:
+        return None
+    if t.replicas.get(move.target) == ReplicaState.COPYING:
+        return None  # already marked (a retry of this same step)
+    if t.replicas.get(move.target) == ReplicaState.IN_SYNC:
+        return None  # healthy already: nothing to copy
+    replicas = dict(t.replicas)
+    replicas[move.target] = ReplicaState.COPYING
+    return placement.with_table(_with_replicas(t, t.primary, replicas))
+
+
+def copy_still_wanted(placement: Placement, move: CopyReplica) -> bool:
+    """True while the placement still has the target as a COPYING replica of `source`."""
+    t = placement.table(move.database, move.table)
+    return t is not None and t.primary == move.source and t.replicas.get(move.target) == ReplicaState.COPYING
+
+
+def finish_copy(placement: Placement, move: CopyReplica) -> Placement | None:
+    """COPYING -> IN_SYNC, only if nothing changed the table meanwhile."""
+    if not copy_still_wanted(placement, move):
+        return None
+    t = placement.table(move.database, move.table)
+    assert t is not None
+    replicas = dict(t.replicas)
+    replicas[move.target] = ReplicaState.IN_SYNC
+    return placement.with_table(_with_replicas(t, t.primary, replicas))
+
+
+def abort_copy(placement: Placement, move: CopyReplica) -> Placement | None:
+    """COPYING -> STALE (retried by a later plan); None if it is no longer COPYING."""
+    t = placement.table(move.database, move.table)
+    if t is None or t.replicas.get(move.target) != ReplicaState.COPYING:
+        return None
+    return mark_replicas(placement, move.database, move.table, [move.target], ReplicaState.STALE)
+
+
+def mark_replicas(
+    placement: Placement, database: str, table: str, regions: Iterable[str], state: ReplicaState
+) -> Placement | None:
+    """Set the state of some replicas of one table; None if nothing changes."""
+    t = placement.table(database, table)
+    if t is None:
+        return None
+    replicas = dict(t.replicas)
+    changed = False
+    for region in regions:
+        if region in replicas and replicas[region] != state:
+            replicas[region] = state
+            changed = True
+    if not changed:
+        return None
+    return placement.with_table(_with_replicas(t, t.primary, replicas))

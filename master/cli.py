@@ -1,0 +1,81 @@
+"""`minisql master`: run one master candidate (several may run; one leads).
+
+    minisql master --id m1 --metrics-port 9210 [--zk HOST:PORT] [--zk-root /minisql]
+
+`run` blocks until SIGTERM/SIGINT and returns the exit code (0 on a clean
+stop, 2 on a configuration error).  A master needs no MariaDB credentials: it
+only talks to ZooKeeper and, through it, to the region agents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from prometheus_client import start_http_server
+
+from minisql.config import add_common_arguments, setup_logging
+from topology import Topology
+
+from .leader import Master, MasterConfig
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    if "--zk" not in parser._option_string_actions:  # the caller may have added them already
+        add_common_arguments(parser)
+    parser.add_argument("--id", dest="master_id", required=True, help="master id (unique in the cluster)")
+    parser.add_argument("--metrics-port", type=int, default=9210, help="Prometheus port (0: none; default 9210)")
+    parser.add_argument("--advertise-host", default="", help="host published with the leader info (default: hostname)")
+    parser.add_argument(
+        "--failover-grace",
+        type=float,
+        default=2.0,
+        help="seconds a region may be missing before its tables fail over (default 2)",
+    )
+    parser.add_argument("--task-timeout", type=float, default=30.0, help="seconds to wait for a region DDL task")
+    parser.add_argument("--copy-timeout", type=float, default=600.0, help="seconds to wait for a table copy")
+    parser.add_argument(
+        "--zk-session-timeout", type=float, default=6.0, help="ZooKeeper session timeout in seconds (default 6)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    config = MasterConfig(
+        master_id=args.master_id,
+        host=args.advertise_host,
+        metrics_port=args.metrics_port,
+        failover_grace=args.failover_grace,
+        task_timeout=args.task_timeout,
+        copy_timeout=args.copy_timeout,
+    )
+    if config.metrics_port:
+        try:
+            start_http_server(config.metrics_port)
+        except OSError as exc:
+            log.error("cannot serve metrics on port %d: %s", config.metrics_port, exc)
+            return 2
+    return asyncio.run(_main(args, config))
+
+
+async def _main(args: argparse.Namespace, config: MasterConfig) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    topology = Topology.for_zookeeper(args.zk, args.zk_root, session_timeout=args.zk_session_timeout)
+    return await Master(config, topology).run(stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="minisql master", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,333 @@
+"""DDL statement analysis: what kind of statement, on which database and tables.
+
+The master needs very little from a DDL statement: its kind, the names it
+touches and its IF [NOT] EXISTS flags.  Everything else (column types, engine,
+partitioning...) is MariaDB's business, so the regions always receive the
+client's ORIGINAL text: sqlglot's regenerated SQL is not always valid MariaDB
+(see docs in shared notes), and MariaDB's own error messages are the ones a
+client expects.
+
+This module is pure: text in, a `DdlStatement` (or a `SqlError`) out, so it is
+tested with plain tables of SQL strings (tests/unit/test_ddl_parse.py).
+
+sqlglot is asked first.  Where it gives up (it parses `CREATE TABLE ...
+PARTITION BY`, `CREATE FULLTEXT INDEX` only as a generic Command, and fails on
+`ALTER TABLE ... ADD PARTITION`) a small token-level reader recognises just the
+statement head (`CREATE [TEMPORARY] TABLE [IF NOT EXISTS] [db.]t`, `ALTER
+TABLE [IF EXISTS] [db.]t`, `CREATE [UNIQUE|FULLTEXT|SPATIAL] INDEX i ON
+[db.]t`): routing only needs the head, and a statement that is really invalid
+then fails on MariaDB with MariaDB's own 1064 message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
+
+from minisql.errors import ER_EMPTY_QUERY, ER_NO_DB, ER_PARSE, SqlError, unsupported
+
+SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
+
+
+class DdlKind(str, Enum):
+    CREATE_DATABASE = "create_database"
+    DROP_DATABASE = "drop_database"
+    CREATE_TABLE = "create_table"
+    DROP_TABLE = "drop_table"
+    ALTER_TABLE = "alter_table"
+    CREATE_INDEX = "create_index"
+    DROP_INDEX = "drop_index"
+    TRUNCATE_TABLE = "truncate_table"
+
+
+# Statements that change an existing table in place (primary first, then replicas).
+TABLE_CHANGES = frozenset({DdlKind.ALTER_TABLE, DdlKind.CREATE_INDEX, DdlKind.DROP_INDEX, DdlKind.TRUNCATE_TABLE})
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table name as written: `database` is None when unqualified."""
+
+    database: str | None
+    name: str
+
+    def resolve(self, session_database: str | None) -> tuple[str, str]:
+        """(database, table), using the session's database for an unqualified name.
+
+        Raises 1046 "No database selected" like MariaDB when there is none.
+        """
+        database = self.database or session_database
+        if not database:
+            raise SqlError(ER_NO_DB, "No database selected")
+        return database, self.name
+
+
+@dataclass(frozen=True)
+class DdlStatement:
+    kind: DdlKind
+    database: str | None = None  # CREATE/DROP DATABASE only
+    tables: tuple[TableRef, ...] = ()
+    if_exists: bool = False
+    if_not_exists: bool = False
+
+
+_MYSQL = Dialect.get_or_raise("mysql")
+
+
+def analyze_ddl(sql: str) -> DdlStatement:
+    """Classify one DDL statement; raise SqlError 1064/1065/1235 otherwise."""
+    try:
+        statements = [s for s in sqlglot.parse(sql, dialect="mysql") if s is not None]
+    except (ParseError, TokenError) as exc:
+        head = _analyze_head(sql)
+        if head is not None:
+            return head
+        raise _syntax_error(sql, exc) from None
+    if not statements:
+        raise SqlError(ER_EMPTY_QUERY, "Query was empty")
+    if len(statements) > 1:
+        raise unsupported("several statements in one DDL request")
+    stmt = statements[0]
+    if isinstance(stmt, exp.Create):
+        return _create(sql, stmt)
+    if isinstance(stmt, exp.Drop):
+        return _drop(stmt)
+    if isinstance(stmt, exp.Alter):
+        return _alter(stmt)
+    if isinstance(stmt, exp.TruncateTable):
+        return _truncate(stmt)
+    if isinstance(stmt, exp.Command):
+        head = _analyze_head(sql)
+        if head is not None:
+            return head
+        words = f"{stmt.this} {stmt.expression or ''}".upper().split()
+        shown = words[:2] if words and words[0] in ("CREATE", "DROP", "ALTER") else words[:1]
+        raise unsupported(" ".join(shown) or "this statement")
+    if isinstance(stmt, _NOT_DDL):
+        raise unsupported(f"{stmt.key.upper()} as a DDL statement")
+    raise _syntax_error(sql, None)
+
+
+_NOT_DDL = (exp.Query, exp.Insert, exp.Update, exp.Delete, exp.Set, exp.Use, exp.Show, exp.Describe, exp.Transaction, exp.Commit, exp.Rollback)
+
+
+# -- sqlglot trees -------------------------------------------------------------
+
+
+def _table_ref(table: exp.Expression | None) -> TableRef:
+    if not isinstance(table, exp.Table) or not table.name:
+        raise unsupported("this DDL statement form")
+    return TableRef(table.db or None, table.name)
+
+
+def _schema_name(node: exp.Expression | None) -> str:
+    """CREATE DATABASE d parses as Table(this=d); CREATE SCHEMA d as Table(db=d)."""
+    if isinstance(node, exp.Table):
+        name = node.name or node.db
+        if name:
+            return name
+    raise unsupported("this DATABASE statement form")
+
+
+def _create(sql: str, stmt: exp.Create) -> DdlStatement:
+    kind = str(stmt.args.get("kind") or "").upper()
+    exists = bool(stmt.args.get("exists"))
+    if kind in ("DATABASE", "SCHEMA"):
+        if stmt.args.get("replace"):
+            raise unsupported("CREATE OR REPLACE DATABASE")
+        return DdlStatement(DdlKind.CREATE_DATABASE, database=_schema_name(stmt.this), if_not_exists=exists)
+    if kind == "TABLE":
+        props = stmt.args.get("properties")
+        prop_list = props.expressions if props else []
+        if any(isinstance(p, exp.TemporaryProperty) for p in prop_list):
+            raise unsupported("CREATE TEMPORARY TABLE")
+        if stmt.args.get("replace"):
+            raise unsupported("CREATE OR REPLACE TABLE")
+        if stmt.expression is not None:
+            raise unsupported("CREATE TABLE ... SELECT")
+        if any(isinstance(p, exp.LikeProperty) for p in prop_list) or (
+            isinstance(stmt.this, exp.Schema) and any(isinstance(e, exp.LikeProperty) for e in stmt.this.expressions)
+        ):
+            raise unsupported("CREATE TABLE ... LIKE")
+        target = stmt.this.this if isinstance(stmt.this, exp.Schema) else stmt.this
+        return DdlStatement(DdlKind.CREATE_TABLE, tables=(_table_ref(target),), if_not_exists=exists)
+    if kind == "INDEX":
+        index = stmt.this
+        table = index.args.get("table") if isinstance(index, exp.Index) else None
+        return DdlStatement(DdlKind.CREATE_INDEX, tables=(_table_ref(table),), if_not_exists=exists)
+    raise unsupported(f"CREATE {kind or 'of this kind'}")
+
+
+def _drop(stmt: exp.Drop) -> DdlStatement:
+    kind = str(stmt.args.get("kind") or "").upper()
+    exists = bool(stmt.args.get("exists"))
+    targets = stmt.args.get("tables") or []
+    if kind in ("DATABASE", "SCHEMA"):
+        if len(targets) != 1:
+            raise unsupported("DROP DATABASE of several databases")
+        return DdlStatement(DdlKind.DROP_DATABASE, database=_schema_name(targets[0]), if_exists=exists)
+    if kind == "TABLE":
+        if stmt.args.get("temporary"):
+            raise unsupported("DROP TEMPORARY TABLE")
+        return DdlStatement(DdlKind.DROP_TABLE, tables=tuple(_table_ref(t) for t in targets), if_exists=exists)
+    if kind == "INDEX":
+        on = stmt.args.get("cluster")
+        table = on.this if isinstance(on, exp.OnProperty) else None
+        return DdlStatement(DdlKind.DROP_INDEX, tables=(_table_ref(table),), if_exists=exists)
+    raise unsupported(f"DROP {kind or 'of this kind'}")
+
+
+def _alter(stmt: exp.Alter) -> DdlStatement:
+    kind = str(stmt.args.get("kind") or "").upper()
+    if kind != "TABLE":
+        raise unsupported(f"ALTER {kind or 'of this kind'}")
+    if any(isinstance(a, exp.AlterRename) for a in stmt.args.get("actions") or []):
+        raise unsupported("ALTER TABLE ... RENAME")
+    return DdlStatement(DdlKind.ALTER_TABLE, tables=(_table_ref(stmt.this),), if_exists=bool(stmt.args.get("exists")))
+
+
+def _truncate(stmt: exp.TruncateTable) -> DdlStatement:
+    if stmt.args.get("is_database"):
+        raise unsupported("TRUNCATE DATABASE")
+    targets = stmt.expressions
+    if len(targets) != 1:
+        raise unsupported("TRUNCATE of several tables")
+    return DdlStatement(DdlKind.TRUNCATE_TABLE, tables=(_table_ref(targets[0]),))
+
+
+# -- token-level fallback for the heads sqlglot cannot parse --------------------
+
+_NAME_TYPES_EXCLUDED = {
+    TokenType.DOT,
+    TokenType.L_PAREN,
+    TokenType.R_PAREN,
+    TokenType.COMMA,
+    TokenType.SEMICOLON,
+    TokenType.STRING,
+    TokenType.NUMBER,
+}
+
+
+class _Tokens:
+    def __init__(self, sql: str) -> None:
+        self.tokens = [t for t in _MYSQL.tokenize(sql)]
+        self.pos = 0
+
+    def word(self) -> str:
+        if self.pos >= len(self.tokens):
+            return ""
+        t = self.tokens[self.pos]
+        return "" if t.token_type == TokenType.IDENTIFIER else t.text.upper()
+
+    def accept(self, *words: str) -> bool:
+        """Consume the words if they come next (a token may hold several, e.g. 'PARTITION BY')."""
+        save = self.pos
+        for w in words:
+            if self.word() != w:
+                self.pos = save
+                return False
+            self.pos += 1
+        return True
+
+    def name(self) -> str | None:
+        if self.pos >= len(self.tokens) or self.tokens[self.pos].token_type in _NAME_TYPES_EXCLUDED:
+            return None
+        self.pos += 1
+        return self.tokens[self.pos - 1].text
+
+    def table(self) -> TableRef | None:
+        first = self.name()
+        if first is None:
+            return None
+        if self.pos < len(self.tokens) and self.tokens[self.pos].token_type == TokenType.DOT:
+            self.pos += 1
+            second = self.name()
+            return TableRef(first, second) if second else None
+        return TableRef(None, first)
+
+    def rest_words_at_depth0(self) -> list[str]:
+        depth, words = 0, []
+        for t in self.tokens[self.pos :]:
+            if t.token_type == TokenType.L_PAREN:
+                depth += 1
+            elif t.token_type == TokenType.R_PAREN:
+                depth -= 1
+            elif depth == 0 and t.token_type not in (TokenType.IDENTIFIER, TokenType.STRING):
+                words.append(t.text.upper())
+        return words
+
+
+def _analyze_head(sql: str) -> DdlStatement | None:
+    """Recognise CREATE TABLE / CREATE INDEX / ALTER TABLE heads from tokens alone."""
+    try:
+        tk = _Tokens(sql)
+    except TokenError:
+        return None
+    if tk.accept("CREATE"):
+        if tk.accept("OR", "REPLACE"):
+            raise unsupported("CREATE OR REPLACE")
+        if tk.accept("TEMPORARY"):
+            raise unsupported("CREATE TEMPORARY TABLE")
+        if tk.accept("TABLE"):
+            if_not_exists = tk.accept("IF", "NOT", "EXISTS")
+            ref = tk.table()
+            if ref is None:
+                return None
+            rest = tk.rest_words_at_depth0()
+            if "LIKE" in rest:
+                raise unsupported("CREATE TABLE ... LIKE")
+            if "SELECT" in rest or "AS" in rest:
+                raise unsupported("CREATE TABLE ... SELECT")
+            return DdlStatement(DdlKind.CREATE_TABLE, tables=(ref,), if_not_exists=if_not_exists)
+        tk.accept("UNIQUE") or tk.accept("FULLTEXT") or tk.accept("SPATIAL")
+        if tk.accept("INDEX"):
+            if_not_exists = tk.accept("IF", "NOT", "EXISTS")
+            if tk.name() is None or not tk.accept("ON"):
+                return None
+            ref = tk.table()
+            return DdlStatement(DdlKind.CREATE_INDEX, tables=(ref,), if_not_exists=if_not_exists) if ref else None
+        return None
+    if tk.accept("ALTER"):
+        tk.accept("ONLINE") or tk.accept("IGNORE")
+        if not tk.accept("TABLE"):
+            return None
+        if_exists = tk.accept("IF", "EXISTS")
+        ref = tk.table()
+        if ref is None:
+            return None
+        rest = tk.rest_words_at_depth0()
+        for i, w in enumerate(rest):
+            if w == "RENAME" and (i + 1 >= len(rest) or rest[i + 1] not in ("COLUMN", "INDEX", "KEY")):
+                raise unsupported("ALTER TABLE ... RENAME")
+        return DdlStatement(DdlKind.ALTER_TABLE, tables=(ref,), if_exists=if_exists)
+    if tk.accept("RENAME"):
+        raise unsupported("RENAME TABLE")
+    return None
+
+
+def _syntax_error(sql: str, exc: Exception | None) -> SqlError:
+    near = sql.strip()[:80]
+    errors = getattr(exc, "errors", None) or []
+    if errors and isinstance(errors[0], dict):
+        col = errors[0].get("col") or 0
+        line = errors[0].get("line") or 1
+        lines = sql.splitlines() or [""]
+        if 1 <= line <= len(lines):
+            start = max(0, col - len(errors[0].get("highlight") or "") - 1)
+            near = lines[line - 1][start : start + 80]
+        return SqlError(
+            ER_PARSE,
+            "You have an error in your SQL syntax; check the manual that corresponds to your "
+            f"MariaDB server version for the right syntax to use near '{near}' at line {line}",
+        )
+    return SqlError(
+        ER_PARSE,
+        "You have an error in your SQL syntax; check the manual that corresponds to your "
+        f"MariaDB server version for the right syntax to use near '{near}' at line 1",
+    )

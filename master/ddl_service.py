@@ -1,0 +1,336 @@
+"""The leader's DDL handler: the `master` queue's {"op": "ddl"} requests.
+
+Request (from the proxy)::
+
+    {"op": "ddl", "sql": <client's original text>, "database": <session db or null>}
+
+Result::
+
+    {"ok": true, "affected_rows": N, "warnings": [{"level", "code", "message"}...],
+     "placement_version": V}
+    {"error": {"errno", "sqlstate", "message"}}
+
+`placement_version` is the version of the placement written by this DDL, or
+the current one when nothing changed; the proxy waits until its snapshot has
+reached it before answering the client, so the client's next statement is
+routed with the change visible.
+
+What each statement does, and in which order (the order is what keeps the
+cluster from ever publishing a table that does not exist everywhere it is
+said to):
+
+* CREATE DATABASE: create on every live region, then publish.
+* DROP DATABASE: drop on every live region, then unpublish (with its tables).
+* CREATE TABLE: pick primary + replica (assignor), run the client's text on
+  both; if either fails, drop the copies that succeeded and return the
+  region's error; only then publish the table (compare-and-set).
+* DROP TABLE t1[, t2]: all-or-nothing on names like MySQL 8 (an unknown name
+  -> 1051 and nothing dropped, unless IF EXISTS); drop each copy on live
+  regions, then unpublish.
+* ALTER TABLE / CREATE INDEX / DROP INDEX / TRUNCATE: the primary first (its
+  failure is the client's error and nothing changed), then every IN_SYNC
+  replica; a replica that fails, is down, or is COPYING is marked STALE in
+  the placement -- never silently divergent.  STALE replicas are re-copied by
+  the failover loop.
+
+Error handling
+--------------
+* Region copies on regions that are down are skipped by DROP; they stay on
+  that MariaDB as orphans, harmless because only the placement routes.  An
+  orphan found by a later CREATE TABLE (1050 from a region although the
+  placement has no such table, or the 1050 note of IF NOT EXISTS) is dropped
+  and the CREATE run again on that region.
+* A leader that dies mid-DDL leaves the request unanswered and the next
+  leader runs it again (at-least-once).  A CREATE TABLE whose placement was
+  already published then answers 1050 (or OK with IF NOT EXISTS): the table
+  exists, but the client is told it did -- the one visible trace of the
+  re-run.  One that was not yet published is redone from scratch (orphans).
+* If the final placement write fails (ZooKeeper away), the regions have been
+  changed but the placement not: the client gets an error and a retry
+  converges (creates re-run through the orphan path; drops are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable, Mapping
+
+from minisql.errors import (
+    ER_BAD_DB,
+    ER_BAD_TABLE,
+    ER_DB_CREATE_EXISTS,
+    ER_DB_DROP_EXISTS,
+    ER_DBACCESS_DENIED,
+    ER_NO_SUCH_TABLE,
+    ER_NOT_SUPPORTED_YET,
+    ER_TABLE_EXISTS,
+    ER_UNKNOWN,
+    SqlError,
+)
+from topology import Placement, ReplicaState, TablePlacement, Topology, TopologyError
+
+from . import metrics
+from .assignor import NotEnoughRegions, mark_replicas, place_new_table
+from .ddl import SYSTEM_SCHEMAS, TABLE_CHANGES, DdlKind, DdlStatement, analyze_ddl
+from .regions import RegionCaller
+
+log = logging.getLogger(__name__)
+
+ER_CANT_CREATE_TABLE = 1005
+
+
+def _note(code: int, message: str) -> dict[str, Any]:
+    return {"level": "Note", "code": code, "message": message}
+
+
+def _user_schema(database: str) -> str:
+    if database.lower() in SYSTEM_SCHEMAS:
+        raise SqlError(ER_DBACCESS_DENIED, f"Access denied: MiniSQL Cluster does not manage system database '{database}'")
+    return database
+
+
+def _ok(placement: Placement, affected_rows: int = 0, warnings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = {"ok": True, "affected_rows": affected_rows, "placement_version": placement.version}
+    if warnings:
+        result["warnings"] = warnings
+    return result
+
+
+def _has_1050(result: dict[str, Any] | SqlError) -> bool:
+    if isinstance(result, SqlError):
+        return result.errno == ER_TABLE_EXISTS
+    return any(w.get("code") == ER_TABLE_EXISTS for w in result.get("warnings", []))
+
+
+class DdlService:
+    """Handles DDL requests; one at a time (the queue is served serially)."""
+
+    def __init__(self, topology: Topology, regions: RegionCaller, lock: asyncio.Lock) -> None:
+        self._topo = topology
+        self._regions = regions
+        self._lock = lock  # shared with the failover loop: one placement change at a time
+
+    async def handle(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        started = time.monotonic()
+        kind = "unparsed"
+        try:
+            if payload.get("op") != "ddl":
+                raise SqlError(ER_NOT_SUPPORTED_YET, f"unknown master request op {payload.get('op')!r}")
+            sql = payload.get("sql")
+            if not isinstance(sql, str):
+                raise SqlError(ER_UNKNOWN, "DDL request without 'sql' text")
+            database = payload.get("database") or None
+            stmt = analyze_ddl(sql)
+            kind = stmt.kind.value
+            async with self._lock:
+                result = await self._dispatch(stmt, sql, database)
+            outcome = "ok"
+        except SqlError as exc:
+            result, outcome = {"error": exc.to_dict()}, "error"
+        except TopologyError as exc:
+            log.warning("DDL failed on ZooKeeper: %s", exc)
+            result = {"error": SqlError(ER_UNKNOWN, f"cluster metadata unavailable: {exc}").to_dict()}
+            outcome = "error"
+        metrics.DDL.labels(kind=kind, outcome=outcome).inc()
+        metrics.DDL_SECONDS.observe(time.monotonic() - started)
+        log.info("DDL %s -> %s", str(payload.get("sql"))[:200], result.get("error") or "ok")
+        return result
+
+    async def _dispatch(self, stmt: DdlStatement, sql: str, session_db: str | None) -> dict[str, Any]:
+        if stmt.kind == DdlKind.CREATE_DATABASE:
+            return await self._create_database(stmt, sql)
+        if stmt.kind == DdlKind.DROP_DATABASE:
+            return await self._drop_database(stmt)
+        if stmt.kind == DdlKind.CREATE_TABLE:
+            return await self._create_table(stmt, sql, session_db)
+        if stmt.kind == DdlKind.DROP_TABLE:
+            return await self._drop_tables(stmt, session_db)
+        if stmt.kind in TABLE_CHANGES:
+            return await self._change_table(stmt, sql, session_db)
+        raise SqlError(ER_NOT_SUPPORTED_YET, f"MiniSQL Cluster does not support {stmt.kind.value} yet")
+
+    async def _live(self) -> set[str]:
+        return set(await self._topo.list_regions())
+
+    async def _publish(self, mutate: Callable[[Placement], Placement | None]) -> Placement:
+        return await self._topo.update_placement(mutate)
+
+    @staticmethod
+    def _first_error(results: Mapping[str, Any], prefer: str | None = None) -> SqlError | None:
+        if prefer is not None and isinstance(results.get(prefer), SqlError):
+            return results[prefer]
+        for result in results.values():
+            if isinstance(result, SqlError):
+                return result
+        return None
+
+    # -- databases ------------------------------------------------------------
+    async def _create_database(self, stmt: DdlStatement, sql: str) -> dict[str, Any]:
+        db = _user_schema(stmt.database or "")
+        placement = await self._topo.get_placement()
+        if placement.has_database(db):
+            message = f"Can't create database '{db}'; database exists"
+            if stmt.if_not_exists:
+                return _ok(placement, 0, [_note(ER_DB_CREATE_EXISTS, message)])
+            raise SqlError(ER_DB_CREATE_EXISTS, message)
+        results = await self._regions.call_many(
+            sorted(await self._live()), {"op": "create_database", "database": db, "sql": sql}
+        )
+        error = self._first_error(results)
+        if error is not None:
+            raise error  # regions that did create it hold an empty orphan: harmless
+        written = await self._publish(lambda p: None if p.has_database(db) else p.with_database(db))
+        return _ok(written, 1)
+
+    async def _drop_database(self, stmt: DdlStatement) -> dict[str, Any]:
+        db = _user_schema(stmt.database or "")
+        placement = await self._topo.get_placement()
+        if not placement.has_database(db):
+            message = f"Can't drop database '{db}'; database doesn't exist"
+            if stmt.if_exists:
+                return _ok(placement, 0, [_note(ER_DB_DROP_EXISTS, message)])
+            raise SqlError(ER_DB_DROP_EXISTS, message)
+        tables = len(placement.tables(db))
+        results = await self._regions.call_many(sorted(await self._live()), {"op": "drop_database", "database": db})
+        error = self._first_error(results)
+        if error is not None:
+            raise error
+        written = await self._publish(lambda p: p.without_database(db) if p.has_database(db) else None)
+        return _ok(written, tables)
+
+    # -- tables ---------------------------------------------------------------
+    async def _create_table(self, stmt: DdlStatement, sql: str, session_db: str | None) -> dict[str, Any]:
+        db, name = stmt.tables[0].resolve(session_db)
+        _user_schema(db)
+        placement = await self._topo.get_placement()
+        if not placement.has_database(db):
+            raise SqlError(ER_BAD_DB, f"Unknown database '{db}'")
+        if placement.table(db, name) is not None:
+            message = f"Table '{name}' already exists"
+            if stmt.if_not_exists:
+                return _ok(placement, 0, [_note(ER_TABLE_EXISTS, message)])
+            raise SqlError(ER_TABLE_EXISTS, message)
+        live = await self._live()
+        try:
+            primary, replica = place_new_table(live, await self._topo.get_loads(), placement)
+        except NotEnoughRegions as exc:
+            raise SqlError(ER_CANT_CREATE_TABLE, f"Can't create table `{db}`.`{name}`: {exc}") from None
+        create = {"op": "execute_ddl", "database": db, "sql": sql}
+        drop = {"op": "drop_table", "database": db, "table": name}
+        results = await self._regions.call_many([primary, replica], create)
+        orphans = [r for r, res in results.items() if _has_1050(res)]
+        if orphans:
+            # The placement has no such table, so these copies are leftovers
+            # (a region that was away during a DROP, or a re-run request).
+            log.warning("dropping orphan copies of `%s`.`%s` on %s before creating it", db, name, orphans)
+            dropped = await self._regions.call_many(orphans, drop)
+            results.update({r: e for r, e in dropped.items() if isinstance(e, SqlError)})
+            retry = [r for r in orphans if not isinstance(dropped[r], SqlError)]
+            results.update(await self._regions.call_many(retry, create))
+        error = self._first_error(results, prefer=primary)
+        if error is not None:
+            await self._rollback_copies(db, name, [r for r, res in results.items() if not isinstance(res, SqlError)])
+            raise error
+        table = TablePlacement(db, name, primary, {replica: ReplicaState.IN_SYNC})
+
+        def add(p: Placement) -> Placement | None:
+            if not p.has_database(db) or p.table(db, name) is not None:
+                return None
+            return p.with_table(table)
+
+        written = await self._publish(add)
+        published = written.table(db, name)
+        if published is None or published.primary != primary:
+            # The database was dropped (or the table made) behind our back.
+            await self._rollback_copies(db, name, [primary, replica])
+            raise SqlError(ER_UNKNOWN, f"placement of `{db}`.`{name}` changed concurrently; try again")
+        log.info("created `%s`.`%s`: primary %s, replica %s (placement v%d)", db, name, primary, replica, written.version)
+        primary_result = results[primary]
+        assert isinstance(primary_result, dict)
+        return _ok(written, 0, primary_result.get("warnings"))
+
+    async def _rollback_copies(self, db: str, name: str, regions: list[str]) -> None:
+        if not regions:
+            return
+        results = await self._regions.call_many(regions, {"op": "drop_table", "database": db, "table": name})
+        for region, res in results.items():
+            if isinstance(res, SqlError):
+                log.error("could not roll back copy of `%s`.`%s` on %s (orphan left): %s", db, name, region, res)
+
+    async def _drop_tables(self, stmt: DdlStatement, session_db: str | None) -> dict[str, Any]:
+        refs = [ref.resolve(session_db) for ref in stmt.tables]
+        for db, _ in refs:
+            _user_schema(db)
+        placement = await self._topo.get_placement()
+        missing = [f"{db}.{name}" for db, name in refs if placement.table(db, name) is None]
+        if missing and not stmt.if_exists:
+            raise SqlError(ER_BAD_TABLE, f"Unknown table '{','.join(missing)}'")
+        live = await self._live()
+        dropped: list[tuple[str, str]] = []
+        first_error: SqlError | None = None
+        for db, name in dict.fromkeys(refs):
+            table = placement.table(db, name)
+            if table is None:
+                continue
+            down = [r for r in table.all_regions if r not in live]
+            if down:
+                log.warning("dropping `%s`.`%s`: regions %s are down; their copies stay as orphans", db, name, down)
+            results = await self._regions.call_many(
+                [r for r in table.all_regions if r in live], {"op": "drop_table", "database": db, "table": name}
+            )
+            error = self._first_error(results)
+            if error is None:
+                dropped.append((db, name))
+            elif first_error is None:
+                first_error = error
+
+        def remove(p: Placement) -> Placement | None:
+            result = p
+            for db, name in dropped:
+                result = result.without_table(db, name)
+            return None if result is p else result
+
+        written = await self._publish(remove)
+        if first_error is not None:
+            raise first_error
+        notes = [_note(ER_BAD_TABLE, f"Unknown table '{m}'") for m in missing]
+        return _ok(written, 0, notes)
+
+    async def _change_table(self, stmt: DdlStatement, sql: str, session_db: str | None) -> dict[str, Any]:
+        db, name = stmt.tables[0].resolve(session_db)
+        _user_schema(db)
+        placement = await self._topo.get_placement()
+        table = placement.table(db, name)
+        if table is None:
+            message = f"Table '{db}.{name}' doesn't exist"
+            if stmt.if_exists:
+                return _ok(placement, 0, [_note(ER_NO_SUCH_TABLE, message)])
+            raise SqlError(ER_NO_SUCH_TABLE, message)
+        live = await self._live()
+        if table.primary not in live:
+            raise SqlError(
+                ER_UNKNOWN,
+                f"the primary copy of `{db}`.`{name}` is on region {table.primary}, which is down; "
+                "retry once it has failed over",
+            )
+        payload = {"op": "execute_ddl", "database": db, "sql": sql}
+        primary_result = await self._regions.call(table.primary, payload)  # its error is the client's
+        stale = [r for r, s in table.replicas.items() if s == ReplicaState.COPYING]
+        in_sync = [r for r, s in table.replicas.items() if s == ReplicaState.IN_SYNC]
+        stale += [r for r in in_sync if r not in live]
+        results = await self._regions.call_many([r for r in in_sync if r in live], payload)
+        for region, res in results.items():
+            if isinstance(res, SqlError):
+                stale.append(region)
+                log.error(
+                    "`%s`.`%s`: DDL succeeded on primary %s but failed on replica %s (%s); marking it STALE",
+                    db, name, table.primary, region, res,
+                )
+        if stale:
+            metrics.STALE_REPLICAS.inc(len(stale))
+            written = await self._publish(lambda p: mark_replicas(p, db, name, stale, ReplicaState.STALE))
+        else:
+            written = await self._topo.get_placement()
+        return _ok(written, int(primary_result.get("affected_rows", 0)), primary_result.get("warnings"))

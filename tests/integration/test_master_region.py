@@ -1,0 +1,409 @@
+"""Masters and region agents against REAL ZooKeeper and REAL MariaDB servers.
+
+Three region agents (one per MariaDB of the `mariadbs` fixture) and two
+masters run as `python -m minisql.cli ...` subprocesses under a ZooKeeper root
+of their own.  DDL goes in as the proxy sends it (topology.call("master",
+...)); the effects are checked directly on the MariaDB servers with PyMySQL.
+
+The tests of this module share one stack and run in file order: each builds
+on the state the previous one left (a database, a table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator
+
+import pytest
+
+from minisql.config import write_backend_credentials
+from minisql.localstack import CommandProcess, free_port
+from region.load import find_mariadb_pid
+from topology import Placement, ReplicaState, Topology
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+DB = f"mr_{uuid.uuid4().hex[:8]}"
+SESSION_TIMEOUT = "3"  # seconds: how long a SIGKILLed process stays "alive" in ZooKeeper
+
+
+class Stack:
+    def __init__(self, zookeeper: Any, mariadbs: list[Any], creds: Any, workdir: Path) -> None:
+        self.zk_hosts = zookeeper.hosts
+        self.zk_root = f"/test-master-region-{uuid.uuid4().hex[:10]}"
+        self.mariadbs = {f"r{i}": m for i, m in enumerate(mariadbs, start=1)}
+        self.workdir = workdir
+        self.secrets = workdir / "secrets.json"
+        write_backend_credentials(self.secrets, creds)
+        self.regions: dict[str, CommandProcess] = {}
+        self.masters: dict[str, CommandProcess] = {}
+        self.metrics: dict[str, int] = {}
+
+    # -- processes --------------------------------------------------------------
+    def _process(self, name: str, argv: list[str]) -> CommandProcess:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+        port = free_port()
+        self.metrics[name] = port
+        common = ["--zk", self.zk_hosts, "--zk-root", self.zk_root, "--log-level", "INFO"]
+        proc = CommandProcess(
+            name,
+            [sys.executable, "-m", "minisql.cli", *argv[:1], *common, *argv[1:], "--metrics-port", str(port),
+             "--zk-session-timeout", SESSION_TIMEOUT],
+            log_path=self.workdir / f"{name}.log",
+            env=env,
+            cwd=REPO,
+            ready_port=port,
+        )
+        proc.start(timeout=60)
+        return proc
+
+    def start_region(self, region_id: str) -> None:
+        self.regions[region_id] = self._process(
+            region_id,
+            ["region", "--id", region_id, "--mysql-host", "127.0.0.1",
+             "--mysql-port", str(self.mariadbs[region_id].port), "--secrets", str(self.secrets),
+             "--load-interval", "1"],
+        )
+
+    def start_master(self, master_id: str) -> None:
+        self.masters[master_id] = self._process(master_id, ["master", "--id", master_id, "--failover-grace", "2"])
+
+    def stop(self) -> None:
+        procs = [*self.masters.values(), *self.regions.values()]
+        for p in procs:
+            if p.alive:
+                p.terminate()
+        for p in procs:
+            p.stop(timeout=15)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.log_tail(25)}" for p in [*self.masters.values(), *self.regions.values()])
+
+    # -- ZooKeeper --------------------------------------------------------------
+    def zk(self, action: Callable[[Topology], Awaitable[Any]]) -> Any:
+        async def main() -> Any:
+            topo = Topology.for_zookeeper(self.zk_hosts, self.zk_root)
+            await topo.start()
+            try:
+                return await action(topo)
+            finally:
+                await topo.close()
+
+        return asyncio.run(main())
+
+    def ddl(self, sql: str, database: str | None = None) -> dict[str, Any]:
+        return self.zk(lambda t: t.call("master", {"op": "ddl", "sql": sql, "database": database}, timeout=60))
+
+    def task(self, region_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return self.zk(lambda t: t.call(f"region-{region_id}", payload, timeout=60))
+
+    def placement(self) -> Placement:
+        return self.zk(lambda t: t.get_placement())
+
+    def wait_for(self, what: str, probe: Callable[[], Any], timeout: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = probe()
+            if last:
+                return last
+            time.sleep(0.3)
+        raise AssertionError(f"timed out waiting for {what} (last: {last!r})\n{self.logs()}")
+
+    # -- MariaDB ----------------------------------------------------------------
+    def holders(self, database: str, table: str) -> list[str]:
+        """Regions whose MariaDB has `database`.`table` (asked directly with PyMySQL)."""
+        return sorted(
+            rid
+            for rid, m in self.mariadbs.items()
+            if m.query(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                (database, table),
+            )[0][0]
+        )
+
+    def metric(self, name: str, process: str) -> float | None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics[process]}/metrics", timeout=5) as resp:
+            for line in resp.read().decode().splitlines():
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    return float(line.rsplit(" ", 1)[1])
+        return None
+
+
+@pytest.fixture(scope="module")
+def stack(zookeeper, mariadbs, backend_credentials, tmp_path_factory) -> Iterator[Stack]:
+    s = Stack(zookeeper, mariadbs, backend_credentials, tmp_path_factory.mktemp("master-region"))
+    try:
+        for rid in s.mariadbs:
+            s.start_region(rid)
+        s.start_master("m1")
+        s.start_master("m2")
+        s.wait_for("3 regions and a leader", lambda: len(s.zk(lambda t: t.list_regions())) == 3
+                   and s.zk(lambda t: t.get_leader()) is not None)
+        yield s
+    finally:
+        s.stop()
+        for m in s.mariadbs.values():
+            m.query(f"DROP DATABASE IF EXISTS `{DB}`")
+
+
+def leader_id(stack: Stack) -> str:
+    leader = stack.zk(lambda t: t.get_leader())
+    assert leader is not None
+    return leader.master_id
+
+
+def test_regions_register_and_publish_load(stack: Stack) -> None:
+    regions = stack.zk(lambda t: t.list_regions())
+    assert sorted(regions) == ["r1", "r2", "r3"]
+    for rid, info in regions.items():
+        assert info.mysql_port == stack.mariadbs[rid].port
+        assert info.host == "127.0.0.1"
+        assert "MariaDB" in info.mysql_version or info.mysql_version.startswith("10.")
+        assert info.metrics_port == stack.metrics[rid]
+    loads = stack.wait_for("load reports", lambda: (lambda l: l if len(l) == 3 else None)(stack.zk(lambda t: t.get_loads())))
+    assert all(load.reported_at > 0 for load in loads.values())
+    assert stack.metric("minisql_region_registered", "r1") == 1.0
+    # the CPU sampler finds the real mariadbd from its pid file
+    m = stack.mariadbs["r1"]
+    assert find_mariadb_pid(str(m.pid_file)) == m.pid
+
+
+def test_exactly_one_master_leads(stack: Stack) -> None:
+    leader = leader_id(stack)
+    assert leader in ("m1", "m2")
+    follower = "m2" if leader == "m1" else "m1"
+    stack.wait_for("leader metric", lambda: stack.metric("minisql_master_is_leader", leader) == 1.0)
+    assert stack.metric("minisql_master_is_leader", follower) == 0.0
+    assert stack.masters[follower].alive
+
+
+def test_create_database_and_table_on_exactly_two_regions(stack: Stack) -> None:
+    created = stack.ddl(f"CREATE DATABASE {DB}")
+    assert created.get("ok"), created
+    assert all(m.query("SHOW DATABASES LIKE %s", (DB,)) for m in stack.mariadbs.values())
+
+    result = stack.ddl("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20)) ENGINE=InnoDB", DB)
+    assert result.get("ok"), result
+    placement = stack.placement()
+    assert result["placement_version"] == placement.version
+    table = placement.table(DB, "t")
+    assert table is not None
+    assert table.primary != next(iter(table.replicas))
+    assert dict(table.replicas) == {next(iter(table.replicas)): ReplicaState.IN_SYNC}
+    assert stack.holders(DB, "t") == sorted(table.all_regions)
+    assert len(stack.holders(DB, "t")) == 2
+
+    # the next table goes elsewhere first: the third region is the least loaded
+    result = stack.ddl(f"CREATE TABLE {DB}.u (id INT PRIMARY KEY)")
+    assert result.get("ok"), result
+    u = stack.placement().table(DB, "u")
+    unused = ({"r1", "r2", "r3"} - set(table.all_regions)).pop()
+    assert u.primary == unused
+    assert stack.holders(DB, "u") == sorted(u.all_regions)
+
+
+def test_ddl_errors_carry_mysql_errnos(stack: Stack) -> None:
+    def error(sql: str, database: str | None = DB) -> tuple[int, str, str]:
+        result = stack.ddl(sql, database)
+        assert "error" in result, result
+        e = result["error"]
+        return e["errno"], e["sqlstate"], e["message"]
+
+    assert error("CREATE TABLE t (id INT)") == (1050, "42S01", "Table 't' already exists")
+    assert error("DROP TABLE nope") == (1051, "42S02", f"Unknown table '{DB}.nope'")
+    assert error("CREATE TABLE nodb_x.t (id INT)") == (1049, "42000", "Unknown database 'nodb_x'")
+    assert error("CREATE TABLE t9 (id INT)", None)[:2] == (1046, "3D000")
+    assert error(f"CREATE DATABASE {DB}")[0] == 1007
+    assert error("DROP DATABASE nodb_x")[0] == 1008
+    assert error("CREATE VIEW v AS SELECT 1")[0] == 1235
+    # MariaDB's own error, relayed faithfully from the primary's region
+    assert error("ALTER TABLE t ADD COLUMN v INT")[:2] == (1060, "42S21")
+    assert error("CREATE TABLE bad (id INT, id INT)")[:2] == (1060, "42S21")
+    assert stack.holders(DB, "bad") == []  # nothing left behind by the failed create
+    assert stack.ddl("CREATE TABLE IF NOT EXISTS t (id INT)", DB)["ok"]
+
+
+def test_alter_reaches_both_copies(stack: Stack) -> None:
+    result = stack.ddl("ALTER TABLE t ADD COLUMN n INT NOT NULL DEFAULT 7", DB)
+    assert result.get("ok"), result
+    for rid in stack.placement().table(DB, "t").all_regions:
+        cols = [r[0] for r in stack.mariadbs[rid].query(f"SHOW COLUMNS FROM `{DB}`.`t`")]
+        assert cols == ["id", "v", "n"], rid
+    assert stack.ddl(f"CREATE INDEX iv ON {DB}.t (v)")["ok"]
+    assert stack.placement().table(DB, "t").in_sync_replicas  # nothing went stale
+
+
+def test_copy_table_and_checksum_tasks(stack: Stack) -> None:
+    """copy_table / table_checksum, as the master uses them to rebuild a replica."""
+    table = stack.placement().table(DB, "t")
+    primary = stack.mariadbs[table.primary]
+    rows = [(i, None if i % 7 == 0 else f"v{i}'\\%", i * 3) for i in range(1, 2501)]
+    conn = primary.root_connection(DB)
+    try:
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO t (id, v, n) VALUES (%s, %s, %s)", rows)
+    finally:
+        conn.close()
+    target = ({"r1", "r2", "r3"} - set(table.all_regions)).pop()
+    source = stack.zk(lambda t: t.list_regions())[table.primary]
+    copied = stack.task(target, {"op": "copy_table", "database": DB, "table": "t",
+                                 "source": {"region_id": source.region_id, "host": source.host,
+                                            "port": source.mysql_port}})
+    assert copied == {"ok": True, "rows": 2500}
+    want = stack.task(table.primary, {"op": "table_checksum", "database": DB, "table": "t"})
+    got = stack.task(target, {"op": "table_checksum", "database": DB, "table": "t"})
+    assert want["rows"] == got["rows"] == 2500 and want["checksum"] == got["checksum"] is not None
+    assert stack.mariadbs[target].query(f"SHOW CREATE TABLE `{DB}`.`t`")[0][1] == primary.query(
+        f"SHOW CREATE TABLE `{DB}`.`t`")[0][1]
+    # idempotent: a second delivery replaces the copy
+    assert stack.task(target, {"op": "copy_table", "database": DB, "table": "t",
+                               "source": {"region_id": source.region_id, "host": source.host,
+                                          "port": source.mysql_port}})["rows"] == 2500
+    # a region never copies onto itself (it would drop the source first)
+    self_copy = stack.task(table.primary, {"op": "copy_table", "database": DB, "table": "t",
+                                           "source": {"region_id": source.region_id, "host": source.host,
+                                                      "port": source.mysql_port}})
+    assert self_copy["error"]["errno"] == 1105
+    missing = stack.task(target, {"op": "table_checksum", "database": DB, "table": "nope"})
+    assert missing["error"]["errno"] == 1146
+    assert stack.task(target, {"op": "drop_table", "database": DB, "table": "t"}) == {"ok": True}
+    assert stack.holders(DB, "t") == sorted(table.all_regions)
+    # the replica gets the same rows (normally the proxy's write fan-out does this)
+    replica = stack.mariadbs[table.in_sync_replicas[0]]
+    conn = replica.root_connection(DB)
+    try:
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO t (id, v, n) VALUES (%s, %s, %s)", rows)
+    finally:
+        conn.close()
+
+
+def test_copy_table_keeps_every_type(stack: Stack) -> None:
+    """Awkward types, a generated column, zero AUTO_INCREMENT and a table without a primary key."""
+    ddl = {
+        "types": "CREATE TABLE types (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, d DECIMAL(12,4), "
+                 "dt DATETIME(6), ts TIMESTAMP NULL, b BLOB, j JSON, bits BIT(3), e ENUM('a','b'), "
+                 "t TIME, u VARCHAR(10) CHARACTER SET utf8mb4, g BIGINT AS (id * 2) VIRTUAL)",
+        "nopk": "CREATE TABLE nopk (a INT, b VARCHAR(5))",
+    }
+    rows = {
+        "types": [
+            (0, "-12.3456", "2024-02-29 23:59:59.123456", "2038-01-19 03:14:07", b"\x00\xff\x10", '{"k": [1, 2]}',
+             b"\x05", "b", "-838:59:59", "h\u00e9\U0001F600"),
+            (7, None, None, None, None, None, None, None, None, None),
+            (2**63, "99999999.9999", "1000-01-01 00:00:00", "1970-01-01 00:00:01", b"", "[]", b"\x00", "a",
+             "00:00:00", ""),
+        ],
+        "nopk": [(1, "x"), (1, "x"), (None, None)],
+    }
+    for name, sql in ddl.items():
+        assert stack.ddl(sql, DB).get("ok")
+        table = stack.placement().table(DB, name)
+        primary = stack.mariadbs[table.primary]
+        conn = primary.root_connection(DB)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO', time_zone = '+00:00'")
+                width = len(rows[name][0])
+                cols = "id, d, dt, ts, b, j, bits, e, t, u" if name == "types" else "a, b"
+                cur.executemany(f"INSERT INTO {name} ({cols}) VALUES ({', '.join(['%s'] * width)})", rows[name])
+        finally:
+            conn.close()
+        target = ({"r1", "r2", "r3"} - set(table.all_regions)).pop()
+        source = stack.zk(lambda t: t.list_regions())[table.primary]
+        copied = stack.task(target, {"op": "copy_table", "database": DB, "table": name,
+                                     "source": {"region_id": source.region_id, "host": source.host,
+                                                "port": source.mysql_port}})
+        assert copied == {"ok": True, "rows": len(rows[name])}, copied
+        want = stack.task(table.primary, {"op": "table_checksum", "database": DB, "table": name})
+        got = stack.task(target, {"op": "table_checksum", "database": DB, "table": name})
+        assert want == got, name
+        select = f"SELECT * FROM `{DB}`.`{name}` ORDER BY 1, 2"
+        assert stack.mariadbs[target].query(select) == primary.query(select)
+        assert stack.task(target, {"op": "drop_table", "database": DB, "table": name}) == {"ok": True}
+        assert stack.ddl(f"DROP TABLE {name}", DB).get("ok")
+        assert stack.holders(DB, name) == []
+
+
+def test_killing_the_leader_master_hands_over(stack: Stack) -> None:
+    old = leader_id(stack)
+    stack.masters[old].kill()  # SIGKILL: no resignation, the session has to expire
+    new = stack.wait_for("a new leader", lambda: (lambda l: l if l not in (None, old) else None)(
+        (stack.zk(lambda t: t.get_leader()) or type("N", (), {"master_id": None})).master_id), timeout=30)
+    assert new != old
+    result = stack.ddl("CREATE TABLE after_failover (id INT PRIMARY KEY)", DB)
+    assert result.get("ok"), result
+    assert len(stack.holders(DB, "after_failover")) == 2
+    stack.start_master(old)  # back to two candidates; the new leader keeps leading
+    time.sleep(1)
+    assert leader_id(stack) == new
+
+
+def test_drop_table_removes_both_copies(stack: Stack) -> None:
+    assert stack.holders(DB, "after_failover")
+    result = stack.ddl(f"DROP TABLE after_failover, {DB}.u", DB)
+    assert result.get("ok"), result
+    assert stack.holders(DB, "after_failover") == [] and stack.holders(DB, "u") == []
+    placement = stack.placement()
+    assert placement.table(DB, "after_failover") is None and placement.table(DB, "u") is None
+    assert result["placement_version"] == placement.version
+
+
+def test_region_failure_promotes_replica_and_rebuilds_a_copy(stack: Stack) -> None:
+    before = stack.placement().table(DB, "t")
+    dead, survivor = before.primary, before.in_sync_replicas[0]
+    third = ({"r1", "r2", "r3"} - {dead, survivor}).pop()
+    stack.regions[dead].kill()  # the agent dies; its MariaDB stays up but is no longer in the cluster
+
+    def healed() -> Any:
+        t = stack.placement().table(DB, "t")
+        return t if t.primary == survivor and t.replicas.get(third) == ReplicaState.IN_SYNC else None
+
+    after = stack.wait_for("promotion and a new in-sync copy", healed, timeout=60)
+    assert dead not in after.all_regions
+    count = stack.mariadbs[third].query(f"SELECT COUNT(*), SUM(n) FROM `{DB}`.`t`")[0]
+    assert count == stack.mariadbs[survivor].query(f"SELECT COUNT(*), SUM(n) FROM `{DB}`.`t`")[0]
+    assert count[0] == 2500
+
+    # DDL keeps working on the new layout
+    assert stack.ddl("ALTER TABLE t ADD COLUMN w INT", DB)["ok"]
+    for rid in after.all_regions:
+        assert "w" in [r[0] for r in stack.mariadbs[rid].query(f"SHOW COLUMNS FROM `{DB}`.`t`")]
+
+    stack.start_region(dead)  # comes back empty-handed: its old copy is an orphan
+    stack.wait_for("the region back", lambda: dead in stack.zk(lambda t: t.list_regions()))
+
+
+def test_drop_database_removes_everything(stack: Stack) -> None:
+    result = stack.ddl(f"DROP DATABASE {DB}")
+    assert result.get("ok"), result
+    assert not stack.placement().has_database(DB)
+    for rid, m in stack.mariadbs.items():
+        assert not m.query("SHOW DATABASES LIKE %s", (DB,)), rid  # orphans included
+
+
+def test_region_survives_zookeeper_session_loss(stack: Stack) -> None:
+    """A region frozen past its session timeout comes back registered and reporting load."""
+    region = stack.regions["r3"]
+    region.suspend()  # SIGSTOP: no heartbeats, the session expires, the ephemerals go
+    try:
+        stack.wait_for("r3 to drop out", lambda: "r3" not in stack.zk(lambda t: t.list_regions()), timeout=20)
+    finally:
+        region.resume()
+    resumed = time.time()
+    stack.wait_for("r3 registered again", lambda: "r3" in stack.zk(lambda t: t.list_regions()), timeout=20)
+    stack.wait_for(
+        "a fresh load report from r3",
+        lambda: (lambda l: l is not None and l.reported_at > resumed)(stack.zk(lambda t: t.get_loads()).get("r3")),
+        timeout=20,
+    )
+    assert region.alive

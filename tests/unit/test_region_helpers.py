@@ -1,0 +1,112 @@
+"""Pure helpers of the region agent: quoting, error mapping, /proc parsing, dispatch."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pymysql
+import pytest
+
+from minisql.errors import SqlError
+from region.load import find_mariadb_pid, read_cpu_ticks
+from region.mysql import qualified, quote_ident, sql_error_of
+from region.tasks import RegionTasks, _starts_with_create
+
+QUOTE_CASES = [
+    ("t", "`t`"),
+    ("we`ird", "`we``ird`"),
+    ("my table", "`my table`"),
+    ("a%s", "`a%s`"),
+]
+
+
+@pytest.mark.parametrize("name, quoted", QUOTE_CASES)
+def test_quote_ident(name, quoted):
+    assert quote_ident(name) == quoted
+
+
+def test_qualified():
+    assert qualified("d`b", "t") == "`d``b`.`t`"
+
+
+ERROR_CASES = [
+    # (driver exception, errno, sqlstate)
+    (pymysql.err.IntegrityError(1062, "Duplicate entry '1' for key 'PRIMARY'", sqlstate="23000"), 1062, "23000"),
+    (pymysql.err.OperationalError(1050, "Table 't' already exists"), 1050, "42S01"),  # catalogue SQLSTATE
+    (pymysql.err.OperationalError(1234, "something new"), 1234, "HY000"),
+    (pymysql.err.OperationalError(2003, "Can't connect to MySQL server"), 2003, "HY000"),
+    (pymysql.err.InterfaceError(0, ""), 2013, "HY000"),
+    (ConnectionRefusedError(111, "refused"), 2003, "HY000"),
+    (asyncio.TimeoutError(), 2003, "HY000"),
+    (ValueError("boom"), 1105, "HY000"),
+]
+
+
+@pytest.mark.parametrize("exc, errno, sqlstate", ERROR_CASES, ids=[type(c[0]).__name__ + str(c[1]) for c in ERROR_CASES])
+def test_sql_error_of(exc, errno, sqlstate):
+    err = sql_error_of(exc)
+    assert (err.errno, err.sqlstate) == (errno, sqlstate)
+
+
+def test_sql_error_of_keeps_the_message_and_passes_sql_errors_through():
+    assert sql_error_of(pymysql.err.OperationalError(1050, "Table 't' already exists")).message == (
+        "Table 't' already exists"
+    )
+    original = SqlError(1049, "Unknown database 'x'")
+    assert sql_error_of(original) is original
+
+
+@pytest.mark.parametrize(
+    "sql, expected",
+    [("CREATE TABLE t (a int)", True), ("  create index i on t (a)", True), ("ALTER TABLE t ADD b int", False),
+     ("DROP TABLE t", False)],
+)
+def test_starts_with_create(sql, expected):
+    assert _starts_with_create(sql) is expected
+
+
+def test_read_cpu_ticks_of_this_process():
+    ticks = read_cpu_ticks(os.getpid())
+    assert ticks is not None and ticks >= 0
+    assert read_cpu_ticks(2**22 + 12345) is None  # no such pid
+
+
+def test_find_mariadb_pid_rejects_other_processes(tmp_path):
+    pid_file = tmp_path / "x.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
+    assert find_mariadb_pid(str(pid_file)) is None  # a python process, not mariadbd
+    assert find_mariadb_pid(str(tmp_path / "missing.pid")) is None
+
+
+def test_unknown_op_and_bad_payloads_become_error_results():
+    async def main() -> None:
+        tasks = RegionTasks("r1", pool=None, creds=None, mysql_host="127.0.0.1", mysql_port=1)  # type: ignore[arg-type]
+        unknown = await tasks.handle({"op": "format_disk"})
+        assert unknown["error"]["errno"] == 1235
+        missing = await tasks.handle({"op": "drop_table", "database": "d"})
+        assert missing["error"]["errno"] == 1105 and "'table'" in missing["error"]["message"]
+        system = await tasks.handle({"op": "drop_database", "database": "mysql"})
+        assert system["error"]["errno"] == 1044
+        self_copy = await tasks.handle(
+            {"op": "copy_table", "database": "d", "table": "t", "source": {"region_id": "r1", "host": "h", "port": 1}}
+        )
+        assert self_copy["error"]["errno"] == 1105 and "itself" in self_copy["error"]["message"]
+
+    asyncio.run(main())
+
+
+def test_fix_bytes_escaping_only_changes_bytes():
+    from region.mysql import fix_bytes_escaping
+
+    class FakeConn:
+        def escape(self, obj):
+            if isinstance(obj, bytes):
+                raise TypeError("'str' object is not callable")  # aiomysql 0.3.2 + PyMySQL 1.2
+            return f"<{obj}>"
+
+    conn = fix_bytes_escaping(FakeConn())
+    assert conn.escape(b"\x00'\xff") == "_binary X'0027ff'"
+    assert conn.escape(bytearray(b"")) == "_binary X''"
+    assert conn.escape(5) == "<5>"
+    assert FakeConn().escape(5) == "<5>"  # the class itself is untouched
