@@ -52,6 +52,11 @@ from .txn import TxState
 log = logging.getLogger(__name__)
 
 
+class TransactionAborted(SqlError):
+    """A write failed on a replica inside a transaction: the whole transaction
+    must be rolled back, or the copies would differ by that statement."""
+
+
 @dataclass(slots=True)
 class Reply:
     """What the wire layer sends back: an OK, a relayed result, or a local result."""
@@ -268,8 +273,7 @@ async def _execute_write(plan: Plan, backends: SessionBackends, snap: RoutingSna
             if not pconn.closed:
                 await run_statement(pconn, "ROLLBACK", backends)
         else:
-            failure = SqlError(failure.errno, failure.message + "; the transaction was rolled back")
-            failure.abort_transaction = True  # type: ignore[attr-defined]
+            failure = TransactionAborted(failure.errno, failure.message + "; the transaction was rolled back")
         raise failure
     if own_txn:
         await run_statement(pconn, "COMMIT", backends)

@@ -33,7 +33,7 @@ from minisql.errors import (
 )
 from topology import Placement, RegionInfo, TablePlacement
 
-from .statements import SYSTEM_SCHEMAS, Analysis, AnalysisCache, Kind, TableRef, strip_leading_noise
+from .statements import SYSTEM_SCHEMAS, Analysis, AnalysisCache, Kind, TableRef, classify, strip_leading_noise
 
 
 class Op(Enum):
@@ -104,7 +104,7 @@ def _split_qualified(first: str, second: str | None) -> TableRef:
     return TableRef(_unquote(first), _unquote(second) or "")
 
 
-def _resolve(ref: TableRef, session: SessionView, snap: RoutingSnapshot) -> TablePlacement:
+def resolve_table(ref: TableRef, session: SessionView, snap: RoutingSnapshot) -> TablePlacement:
     database = ref.database or session.database
     if database is None:
         raise SqlError(ER_NO_DB, "No database selected")
@@ -121,7 +121,7 @@ def _require_live(region: str, snap: RoutingSnapshot) -> None:
         raise SqlError(CR_CONN_HOST_ERROR, f"Region '{region}' is not available (failover may be in progress); try again")
 
 
-def _read_region(tables: tuple[TablePlacement, ...], snap: RoutingSnapshot) -> str:
+def read_region(tables: tuple[TablePlacement, ...], snap: RoutingSnapshot) -> str:
     """A live region holding an in-sync copy of every table; primaries first."""
     common: set[str] | None = None
     for t in tables:
@@ -168,11 +168,11 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
             # Exact: the connection that ran the INSERT knows LAST_INSERT_ID().
             return Plan(Op.READ, sql, (session.last_insert_region,), Kind.SELECT, epoch=snap.epoch)  # type: ignore[arg-type]
         return Plan(Op.ANY, sql, kind=analysis.kind, epoch=snap.epoch)
-    writes = tuple(_resolve(r, session, snap) for r in analysis.writes)
-    reads = tuple(_resolve(r, session, snap) for r in analysis.reads)
+    writes = tuple(resolve_table(r, session, snap) for r in analysis.writes)
+    reads = tuple(resolve_table(r, session, snap) for r in analysis.reads)
     if analysis.kind is Kind.SELECT:
         tables = reads
-        region = tables[0].primary if analysis.locking_read else _read_region(tables, snap)
+        region = tables[0].primary if analysis.locking_read else read_region(tables, snap)
         if analysis.locking_read:
             # Locks only order writers when taken on the primary.
             for t in tables[1:]:
@@ -251,14 +251,12 @@ def plan_show(sql: str, snap: RoutingSnapshot, session: SessionView, cache: Anal
         ref = _split_qualified(m.group(1), m.group(2))
         if _SHOW_TABLE_META.match(body) and m.group(3):
             ref = TableRef(_unquote(m.group(3)), ref.name if m.group(2) is None else ref.name)
-        table = _resolve(ref, session, snap)
-        region = _read_region((table,), snap)
+        table = resolve_table(ref, session, snap)
+        region = read_region((table,), snap)
         return Plan(Op.READ, sql, (region,), Kind.SHOW, (table,), epoch=snap.epoch)
     m = _EXPLAIN_STMT.match(body)
     if m:
         inner = body[m.end():]
-        from .statements import classify  # local import: tiny module, avoids a cycle in tests
-
         analysis = cache.get(inner, classify(inner))
         inner_plan = plan_dml(inner, analysis, snap, session)
         region = inner_plan.regions[:1]
@@ -301,4 +299,3 @@ def plan(sql: str, kind: Kind, snap: RoutingSnapshot, session: SessionView, cach
     raise unsupported(f"'{strip_leading_noise(sql)[:60]}' through the gateway")
 
 
-__all__ = ["Op", "Plan", "LocalResult", "RoutingSnapshot", "SessionView", "plan", "plan_use_database"]

@@ -29,7 +29,7 @@ from topology import CallTimeout, Topology, TopologyError
 
 from . import metrics
 from .backend import BackendPool, QueryResult
-from .executor import OK_REPLY, Reply, SessionBackends, execute, run_statement
+from .executor import OK_REPLY, Reply, SessionBackends, TransactionAborted, execute, run_statement
 from .planner import Op, Plan, plan, plan_use_database
 from .routing import RoutingTable
 from .statements import AnalysisCache, Kind, classify, strip_leading_noise, substitute_last_insert_id
@@ -156,9 +156,8 @@ class ProxySession(BaseSession):
             p = replace(p, sql=substitute_last_insert_id(p.sql, self.last_insert_id))
         try:
             reply = await execute(p, self.backends, snap, self.database, self.tx)
-        except SqlError as e:
-            if getattr(e, "abort_transaction", False):
-                await self._abort()
+        except TransactionAborted:
+            await self._abort()
             raise
         if p.op is Op.WRITE and reply.result is not None and reply.result.insert_id:
             self.last_insert_id = reply.result.insert_id

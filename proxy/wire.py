@@ -36,7 +36,7 @@ from minisql.errors import ER_NOT_SUPPORTED_YET, ER_UNKNOWN, SqlError
 from . import metrics
 from .backend import BackendError, field_list
 from .executor import Reply
-from .planner import LocalResult
+from .planner import LocalResult, read_region, resolve_table
 from .statements import TableRef
 
 log = logging.getLogger(__name__)
@@ -180,11 +180,9 @@ class ProxyConnection(Connection):
         com = packets.parse_com_field_list(self.client_charset, data)
         session = self.session
         try:
-            from .planner import _read_region, _resolve
-
             snap = session.routing.snapshot
-            table = _resolve(TableRef(None, com.table), session, snap)
-            region = _read_region((table,), snap)
+            table = resolve_table(TableRef(None, com.table), session, snap)
+            region = read_region((table,), snap)
             conn = await session.backends.get(region, snap, session.database, session.tx)
             columns = await field_list(conn, com.table, com.wildcard or "")
         except BackendError as e:

@@ -324,3 +324,40 @@ def test_a_region_that_refuses_connections_gets_an_error_not_a_hang(cluster, db)
         conn.close()
     finally:
         asyncio.run(place(False))
+
+
+def _replica_of(cluster, db, table):
+    return next(iter(cluster.state()["placement"].table(db, table).replicas))
+
+
+def test_a_write_that_fails_on_the_replica_is_undone_on_the_primary(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE u (id INT PRIMARY KEY, v INT)")
+    cur.execute("INSERT INTO u VALUES (1, 1)")
+    # Damage the replica behind the proxy's back: it now holds a row the primary lacks.
+    direct = cluster.connect_region(_replica_of(cluster, db, "u"))
+    direct.cursor().execute(f"INSERT INTO `{db}`.u VALUES (2, 99)")
+    direct.close()
+
+    with pytest.raises(pymysql.err.MySQLError) as info:  # primary accepts id 2, the replica cannot
+        cur.execute("INSERT INTO u VALUES (2, 2)")
+    assert "replica" in info.value.args[1]
+    cur.execute("SELECT id FROM u ORDER BY id")
+    assert cur.fetchall() == ((1,),)  # the primary was rolled back
+
+    with pytest.raises(pymysql.err.MySQLError) as info:  # affected rows differ: 1 on primary, 2 on replica
+        cur.execute("UPDATE u SET v = v + 1")
+    assert "disagree" in info.value.args[1]
+    cur.execute("SELECT v FROM u")
+    assert cur.fetchall() == ((1,),)
+
+    # Inside a transaction the whole transaction goes.
+    conn.begin()
+    cur.execute("INSERT INTO u VALUES (3, 3)")
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cur.execute("INSERT INTO u VALUES (2, 2)")
+    assert "transaction was rolled back" in info.value.args[1]
+    cur.execute("SELECT id FROM u ORDER BY id")
+    assert cur.fetchall() == ((1,),)  # id 3 went with the transaction
+    conn.close()
