@@ -28,6 +28,11 @@ from sqlglot.errors import ParseError, TokenError
 
 from minisql.errors import ER_EMPTY_QUERY, ER_PARSE, SqlError, unsupported
 
+from .metrics import PLAN_CACHE
+
+PLAN_CACHE_HITS = PLAN_CACHE.labels("hit")
+PLAN_CACHE_MISSES = PLAN_CACHE.labels("miss")
+
 
 class Kind(Enum):
     SELECT = "select"
@@ -281,6 +286,7 @@ class AnalysisCache:
         entry = self._entries.get(key)
         if entry is None:
             self.misses += 1
+            PLAN_CACHE_MISSES.inc()
             try:
                 entry = analyze(sql, kind, shape)
             except SqlError as e:
@@ -290,6 +296,7 @@ class AnalysisCache:
                 self._entries.popitem(last=False)
         else:
             self.hits += 1
+            PLAN_CACHE_HITS.inc()
             self._entries.move_to_end(key)
         if isinstance(entry, SqlError):
             raise entry
