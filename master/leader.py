@@ -24,6 +24,7 @@ import socket
 from dataclasses import dataclass
 from typing import Awaitable
 
+from minisql.runtime import retry_until_stopped
 from topology import LeaderInfo, Topology, TopologyError
 
 from . import metrics
@@ -127,16 +128,4 @@ class Master:
         return 0
 
     async def _start_topology(self, stop: asyncio.Event) -> bool:
-        delay = 0.2
-        while not stop.is_set():
-            try:
-                await self._topology.start()
-                return True
-            except TopologyError as exc:
-                log.warning("cannot connect to ZooKeeper (%s); retrying in %.1fs", exc, delay)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
-            delay = min(delay * 2, 5.0)
-        return False
+        return await retry_until_stopped(self._topology.start, stop, "connect to ZooKeeper")

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
 
 from minisql.config import BackendCredentials
+from minisql.runtime import retry_until_stopped
 from topology import RegionInfo, Topology, TopologyError
 
 from . import metrics
@@ -127,19 +128,7 @@ class RegionAgent:
     # -- internals ---------------------------------------------------------------
     async def _until_ok(self, action: Callable[[], Awaitable[T]], stop: asyncio.Event, what: str) -> bool:
         """Retry `action` with backoff until it succeeds (True) or `stop` is set (False)."""
-        delay = 0.2
-        while not stop.is_set():
-            try:
-                await action()
-                return True
-            except TopologyError as exc:
-                log.warning("could not %s (%s); retrying in %.1fs", what, exc, delay)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
-            delay = min(delay * 2, 5.0)
-        return False
+        return await retry_until_stopped(action, stop, what)
 
     async def _register(self) -> None:
         assert self._info is not None

@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 
-from prometheus_client import start_http_server
+from minisql.runtime import serve_metrics, stop_on_signals
 
 from minisql.config import ConfigError, add_common_arguments, load_backend_credentials, setup_logging
 from topology import Topology
@@ -59,20 +58,13 @@ def run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         load_interval=args.load_interval,
     )
-    if config.metrics_port:
-        try:
-            start_http_server(config.metrics_port)
-        except OSError as exc:
-            log.error("cannot serve metrics on port %d: %s", config.metrics_port, exc)
-            return 2
+    if not serve_metrics(config.metrics_port):
+        return 2
     return asyncio.run(_main(args, config, creds))
 
 
 async def _main(args: argparse.Namespace, config: RegionConfig, creds) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     topology = Topology.for_zookeeper(args.zk, args.zk_root, session_timeout=args.zk_session_timeout)
     return await RegionAgent(config, topology, creds).run(stop)
 
