@@ -19,13 +19,42 @@ re-create them from their own task, never from inside the listener.
 from __future__ import annotations
 
 import abc
+import logging
 from typing import Callable, Optional
+
+log = logging.getLogger(__name__)
 
 # Callback types.  They run on the asyncio loop thread and must not block.
 DataCallback = Callable[[Optional[bytes], int], None]  # (data or None if missing, version or -1)
 ChildrenCallback = Callable[[list[str]], None]  # sorted child names ([] if the node is missing)
 SessionListener = Callable[[str], None]  # "connected" | "suspended" | "lost"
 Cancel = Callable[[], None]
+
+
+class SessionListeners:
+    """The session listeners a backend keeps: add (with a cancel), and emit.
+
+    A listener that raises is logged and does not stop the others.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: list[SessionListener] = []
+
+    def add(self, listener: SessionListener) -> Cancel:
+        self._listeners.append(listener)
+
+        def cancel() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return cancel
+
+    def emit(self, state: str) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(state)
+            except Exception:
+                log.exception("session listener failed on %s", state)
 
 
 class Backend(abc.ABC):

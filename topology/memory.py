@@ -39,7 +39,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from .backend import Backend, Cancel, ChildrenCallback, DataCallback, SessionListener
+from .backend import Backend, Cancel, ChildrenCallback, DataCallback, SessionListener, SessionListeners
 from .errors import (
     BadVersionError,
     NodeExistsError,
@@ -195,7 +195,7 @@ class MemoryBackend(Backend):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = False
         self._session: int | None = None
-        self._listeners: list[SessionListener] = []
+        self._listeners = SessionListeners()
         self._watches: set[_Watch] = set()
 
     @property
@@ -286,20 +286,10 @@ class MemoryBackend(Backend):
             w.poke()
 
     def _emit(self, state: str) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(state)
-            except Exception:
-                log.exception("session listener failed on %s", state)
+        self._listeners.emit(state)
 
     def add_session_listener(self, listener: SessionListener) -> Cancel:
-        self._listeners.append(listener)
-
-        def cancel() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return cancel
+        return self._listeners.add(listener)
 
     # -- operations ----------------------------------------------------------
     async def _op(self) -> None:

@@ -45,7 +45,7 @@ import asyncio
 import logging
 from typing import Any, Callable, Optional
 
-from .backend import Backend, Cancel, ChildrenCallback, DataCallback, SessionListener
+from .backend import Backend, Cancel, ChildrenCallback, DataCallback, SessionListener, SessionListeners
 from .errors import (
     BadVersionError,
     NodeExistsError,
@@ -157,7 +157,7 @@ class ZooKeeperBackend(Backend):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "lost"
         self._connected_evt: asyncio.Event | None = None
-        self._listeners: list[SessionListener] = []
+        self._listeners = SessionListeners()
         self._watchers: set[_Watcher] = set()
         self._closed = False
 
@@ -311,20 +311,10 @@ class ZooKeeperBackend(Backend):
             # kazoo forgets its watches on every suspension: re-read them all.
             for w in list(self._watchers):
                 w.kick()
-        for listener in list(self._listeners):
-            try:
-                listener(name)
-            except Exception:
-                log.exception("session listener failed on %s", name)
+        self._listeners.emit(name)
 
     def add_session_listener(self, listener: SessionListener) -> Cancel:
-        self._listeners.append(listener)
-
-        def cancel() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return cancel
+        return self._listeners.add(listener)
 
     # -- operations ----------------------------------------------------------
     async def get(self, path: str) -> tuple[bytes, int]:
