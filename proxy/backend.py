@@ -115,6 +115,9 @@ class BackendConnection(aiomysql.Connection):
         self.region_id = region_id
         self.current_db: str | None = None
         self.dirty = False  # session state changed: never back to the pool
+        # The client's character set: its SQL is sent in the same bytes it
+        # arrived in, and the backend answers in it (see ProxySession.set_charset).
+        self.sql_encoding = "utf8"
 
     async def _read_packet(self, packet_type: type = _ErrPacket) -> MysqlPacket:  # type: ignore[override]
         return await super()._read_packet(packet_type)
@@ -130,7 +133,7 @@ class BackendConnection(aiomysql.Connection):
 
     async def run(self, sql: str) -> QueryResult:
         """Execute one statement and return its raw result (raises BackendError)."""
-        await self.query(sql)
+        await self.query(sql.encode(self.sql_encoding))
         r: RawResult = self._result  # type: ignore[assignment]
         if r.field_count:
             return QueryResult(r.raw_fields, r.raw_rows, len(r.raw_rows), 0, r.warning_count, r.server_status or 0, b"")

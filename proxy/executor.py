@@ -78,6 +78,7 @@ class SessionBackends:
         self.primary_in_txn: set[str] = set()  # regions written as primary in this transaction
         self.replay: dict[str, str] = {}  # variable key -> SET statement, replayed on new connections
         self.last: BackendConnection | None = None
+        self.sql_encoding = "utf8"  # the client's charset codec (ProxySession.set_charset)
 
     def open_regions(self) -> tuple[str, ...]:
         return tuple(r for r, c in self.conns.items() if not c.closed)
@@ -92,6 +93,7 @@ class SessionBackends:
                 raise SqlError(CR_CONN_HOST_ERROR, f"Region '{region}' is not available (failover may be in progress); try again")
             conn = await self.pool.acquire(region, info.host, info.mysql_port)
             metrics.BACKEND_CONNECTS.labels(region).inc()
+            conn.sql_encoding = self.sql_encoding
             self.conns[region] = conn
             try:
                 for stmt in self.replay.values():

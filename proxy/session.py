@@ -21,6 +21,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
+from mysql_mimic.charset import CharacterSet
 from mysql_mimic.session import BaseSession
 from mysql_mimic.variables import GlobalVariables, SessionVariables
 
@@ -97,6 +98,9 @@ class ProxySession(BaseSession):
     # -- mimic hooks ------------------------------------------------------------
     async def init(self, connection: Any) -> None:
         self.connection = connection
+        handshake_charset = str(self.variables.get("character_set_client"))
+        if handshake_charset != "utf8mb4":
+            self.set_charset(handshake_charset)
         if self.database:
             # CLIENT_CONNECT_WITH_DB: validate the database named at login.
             plan_use_database(self.database, self.routing.snapshot)
@@ -126,6 +130,28 @@ class ProxySession(BaseSession):
 
     def open_regions(self) -> tuple[str, ...]:
         return self.backends.open_regions()
+
+    def set_charset(self, name: str) -> None:
+        """Make the client's character set the session's, end to end.
+
+        mimic decodes the client's SQL with `character_set_client`; backend
+        connections get `SET NAMES <name>` and re-encode the SQL with the same
+        codec, so the bytes MariaDB receives are the bytes the client sent, and
+        results (relayed raw) come back in the charset the client asked for.
+        """
+        name = name.strip().strip("'\"`").lower()
+        if name == "utf8mb3":
+            name = "utf8"
+        if name not in CharacterSet.__members__:
+            raise unsupported(f"the character set '{name}' through the gateway")
+        codec = CharacterSet[name].codec
+        for var in ("character_set_client", "character_set_results", "character_set_connection"):
+            self.variables.set(var, name, force=True)
+        self.backends.sql_encoding = codec
+        for conn in self.backends.conns.values():
+            conn.sql_encoding = codec
+        if name != "utf8mb4":
+            self.backends.replay.setdefault("names", f"SET NAMES {name}")
 
     # -- the statement path -------------------------------------------------------
     async def execute(self, sql: str) -> Reply:
@@ -204,9 +230,14 @@ class ProxySession(BaseSession):
         keys: list[str] = []
         autocommit: bool | None = None
         one_shot = False
+        charset: str | None = None
         for item in items:
-            if _SET_NAMES.match(item):
+            names = _SET_NAMES.match(item)
+            if names:
                 keys.append("names")
+                charset = item[names.end():].split()[0] if item[names.end():].split() else ""
+                if charset.strip("'\"`").lower() == "default":
+                    charset = "utf8mb4"
                 continue
             mt = _SET_TRANSACTION.match(item)
             if mt:
@@ -242,6 +273,8 @@ class ProxySession(BaseSession):
                     raise SqlError(1231, f"Variable 'autocommit' can't be set to the value of '{m.group(4).strip()}'")
             keys.append(name)
 
+        if charset is not None:
+            self.set_charset(charset)  # before running it: refuses a charset we cannot carry
         # Validate on one backend first (a wrong value gets MariaDB's own error),
         # then reach every other open connection.
         snap = self.routing.snapshot

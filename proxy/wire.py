@@ -79,8 +79,8 @@ def make_error(errno: int, sqlstate: str, message: str) -> bytes:
     return b"\xff" + errno.to_bytes(2, "little") + b"#" + sqlstate.encode("ascii")[:5].ljust(5, b"0") + message.encode("utf-8", "replace")
 
 
-def encode_local_row(row: tuple[str | None, ...]) -> bytes:
-    return b"".join(b"\xfb" if v is None else _lenenc_str(v.encode("utf-8")) for v in row)
+def encode_local_row(row: tuple[str | None, ...], codec: str = "utf8") -> bytes:
+    return b"".join(b"\xfb" if v is None else _lenenc_str(v.encode(codec, "replace")) for v in row)
 
 
 class ProxyConnection(Connection):
@@ -143,7 +143,8 @@ class ProxyConnection(Connection):
         if not self.deprecate_eof():
             head.append(make_eof(status=self._status(), warnings=0))
         self.stream.write_many(head)
-        self.stream.write_many([encode_local_row(r) for r in local.rows])
+        codec = self.server_charset.codec
+        self.stream.write_many([encode_local_row(r, codec) for r in local.rows])
         await self.stream.write(self._end_packet(0))
 
     # -- commands ----------------------------------------------------------------

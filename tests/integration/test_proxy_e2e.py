@@ -361,3 +361,33 @@ def test_a_write_that_fails_on_the_replica_is_undone_on_the_primary(cluster, db)
     cur.execute("SELECT id FROM u ORDER BY id")
     assert cur.fetchall() == ((1,),)  # id 3 went with the transaction
     conn.close()
+
+
+def test_client_character_sets_round_trip(cluster, db):
+    text = "café ñ"
+    conn = cluster.connect(database=db, charset="latin1")  # handshake charset latin1
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE words (id INT PRIMARY KEY, w VARCHAR(20)) DEFAULT CHARSET=utf8mb4")
+    cur.execute("INSERT INTO words VALUES (1, %s)", (text,))
+    cur.execute("SELECT w FROM words WHERE id = 1")
+    assert cur.fetchone()[0] == text
+    conn.close()
+
+    conn = cluster.connect(database=db, charset="utf8mb4")
+    cur = conn.cursor()
+    cur.execute("SELECT w FROM words")
+    assert cur.fetchone()[0] == text
+    cur.execute("INSERT INTO words VALUES (2, '日本')")
+    conn.close()
+    # Stored as the right characters on both copies, not as mojibake.
+    for rows in cluster.rows_on_regions(db, "words", "id").values():
+        assert rows == [(1, text), (2, "日本")]
+
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cur.execute("SET NAMES no_such_charset")
+    assert info.value.args[0] == 1235
+    cur.execute("SELECT COUNT(*) FROM words")
+    assert cur.fetchone()[0] == 2
+    conn.close()
