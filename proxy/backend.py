@@ -163,18 +163,20 @@ class BackendPool:
         self.password = password
         self.max_idle = max_idle_per_region
         self.connect_timeout = connect_timeout
-        self._idle: dict[tuple[str, str, int], deque[BackendConnection]] = defaultdict(deque)
+        self._idle: dict[tuple[str, str, int, bool], deque[BackendConnection]] = defaultdict(deque)
         self.opened = 0
 
-    async def acquire(self, region_id: str, host: str, port: int) -> BackendConnection:
-        idle = self._idle[(region_id, host, port)]
+    async def acquire(self, region_id: str, host: str, port: int, *, found_rows: bool = False) -> BackendConnection:
+        """A connection to one region; `found_rows` mirrors the client's CLIENT_FOUND_ROWS
+        (UPDATE then reports matched rows, which ORMs such as SQLAlchemy rely on)."""
+        idle = self._idle[(region_id, host, port, found_rows)]
         while idle:
             conn = idle.pop()
             if not conn.closed:
                 return conn
         conn = BackendConnection(
             region_id=region_id, host=host, port=port, user=self.user, password=self.password,
-            connect_timeout=self.connect_timeout,
+            connect_timeout=self.connect_timeout, client_flag=CLIENT.FOUND_ROWS if found_rows else 0,
         )
         try:
             await conn._connect()
@@ -188,7 +190,7 @@ class BackendPool:
     def release(self, conn: BackendConnection) -> None:
         if conn.closed:
             return
-        key = (conn.region_id, conn._host, conn._port)
+        key = (conn.region_id, conn._host, conn._port, bool(conn.client_flag & CLIENT.FOUND_ROWS))
         idle = self._idle[key]
         if conn.dirty or len(idle) >= self.max_idle:
             conn.close()

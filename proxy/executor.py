@@ -79,6 +79,7 @@ class SessionBackends:
         self.replay: dict[str, str] = {}  # variable key -> SET statement, replayed on new connections
         self.last: BackendConnection | None = None
         self.sql_encoding = "utf8"  # the client's charset codec (ProxySession.set_charset)
+        self.found_rows = False  # the client asked for CLIENT_FOUND_ROWS
 
     def open_regions(self) -> tuple[str, ...]:
         return tuple(r for r, c in self.conns.items() if not c.closed)
@@ -91,7 +92,7 @@ class SessionBackends:
             info = snap.regions.get(region)
             if info is None:
                 raise SqlError(CR_CONN_HOST_ERROR, f"Region '{region}' is not available (failover may be in progress); try again")
-            conn = await self.pool.acquire(region, info.host, info.mysql_port)
+            conn = await self.pool.acquire(region, info.host, info.mysql_port, found_rows=self.found_rows)
             metrics.BACKEND_CONNECTS.labels(region).inc()
             conn.sql_encoding = self.sql_encoding
             self.conns[region] = conn

@@ -23,6 +23,7 @@ from typing import Any
 
 from mysql_mimic.charset import CharacterSet
 from mysql_mimic.session import BaseSession
+from mysql_mimic.types import Capabilities
 from mysql_mimic.variables import GlobalVariables, SessionVariables
 
 from minisql.errors import ER_LOCK_WAIT_TIMEOUT, ER_UNKNOWN, SqlError, unsupported
@@ -98,6 +99,7 @@ class ProxySession(BaseSession):
     # -- mimic hooks ------------------------------------------------------------
     async def init(self, connection: Any) -> None:
         self.connection = connection
+        self.backends.found_rows = Capabilities.CLIENT_FOUND_ROWS in connection.capabilities
         handshake_charset = str(self.variables.get("character_set_client"))
         if handshake_charset != "utf8mb4":
             self.set_charset(handshake_charset)
@@ -118,8 +120,11 @@ class ProxySession(BaseSession):
             except SqlError:
                 pass
         self.backends.close()
-        self.backends = SessionBackends(self.backends.pool)
+        old = self.backends
+        self.backends = SessionBackends(old.pool)
+        self.backends.found_rows = old.found_rows
         self.tx = TxState()
+        self.set_charset(str(self.variables.get("character_set_client")))
 
     async def use(self, database: str) -> None:
         plan_use_database(database, self.routing.snapshot)

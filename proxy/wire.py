@@ -253,4 +253,5 @@ CAPABILITIES = (
     | Capabilities.CLIENT_LONG_PASSWORD
     | Capabilities.CLIENT_TRANSACTIONS
     | Capabilities.CLIENT_INTERACTIVE
+    | Capabilities.CLIENT_FOUND_ROWS
 )

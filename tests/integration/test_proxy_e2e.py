@@ -391,3 +391,17 @@ def test_client_character_sets_round_trip(cluster, db):
     cur.execute("SELECT COUNT(*) FROM words")
     assert cur.fetchone()[0] == 2
     conn.close()
+
+
+def test_client_found_rows_is_honoured(cluster, db):
+    from pymysql.constants import CLIENT
+
+    plain = cluster.connect(database=db)
+    plain.cursor().execute("CREATE TABLE fr (id INT PRIMARY KEY, v INT)")
+    plain.cursor().execute("INSERT INTO fr VALUES (1, 1), (2, 2)")
+    cur = plain.cursor()
+    assert cur.execute("UPDATE fr SET v = 1") == 1  # only row 2 changes
+    plain.close()
+    orm = cluster.connect(database=db, client_flag=CLIENT.FOUND_ROWS)  # what SQLAlchemy asks for
+    assert orm.cursor().execute("UPDATE fr SET v = 1") == 2  # rows matched, not changed
+    orm.close()
