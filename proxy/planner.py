@@ -162,8 +162,15 @@ def _write_regions(analysis: Analysis, writes: tuple[TablePlacement, ...], reads
 
 
 # -- DML -------------------------------------------------------------------------
+_SELECT_DATABASE = re.compile(r"^\s*select\s+((?:database|schema)\s*\(\s*\))\s*;?\s*$", re.I)
+
+
 def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: SessionView) -> Plan:
     if not analysis.tables:
+        m = _SELECT_DATABASE.match(sql)
+        if m:
+            # Answered here: the region we would ask may hold no table of it.
+            return Plan(Op.LOCAL, local=LocalResult((m.group(1),), ((session.database,),)), epoch=snap.epoch)
         if analysis.uses_last_insert_id and session.last_insert_region in snap.regions:
             # Exact: the connection that ran the INSERT knows LAST_INSERT_ID().
             return Plan(Op.READ, sql, (session.last_insert_region,), Kind.SELECT, epoch=snap.epoch)  # type: ignore[arg-type]
@@ -197,6 +204,9 @@ _SHOW_TABLE_META = re.compile(
 )
 _DESCRIBE_TABLE = re.compile(rf"^(?:describe|desc|explain)\s+{_QUALIFIED}(?:\s+({_IDENT}|'[^']*'))?\s*;?\s*$", re.I)
 _EXPLAIN_STMT = re.compile(r"^(?:describe|desc|explain)(?:\s+(?:extended|partitions|format\s*=\s*\w+))?\s+(?=select|insert|update|delete|replace|with|\()", re.I)
+_SHOW_TABLE_STATUS = re.compile(
+    rf"^show\s+table\s+status(?:\s+(?:from|in)\s+({_IDENT}))?\s+like\s+'([^'%_\\]+)'\s*;?\s*$", re.I
+)
 _SHOW_ANY = re.compile(
     r"^show\s+(?:(?:global|session|local)\s+)?(?:variables|status|collation|character\s+set|charset|engines|"
     r"create\s+(?:database|schema)|grants|plugins|privileges|open\s+tables)\b",
@@ -263,6 +273,10 @@ def plan_show(sql: str, snap: RoutingSnapshot, session: SessionView, cache: Anal
         if inner_plan.op is Op.ANY or not region:
             return Plan(Op.ANY, sql, kind=Kind.SHOW, epoch=snap.epoch)
         return Plan(Op.READ, sql, region, Kind.SHOW, inner_plan.tables, epoch=snap.epoch)
+    m = _SHOW_TABLE_STATUS.match(body)
+    if m:  # one named table: its primary knows its status
+        table = resolve_table(TableRef(_unquote(m.group(1)), m.group(2)), session, snap)
+        return Plan(Op.READ, sql, (read_region((table,), snap),), Kind.SHOW, (table,), epoch=snap.epoch)
     if _SHOW_STICKY.match(body):
         return Plan(Op.STICKY, sql, kind=Kind.SHOW, epoch=snap.epoch)
     if _SHOW_ANY.match(body):

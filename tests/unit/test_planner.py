@@ -70,6 +70,8 @@ GOLDEN = [
     ("CREATE TABLE t (id int)", Op.DDL, ()),
     ("DROP TABLE users", Op.DDL, ()),
     ("SHOW TABLES", Op.LOCAL, ()),
+    ("SELECT DATABASE()", Op.LOCAL, ()),
+    ("SHOW TABLE STATUS LIKE 'orders'", Op.READ, ("r2",)),
     ("SHOW DATABASES", Op.LOCAL, ()),
 ]
 
@@ -95,6 +97,7 @@ ERRORS = [
     ("SHOW TABLES FROM nope", None, 1049, "42000"),
     ("USE nope", None, 1049, "42000"),
     ("SHOW PROCESSLIST", None, 1235, "42000"),
+    ("SHOW TABLE STATUS", None, 1235, "42000"),  # every table: would need all regions
     ("LOCK TABLES users WRITE", None, 1235, "42000"),
     ("SELECT 1; SELECT 2", None, 1235, "42000"),
     ("SELEC 1", None, 1064, "42000"),
@@ -146,3 +149,8 @@ def test_use_known_database():
 
 def test_kind_of_with_update():
     assert classify("  /* c */ WITH x AS (SELECT 1) SELECT * FROM x") is Kind.SELECT
+
+
+def test_select_database_is_answered_from_the_session():
+    assert run("select database()").local.rows == (("shop",),)
+    assert run("SELECT SCHEMA()", Session(database=None)).local.rows == ((None,),)
