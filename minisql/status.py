@@ -1,0 +1,183 @@
+"""`minisql status`: read the cluster state from ZooKeeper and print it.
+
+Kept apart from the argparse entry point (`minisql.cli`) so the rendering
+(`status_document`, `format_status`) can be read and tested without the rest
+of the command line.  It talks to ZooKeeper only through `topology`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from typing import Any, Mapping, Sequence
+
+from .config import setup_logging
+
+
+def status_document(regions: Mapping[str, Any], placement: Any, leader: Any) -> dict[str, Any]:
+    """What `minisql status` shows, as plain JSON-able data.
+
+    `regions` is Topology.list_regions() (live regions), `placement` a
+    Placement, `leader` a LeaderInfo or None.  Regions referenced by the
+    placement but not registered are listed as not alive.
+    """
+    region_rows: dict[str, dict[str, Any]] = {}
+    for rid, info in sorted(regions.items()):
+        region_rows[rid] = {
+            "id": rid,
+            "host": info.host,
+            "mysql_port": info.mysql_port,
+            "metrics_port": info.metrics_port,
+            "mysql_version": info.mysql_version,
+            "alive": True,
+        }
+    tables: list[dict[str, Any]] = []
+    empty_databases: list[str] = []
+    for db, db_tables in sorted(placement.databases.items()):
+        if not db_tables:
+            empty_databases.append(db)
+        for name, t in sorted(db_tables.items()):
+            tables.append(
+                {
+                    "database": db,
+                    "table": name,
+                    "primary": t.primary,
+                    "replicas": {r: getattr(s, "value", str(s)) for r, s in sorted(t.replicas.items())},
+                    "epoch": t.epoch,
+                }
+            )
+            for rid in t.all_regions:
+                region_rows.setdefault(
+                    rid,
+                    {"id": rid, "host": None, "mysql_port": None, "metrics_port": None, "mysql_version": None, "alive": False},
+                )
+    return {
+        "leader": None
+        if leader is None
+        else {"master_id": leader.master_id, "host": leader.host, "metrics_port": leader.metrics_port},
+        "regions": [region_rows[r] for r in sorted(region_rows)],
+        "databases": sorted(placement.databases),
+        "empty_databases": empty_databases,
+        "tables": tables,
+        "placement_version": placement.version,
+    }
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    cells = [[str(c) for c in headers]] + [["-" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+
+
+def format_status(doc: Mapping[str, Any]) -> str:
+    lines: list[str] = []
+    leader = doc["leader"]
+    if leader is None:
+        lines.append("Master leader: none elected")
+    else:
+        extra = []
+        if leader.get("host"):
+            extra.append(str(leader["host"]))
+        if leader.get("metrics_port"):
+            extra.append(f"metrics :{leader['metrics_port']}")
+        lines.append(f"Master leader: {leader['master_id']}" + (f" ({', '.join(extra)})" if extra else ""))
+    lines.append("")
+    alive = sum(1 for r in doc["regions"] if r["alive"])
+    lines.append(f"Regions ({alive} alive of {len(doc['regions'])}):")
+    if doc["regions"]:
+        lines += _table(
+            ["ID", "ADDRESS", "MYSQL PORT", "ALIVE"],
+            [[r["id"], r["host"], r["mysql_port"], "yes" if r["alive"] else "NO"] for r in doc["regions"]],
+        )
+    else:
+        lines.append("  (none registered)")
+    lines.append("")
+    lines.append(f"Tables ({len(doc['tables'])}, placement version {doc['placement_version']}):")
+    if doc["tables"]:
+        lines += _table(
+            ["TABLE", "PRIMARY", "REPLICAS"],
+            [
+                [
+                    f"{t['database']}.{t['table']}",
+                    t["primary"],
+                    ", ".join(f"{r} ({s})" for r, s in t["replicas"].items()) or "-",
+                ]
+                for t in doc["tables"]
+            ],
+        )
+    else:
+        lines.append("  (none)")
+    if doc["empty_databases"]:
+        lines.append("")
+        lines.append("Databases without tables: " + ", ".join(doc["empty_databases"]))
+    return "\n".join(lines)
+
+
+async def _gather_status(zk: str, zk_root: str, timeout: float) -> dict[str, Any]:
+    from topology import Topology
+
+    topo = Topology.for_zookeeper(zk, zk_root)
+    try:
+        await asyncio.wait_for(topo.start(), timeout)
+        regions = await asyncio.wait_for(topo.list_regions(), timeout)
+        placement = await asyncio.wait_for(topo.get_placement(), timeout)
+        leader = await asyncio.wait_for(topo.get_leader(), timeout)
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(topo.close(), timeout)
+    return status_document(regions, placement, leader)
+
+
+def _zk_endpoints(connect: str) -> list[tuple[str, int]]:
+    """("host", port) pairs of a ZooKeeper connect string ("h1:p1,h2:p2/chroot")."""
+    endpoints = []
+    for part in connect.split("/", 1)[0].split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if part.startswith("["):  # [v6]:port
+            host, _, rest = part[1:].partition("]")
+            port = rest.lstrip(":") or "2181"
+        else:
+            host, _, port = part.rpartition(":") if ":" in part else (part, "", "2181")
+        try:
+            endpoints.append((host, int(port)))
+        except ValueError:
+            continue
+    return endpoints
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """The `minisql status` command; 2 when ZooKeeper cannot be read."""
+    from .localstack import port_accepts
+
+    setup_logging("WARNING" if args.log_level == "INFO" else args.log_level)
+    if args.log_level != "DEBUG":
+        logging.getLogger("kazoo").setLevel(logging.CRITICAL)
+    endpoints = _zk_endpoints(args.zk)
+    if endpoints and not any(port_accepts(port, host, timeout=1.0) for host, port in endpoints):
+        print(f"minisql status: nothing listens at ZooKeeper {args.zk} -- is the cluster up (minisql up)?", file=sys.stderr)
+        return 2
+    # Not asyncio.run(): it would wait for a kazoo connect stuck in the executor.
+    loop = asyncio.new_event_loop()
+    try:
+        doc = loop.run_until_complete(_gather_status(args.zk, args.zk_root, args.timeout))
+    except (asyncio.TimeoutError, TimeoutError):
+        print(f"minisql status: ZooKeeper at {args.zk} did not answer within {args.timeout:.0f}s", file=sys.stderr)
+        return 2
+    except Exception as exc:  # TopologyUnavailable, connection refused, ...
+        print(f"minisql status: cannot read the cluster state from {args.zk} ({args.zk_root}): {exc}", file=sys.stderr)
+        return 2
+    finally:
+        loop.close()
+    doc = {"zk": args.zk, "zk_root": args.zk_root, **doc}
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        print(f"Cluster {args.zk_root} at ZooKeeper {args.zk}")
+        print(format_status(doc))
+    return 0

@@ -1,0 +1,441 @@
+"""`minisql up`: the whole stack on one machine, supervised until Ctrl-C.
+
+`LocalCluster` starts ZooKeeper, one MariaDB and region agent per region, the
+master candidates and a proxy (each a `minisql.localstack` process), watches
+them, and stops everything in reverse order when one dies or a signal comes.
+It lives apart from the argparse entry point (`minisql.cli`) because it is a
+supervisor with its own state: a lock file so two supervisors never share a
+data dir, and ``run/up.json`` so children of a SIGKILLed supervisor are found
+and stopped on the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import (
+    BackendCredentials,
+    ConfigError,
+    ProxyUser,
+    generate_password,
+    load_backend_credentials,
+    setup_logging,
+    write_backend_credentials,
+    write_users,
+)
+
+log = logging.getLogger("minisql.up")
+
+#: put on the children's PYTHONPATH so `python -m minisql.cli` finds every package
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pid_running(pid: int) -> bool:
+    """True if `pid` exists and is not a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] != "Z"
+
+
+class _StartupFailed(Exception):
+    pass
+
+
+class _Stopped(Exception):
+    pass
+
+
+class LocalCluster:
+    """Supervises ZooKeeper, N MariaDB servers, N regions, the masters and a proxy."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.data_dir = Path(args.data_dir).expanduser().resolve()
+        self.logs_dir = self.data_dir / "logs"
+        self.run_dir = self.data_dir / "run"
+        self.secrets_path = self.data_dir / "secrets.json"
+        self.users_path = self.data_dir / "users.json"
+        self.region_ids = [f"r{k}" for k in range(1, args.regions + 1)]
+        self.master_ids = [f"m{i}" for i in range(1, args.masters + 1)]
+        base = args.metrics_base_port
+        self.proxy_metrics_port = base
+        self.master_metrics_ports = {m: base + 10 + i for i, m in enumerate(self.master_ids)}
+        self.region_metrics_ports = {r: base + 20 + k for k, r in enumerate(self.region_ids, start=1)}
+        self.mysql_ports = {r: args.mysql_base_port + k for k, r in enumerate(self.region_ids)}
+        self.zk_hosts = f"127.0.0.1:{args.zk_port}"
+        # (group name, processes) in start order; stopped in reverse.
+        self.groups: list[tuple[str, list[Any]]] = []
+        # Set only by the signal handler (a plain flag: taking locks in a handler can deadlock).
+        self._stopping = False
+        self._signal_count = 0
+        self._lock_fh: Any = None
+
+    # -- signals ------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: object) -> None:
+        # os.write, not print: a handler may interrupt a print to the same stream.
+        self._signal_count += 1
+        if self._signal_count == 1:
+            msg = f"\nminisql up: {signal.Signals(signum).name} received, stopping...\n"
+        else:
+            msg = "minisql up: signal again: killing what does not stop at once\n"
+        with contextlib.suppress(OSError):
+            os.write(sys.stderr.fileno(), msg.encode())
+        self._stopping = True
+
+    def _check_stop(self) -> None:
+        if self._stopping:
+            raise _Stopped()
+
+    # -- preparation ---------------------------------------------------------------
+    def _lock(self) -> None:
+        path = self.data_dir / "up.lock"
+        self._lock_fh = open(path, "a+")
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_fh.seek(0)
+            holder = self._lock_fh.read().strip() or "?"
+            raise _StartupFailed(f"another `minisql up` (pid {holder}) is already running on {self.data_dir}") from None
+        self._lock_fh.seek(0)
+        self._lock_fh.truncate()
+        self._lock_fh.write(f"{os.getpid()}\n")
+        self._lock_fh.flush()
+
+    def _ensure_files(self) -> BackendCredentials:
+        if not self.secrets_path.exists():
+            write_backend_credentials(self.secrets_path, BackendCredentials("minisql", generate_password()))
+            log.info("wrote new backend credentials to %s", self.secrets_path)
+        if not self.users_path.exists():
+            # The local stack listens on loopback only: root without a password.
+            write_users(self.users_path, {"root": ProxyUser("root", "")})
+            log.info("wrote %s (user root, empty password)", self.users_path)
+        try:
+            return load_backend_credentials(self.secrets_path)
+        except ConfigError as exc:
+            raise _StartupFailed(str(exc)) from None
+
+    def _state_path(self) -> Path:
+        return self.run_dir / "up.json"
+
+    def _write_state(self) -> None:
+        children = [
+            {"name": p.name, "pid": p.pid, "argv": p.argv}
+            for _, procs in self.groups
+            for p in procs
+            if p.pid is not None
+        ]
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._state_path().with_suffix(".tmp")
+        tmp.write_text(json.dumps({"supervisor_pid": os.getpid(), "children": children}, indent=2))
+        os.replace(tmp, self._state_path())
+
+    def _stop_leftovers(self) -> None:
+        """Stop children a previous supervisor left running (it was SIGKILLed).
+
+        Only processes whose command line is exactly the one recorded are touched.
+        """
+        try:
+            state = json.loads(self._state_path().read_text())
+        except (OSError, ValueError):
+            return
+        leftovers: list[int] = []
+        for child in state.get("children", []):
+            pid, argv = child.get("pid"), child.get("argv")
+            if not isinstance(pid, int) or not argv or not _pid_running(pid):
+                continue
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+            except OSError:
+                continue
+            if [c.decode("utf-8", "replace") for c in cmdline] != argv:
+                continue
+            print(f"minisql up: stopping {child.get('name')} (pid {pid}) left over from a previous run", file=sys.stderr)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            leftovers.append(pid)
+        deadline = time.monotonic() + 60
+        while any(_pid_running(pid) for pid in leftovers):
+            if time.monotonic() > deadline or self._signal_count >= 2:
+                break
+            time.sleep(0.1)
+        for pid in leftovers:
+            if _pid_running(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def _check_ports(self) -> None:
+        from .localstack import port_is_free
+
+        wanted: dict[int, str] = {self.args.zk_port: "ZooKeeper (--zk-port)", self.args.port: "proxy (--port)"}
+        for r, p in self.mysql_ports.items():
+            wanted[p] = f"MariaDB of {r} (--mysql-base-port)"
+        wanted[self.proxy_metrics_port] = "proxy metrics (--metrics-base-port)"
+        for m, p in self.master_metrics_ports.items():
+            wanted[p] = f"metrics of {m} (--metrics-base-port)"
+        for r, p in self.region_metrics_ports.items():
+            wanted[p] = f"metrics of region {r} (--metrics-base-port)"
+        needed = 3 + 2 * len(self.region_ids) + len(self.master_ids)
+        if len(wanted) != needed:
+            raise _StartupFailed("the chosen ports overlap; pick bases further apart")
+        busy = [f"{port} ({what})" for port, what in sorted(wanted.items()) if not port_is_free(port)]
+        if busy:
+            raise _StartupFailed("ports already in use: " + ", ".join(busy) + " -- is another stack running?")
+
+    # -- start ------------------------------------------------------------------------
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+        return env
+
+    def _component(self, name: str, sub: str, extra: list[str], ready_port: int | None = None) -> Any:
+        from .localstack import CommandProcess
+
+        argv = [
+            sys.executable,
+            "-m",
+            "minisql.cli",
+            sub,
+            "--zk",
+            self.zk_hosts,
+            "--zk-root",
+            self.args.zk_root,
+            "--log-level",
+            self.args.log_level,
+            *extra,
+        ]
+        return CommandProcess(
+            name,
+            argv,
+            log_path=self.logs_dir / f"{name}.log",
+            env=self._child_env(),
+            cwd=self.data_dir,
+            ready_port=ready_port,
+            min_uptime=1.0,
+        )
+
+    def _start_group(self, group: str, procs: list[Any], timeout: float) -> None:
+        self.groups.append((group, procs))
+        for p in procs:
+            self._check_stop()
+            log.info("starting %s", p.name)
+            p.launch()
+            self._write_state()
+        for p in procs:
+            p.wait_ready(timeout=timeout, should_abort=lambda: self._stopping)
+
+    def _start(self, creds: BackendCredentials) -> None:
+        from .localstack import MariaDBProcess, ZooKeeperProcess
+
+        zk = ZooKeeperProcess(self.data_dir / "zookeeper", self.args.zk_port, log_path=self.logs_dir / "zookeeper.log")
+        zk.name = "zookeeper"
+        self._start_group("zookeeper", [zk], timeout=90)
+        log.info("ZooKeeper serves on %s", self.zk_hosts)
+
+        mysqls = []
+        for r in self.region_ids:
+            m = MariaDBProcess(
+                self.data_dir / "regions" / r / "mysql",
+                self.mysql_ports[r],
+                log_path=self.logs_dir / f"mysql-{r}.log",
+                backend_user=creds.user,
+                backend_password=creds.password,
+                name=f"mysql-{r}",
+            )
+            if not m.installed:
+                self._check_stop()
+                log.info("installing MariaDB datadir %s", m.data_dir)
+                m.install()
+            mysqls.append(m)
+        self._start_group("mariadb", mysqls, timeout=120)
+        log.info("MariaDB serves on ports %s", ", ".join(str(p) for p in self.mysql_ports.values()))
+
+        regions = [
+            self._component(
+                f"region-{r}",
+                "region",
+                [
+                    "--id",
+                    r,
+                    "--mysql-host",
+                    "127.0.0.1",
+                    "--mysql-port",
+                    str(self.mysql_ports[r]),
+                    "--metrics-port",
+                    str(self.region_metrics_ports[r]),
+                    "--secrets",
+                    str(self.secrets_path),
+                    "--advertise-host",
+                    "127.0.0.1",
+                ],
+            )
+            for r in self.region_ids
+        ]
+        self._start_group("regions", regions, timeout=60)
+
+        masters = [
+            self._component(f"master-{m}", "master", ["--id", m, "--metrics-port", str(self.master_metrics_ports[m])])
+            for m in self.master_ids
+        ]
+        self._start_group("masters", masters, timeout=60)
+
+        proxy = self._component(
+            "proxy",
+            "proxy",
+            [
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.args.port),
+                "--metrics-port",
+                str(self.proxy_metrics_port),
+                "--secrets",
+                str(self.secrets_path),
+                "--users",
+                str(self.users_path),
+            ],
+            ready_port=self.args.port,
+        )
+        self._start_group("proxy", [proxy], timeout=60)
+
+    def _banner(self) -> str:
+        regions = ", ".join(f"{r} -> MariaDB 127.0.0.1:{self.mysql_ports[r]}" for r in self.region_ids)
+        masters = ", ".join(f"{m} :{p}" for m, p in self.master_metrics_ports.items())
+        region_metrics = ", ".join(f"{r} :{p}" for r, p in self.region_metrics_ports.items())
+        zk_arg = "" if self.zk_hosts == "127.0.0.1:2181" else f" --zk {self.zk_hosts}"
+        root_arg = "" if self.args.zk_root == "/minisql" else f" --zk-root {self.args.zk_root}"
+        return "\n".join(
+            [
+                f"MiniSQL Cluster is up (data in {self.data_dir})",
+                f"  connect:   mariadb -h 127.0.0.1 -P {self.args.port} -u root",
+                f"  status:    minisql status{zk_arg}{root_arg}",
+                f"  zookeeper: {self.zk_hosts}",
+                f"  regions:   {regions}",
+                f"  metrics:   proxy :{self.proxy_metrics_port}; masters {masters}; regions {region_metrics}",
+                f"  logs:      {self.logs_dir}/",
+                "Press Ctrl-C to stop everything.",
+            ]
+        )
+
+    # -- run / monitor / stop --------------------------------------------------------
+    def _report_failure(self, name: str, reason: str, log_path: Path | None, log_tail: str) -> None:
+        print(f"\nminisql up: {name} {reason}", file=sys.stderr)
+        if log_path is not None:
+            print(f"minisql up: last lines of {log_path}:", file=sys.stderr)
+            for line in (log_tail or "(empty)").splitlines():
+                print(f"    {line}", file=sys.stderr)
+        print("minisql up: stopping the rest of the stack", file=sys.stderr, flush=True)
+
+    def _monitor(self) -> int:
+        while not self._stopping:
+            for _, procs in self.groups:
+                for p in procs:
+                    code = p.returncode
+                    if code is not None and not self._stopping:
+                        self._report_failure(p.name, f"exited unexpectedly with code {code}", p.log_path, p.log_tail())
+                        return 1
+            for _ in range(5):
+                if self._stopping:
+                    break
+                time.sleep(0.1)
+        return 0
+
+    def _shutdown(self) -> None:
+        timeouts = {"proxy": 15.0, "masters": 15.0, "regions": 15.0, "mariadb": 60.0, "zookeeper": 20.0}
+        for group, procs in reversed(self.groups):
+            running = [p for p in procs if p.alive]
+            if not running:
+                for p in procs:
+                    p.stop()  # reap and close logs
+                continue
+            log.info("stopping %s", ", ".join(p.name for p in running))
+            for p in running:
+                p.resume()
+                p.terminate()
+            deadline = time.monotonic() + timeouts.get(group, 15.0)
+            while any(p.alive for p in running):
+                if time.monotonic() > deadline or self._signal_count >= 2:
+                    for p in running:
+                        if p.alive:
+                            print(f"minisql up: killing {p.name} (pid {p.pid})", file=sys.stderr)
+                            p.send_signal(signal.SIGKILL)
+                    break
+                time.sleep(0.05)
+            for p in procs:
+                p.stop(timeout=10)
+        if not self.groups:
+            return
+        left = [p.name for _, procs in self.groups for p in procs if p.alive]
+        if left:
+            print(f"minisql up: still running: {', '.join(left)}", file=sys.stderr)
+        else:
+            print("minisql up: all processes stopped", file=sys.stderr, flush=True)
+
+    def run(self) -> int:
+        from .localstack import LocalStackError, ProcessStartError, StartAborted
+
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        code = 1
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.logs_dir.mkdir(exist_ok=True)
+            self._lock()
+            self._stop_leftovers()
+            creds = self._ensure_files()
+            self._check_ports()
+            self._start(creds)
+            self._check_stop()
+            print(self._banner(), flush=True)
+            code = self._monitor()
+        except (_Stopped, StartAborted):
+            code = 0 if self._signal_count else 1
+        except ProcessStartError as exc:
+            if self._stopping:  # e.g. Ctrl-C reached the children too
+                code = 0
+            else:
+                self._report_failure(exc.name, exc.reason, exc.log_path, exc.log_tail)
+                code = 1
+        except (_StartupFailed, LocalStackError, ConfigError) as exc:
+            if self._stopping:  # an install interrupted by Ctrl-C, ...
+                code = 0
+            else:
+                print(f"minisql up: error: {exc}", file=sys.stderr, flush=True)
+                code = 1
+        except BaseException:
+            log.exception("minisql up: unexpected error")
+            code = 1
+        finally:
+            try:
+                self._shutdown()
+            finally:
+                with contextlib.suppress(Exception):
+                    self._write_state()
+                for s, h in old.items():
+                    signal.signal(s, h)
+                if self._lock_fh is not None:
+                    self._lock_fh.close()
+        return code
+
+
+def run_up(args: argparse.Namespace) -> int:
+    """The `minisql up` command: check the counts, then supervise until stopped."""
+    setup_logging(args.log_level)
+    if not 1 <= args.regions <= 50:
+        print("minisql up: --regions must be between 1 and 50", file=sys.stderr)
+        return 2
+    if not 1 <= args.masters <= 10:
+        print("minisql up: --masters must be between 1 and 10", file=sys.stderr)
+        return 2
+    return LocalCluster(args).run()
