@@ -286,7 +286,10 @@ class LocalCluster:
         self._start_group("regions", regions, timeout=60)
 
         masters = [
-            self._component(f"master-{m}", "master", ["--id", m, "--metrics-port", str(self.master_metrics_ports[m])])
+            self._component(
+                f"master-{m}", "master",
+                ["--id", m, "--metrics-port", str(self.master_metrics_ports[m]), "--advertise-host", "127.0.0.1"],
+            )
             for m in self.master_ids
         ]
         self._start_group("masters", masters, timeout=60)
