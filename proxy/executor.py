@@ -163,20 +163,6 @@ class SessionBackends:
         if first_error is not None:
             raise first_error
 
-    async def broadcast(self, sql: str) -> None:
-        """Run a statement on every open connection (SET, SAVEPOINT...)."""
-        for region in list(self.conns):
-            conn = self.conns[region]
-            if conn.closed:
-                continue
-            try:
-                await conn.run(sql)
-            except BackendError as e:
-                raise e.to_sql_error()
-            except (MySQLError, OSError) as e:
-                self.drop(region)
-                raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{region}': {e}")
-
     async def broadcast_in_txn(self, sql: str) -> None:
         for region in self.in_txn:
             conn = self.conns.get(region)
@@ -206,7 +192,7 @@ async def run_statement(conn: BackendConnection, sql: str, backends: SessionBack
         raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{conn.region_id}' during query: {e}")
 
 
-def _statement_prefix(plan: Plan, ts: float, seeds: tuple[int, int] | None, insert_id: int = 0) -> str:
+def _statement_prefix(ts: float, seeds: tuple[int, int] | None, insert_id: int = 0) -> str:
     parts = [f"timestamp={ts:.6f}"]
     if seeds is not None:
         parts.append(f"rand_seed1={seeds[0]}, rand_seed2={seeds[1]}")
@@ -247,13 +233,13 @@ async def _execute_write(plan: Plan, backends: SessionBackends, snap: RoutingSna
     else:
         backends.primary_in_txn.add(primary)
     try:
-        result = await run_statement(pconn, _statement_prefix(plan, ts, seeds) + plan.sql, backends)
+        result = await run_statement(pconn, _statement_prefix(ts, seeds) + plan.sql, backends)
     except SqlError:
         if own_txn and not pconn.closed:
             await run_statement(pconn, "ROLLBACK", backends)
         raise
 
-    replica_sql = _statement_prefix(plan, ts, seeds, result.insert_id) + plan.sql
+    replica_sql = _statement_prefix(ts, seeds, result.insert_id) + plan.sql
     failure: SqlError | None = None
     for region in replicas:
         try:

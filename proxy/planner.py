@@ -69,8 +69,6 @@ class SessionView(Protocol):
     last_insert_region: str | None
     last_insert_id: int
 
-    def open_regions(self) -> tuple[str, ...]: ...
-
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -82,6 +80,7 @@ class Plan:
     local: LocalResult | None = None
     database: str | None = None  # USE target
     uses_rand: bool = False
+    uses_last_insert_id: bool = False  # LAST_INSERT_ID() to substitute if run elsewhere
     epoch: int = -1
 
 
@@ -174,7 +173,7 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
         if analysis.uses_last_insert_id and session.last_insert_region in snap.regions:
             # Exact: the connection that ran the INSERT knows LAST_INSERT_ID().
             return Plan(Op.READ, sql, (session.last_insert_region,), Kind.SELECT, epoch=snap.epoch)  # type: ignore[arg-type]
-        return Plan(Op.ANY, sql, kind=analysis.kind, epoch=snap.epoch)
+        return Plan(Op.ANY, sql, kind=analysis.kind, uses_last_insert_id=analysis.uses_last_insert_id, epoch=snap.epoch)
     writes = tuple(resolve_table(r, session, snap) for r in analysis.writes)
     reads = tuple(resolve_table(r, session, snap) for r in analysis.reads)
     if analysis.kind is Kind.SELECT:
@@ -186,11 +185,14 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
                 if t.primary != region:
                     raise unsupported("SELECT ... FOR UPDATE across tables with different primaries")
         _require_live(region, snap)
-        return Plan(Op.READ, sql, (region,), Kind.SELECT, tables, epoch=snap.epoch)
+        return Plan(Op.READ, sql, (region,), Kind.SELECT, tables, uses_last_insert_id=analysis.uses_last_insert_id, epoch=snap.epoch)
     regions = _write_regions(analysis, writes, reads)
     for region in regions:
         _require_live(region, snap)
-    return Plan(Op.WRITE, sql, regions, analysis.kind, writes + reads, uses_rand=analysis.uses_rand, epoch=snap.epoch)
+    return Plan(
+        Op.WRITE, sql, regions, analysis.kind, writes + reads,
+        uses_rand=analysis.uses_rand, uses_last_insert_id=analysis.uses_last_insert_id, epoch=snap.epoch,
+    )
 
 
 # -- SHOW / DESCRIBE -------------------------------------------------------------

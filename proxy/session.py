@@ -133,9 +133,6 @@ class ProxySession(BaseSession):
     async def handle_query(self, sql: str, attrs: dict[str, str]) -> Any:  # pragma: no cover - wire uses execute()
         raise SqlError(ER_UNKNOWN, "internal: ProxySession is driven through execute()")
 
-    def open_regions(self) -> tuple[str, ...]:
-        return self.backends.open_regions()
-
     def set_charset(self, name: str) -> None:
         """Make the client's character set the session's, end to end.
 
@@ -182,7 +179,7 @@ class ProxySession(BaseSession):
         if p.op is Op.LOCAL:
             return Reply(local=p.local)
         self.tx, _ = transition(self.tx, Event.STATEMENT)
-        if "last_insert_id" in sql.lower() and (p.tables or p.op is Op.ANY):
+        if p.uses_last_insert_id:
             # The statement may run on a region that did not run the INSERT.
             p = replace(p, sql=substitute_last_insert_id(p.sql, self.last_insert_id))
         try:

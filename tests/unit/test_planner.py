@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
 import pytest
@@ -34,10 +34,6 @@ class Session:
     database: str | None = "shop"
     last_insert_region: str | None = None
     last_insert_id: int = 0
-    regions: tuple[str, ...] = field(default_factory=tuple)
-
-    def open_regions(self) -> tuple[str, ...]:
-        return self.regions
 
 
 def run(sql: str, session: Session | None = None, snap: RoutingSnapshot = SNAP):
@@ -154,3 +150,11 @@ def test_kind_of_with_update():
 def test_select_database_is_answered_from_the_session():
     assert run("select database()").local.rows == (("shop",),)
     assert run("SELECT SCHEMA()", Session(database=None)).local.rows == ((None,),)
+
+
+def test_last_insert_id_is_flagged_for_substitution_except_on_the_inserting_region():
+    assert run("INSERT INTO orders (uid) VALUES (LAST_INSERT_ID())").uses_last_insert_id
+    assert run("SELECT * FROM users WHERE id = LAST_INSERT_ID()").uses_last_insert_id
+    exact = run("SELECT LAST_INSERT_ID()", Session(last_insert_region="r2", last_insert_id=5))
+    assert not exact.uses_last_insert_id  # sent unchanged to the connection that inserted
+    assert not run("SELECT * FROM users").uses_last_insert_id
