@@ -1,31 +1,152 @@
-"""Client authentication: mysql_native_password against the users file.
+"""Client authentication: accounts, password checks, and the login guard.
 
-Only SHA1(SHA1(password)) hashes are stored (the same thing MySQL stores), so
-the users file never holds a password.  An unknown user gets the same 1045 as
-a wrong password (MySQL does not reveal which users exist).
+Pure logic, no sockets (the handshake itself is in `login.py`).
+
+* `Account` is what the proxy knows of one client account: the hash
+  mysql_native_password checks (SHA1(SHA1(password)), what MariaDB stores),
+  never a password.  An unknown user gets the same 1045 as a wrong password
+  (MariaDB does not reveal which users exist).
+* `LoginGuard` throttles guessing, like MySQL's connection_control plugin
+  and MariaDB's max_password_errors: after a few consecutive failures for one
+  (client host, user) -- or many for one host, whatever the user -- every
+  further attempt waits a growing delay (on the event loop's timer, never
+  blocking it), and past a threshold the pair is refused outright for a
+  while.  Memory is bounded: the table keeps at most `max_entries` keys and
+  forgets the oldest.
+
+Error handling: the guard's state is per proxy process and lost on restart;
+that only resets throttling, it never lets a wrong password in.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Mapping, Optional, Sequence
-
-from mysql_mimic.auth import AuthPlugin, IdentityProvider, NativePasswordAuthPlugin, User
+import hmac
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from hashlib import sha1
+from typing import Callable, Mapping, Protocol
 
 from minisql.config import ProxyUser
 
+NATIVE_PLUGIN = "mysql_native_password"
 
-class UsersIdentityProvider(IdentityProvider):
+
+@dataclass(frozen=True)
+class Account:
+    user: str
+    host: str  # MariaDB host pattern ('%' = any)
+    native_hash: str  # hex SHA1(SHA1(password)); "" = no password
+
+    @property
+    def has_password(self) -> bool:
+        return self.native_hash != ""
+
+
+class Accounts(Protocol):
+    def lookup(self, user: str, client_host: str) -> Account | None: ...
+
+
+class FileAccounts:
+    """Accounts from the proxy's users file (any client host)."""
+
     def __init__(self, users: Mapping[str, ProxyUser]) -> None:
-        self.users = dict(users)
-        self._plugin = NativePasswordAuthPlugin()
+        self._accounts = {name: Account(name, "%", u.native_password_hash) for name, u in users.items()}
 
-    def get_plugins(self) -> Sequence[AuthPlugin]:
-        return [self._plugin]
+    def lookup(self, user: str, client_host: str) -> Account | None:
+        return self._accounts.get(user)
 
-    async def get_user(self, username: str) -> Optional[User]:
-        user = self.users.get(username)
-        if user is None:
-            # A hash no password produces: authentication fails with 1045.
-            return User(name=username, auth_string=os.urandom(20).hex(), auth_plugin=self._plugin.name)
-        return User(name=username, auth_string=user.native_password_hash or None, auth_plugin=self._plugin.name)
+
+def verify_native(native_hash: str, scramble: bytes, nonce: bytes) -> bool:
+    """mysql_native_password: scramble = SHA1(pw) XOR SHA1(nonce + SHA1(SHA1(pw)))."""
+    if native_hash == "":
+        return scramble == b""
+    if len(scramble) != 20:
+        return False
+    try:
+        stored = bytes.fromhex(native_hash)
+    except ValueError:
+        return False
+    mask = sha1(nonce + stored).digest()
+    stage1 = bytes(a ^ b for a, b in zip(scramble, mask))
+    return hmac.compare_digest(sha1(stage1).digest(), stored)
+
+
+@dataclass
+class _Record:
+    failures: int = 0
+    last: float = 0.0
+    blocked_until: float = 0.0
+
+
+class LoginGuard:
+    """Progressive delays and temporary blocks after failed logins (see module doc)."""
+
+    def __init__(
+        self,
+        *,
+        free_failures: int = 3,
+        base_delay: float = 0.1,
+        max_delay: float = 5.0,
+        block_after: int = 20,
+        block_seconds: float = 60.0,
+        host_factor: int = 5,
+        forget_after: float = 600.0,
+        max_entries: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.free_failures = free_failures
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.block_after = block_after
+        self.block_seconds = block_seconds
+        self.host_factor = host_factor  # a host may fail this many times more, over all its users
+        self.forget_after = forget_after
+        self.max_entries = max_entries
+        self.clock = clock
+        self._records: OrderedDict[tuple[str, str | None], _Record] = OrderedDict()
+
+    def _get(self, key: tuple[str, str | None]) -> _Record | None:
+        rec = self._records.get(key)
+        if rec is not None and self.clock() - rec.last > self.forget_after and rec.blocked_until <= self.clock():
+            del self._records[key]
+            return None
+        return rec
+
+    def _scale(self, key: tuple[str, str | None]) -> int:
+        return self.host_factor if key[1] is None else 1
+
+    def delay(self, host: str, user: str) -> float:
+        """Seconds to wait before answering this attempt (success or failure alike,
+        so the delay does not tell a guesser which answer is coming)."""
+        worst = 0.0
+        for key in ((host, user), (host, None)):
+            rec = self._get(key)
+            if rec is None:
+                continue
+            excess = rec.failures - self.free_failures * self._scale(key)
+            if excess >= 0:
+                worst = max(worst, min(self.max_delay, self.base_delay * 2 ** min(excess, 32)))
+        return worst
+
+    def blocked(self, host: str, user: str) -> bool:
+        now = self.clock()
+        return any((rec := self._get(key)) is not None and rec.blocked_until > now for key in ((host, user), (host, None)))
+
+    def failed(self, host: str, user: str) -> None:
+        now = self.clock()
+        for key in ((host, user), (host, None)):
+            rec = self._get(key)
+            if rec is None:
+                rec = self._records[key] = _Record()
+            self._records.move_to_end(key)
+            rec.failures += 1
+            rec.last = now
+            if self.block_after and rec.failures >= self.block_after * self._scale(key):
+                rec.blocked_until = now + self.block_seconds
+                rec.failures = 0
+        while len(self._records) > self.max_entries:
+            self._records.popitem(last=False)
+
+    def succeeded(self, host: str, user: str) -> None:
+        self._records.pop((host, user), None)

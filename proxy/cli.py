@@ -10,12 +10,12 @@ from minisql.config import load_backend_credentials, load_users
 from minisql.runtime import retry_until_stopped, serve_metrics, stop_on_signals
 from topology import Topology
 
-from .auth import UsersIdentityProvider
+from .auth import FileAccounts, LoginGuard
 from .backend import BackendPool
 from .routing import RoutingTable
+from .server import MIB, EdgeConfig, ProxyServer
 from .session import ProxySession
 from .statements import AnalysisCache
-from .wire import CAPABILITIES, ProxyServer
 
 log = logging.getLogger("minisql.proxy")
 
@@ -28,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=9200, help="Prometheus metrics port (0: off)")
     parser.add_argument("--secrets", help="JSON file with the regions' backend_user/backend_password")
     parser.add_argument("--users", help="JSON file with client accounts (mysql_native_password hashes)")
+    limits = parser.add_argument_group("client limits (MariaDB's names and defaults)")
+    limits.add_argument("--max-connections", type=int, default=2048, help="client connections per proxy, before and after login (default 2048)")
+    limits.add_argument("--max-user-connections", type=int, default=0, help="connections per account (default 0: no limit)")
+    limits.add_argument("--connect-timeout", type=float, default=10.0, help="seconds a client has to finish logging in (default 10)")
+    limits.add_argument("--wait-timeout", type=float, default=28800.0, help="seconds an idle logged-in client is kept (default 28800)")
+    limits.add_argument("--max-allowed-packet", type=int, default=16 * MIB, help="largest client message in bytes (default 16 MiB); larger gets 1153")
+    limits.add_argument("--login-block-after", type=int, default=20, help="failed logins of one user from one host before it is blocked for a minute (0: never)")
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -56,11 +63,16 @@ async def serve(args: argparse.Namespace) -> int:
         def session_factory() -> ProxySession:
             return ProxySession(routing, pool, topology, cache, version())
 
-        server = ProxyServer(
-            session_factory=session_factory,
-            capabilities=CAPABILITIES,
-            identity_provider=UsersIdentityProvider(users),
+        edge = EdgeConfig(
+            accounts=FileAccounts(users),
+            guard=LoginGuard(block_after=args.login_block_after),
+            max_connections=args.max_connections,
+            max_user_connections=args.max_user_connections,
+            connect_timeout=args.connect_timeout,
+            wait_timeout=args.wait_timeout or None,
+            max_allowed_packet=args.max_allowed_packet,
         )
+        server = ProxyServer(session_factory, edge)
         if not serve_metrics(args.metrics_port, args.host):
             return 2
         await server.start_server(host=args.host, port=args.port)

@@ -19,3 +19,18 @@ REPLICA_DIVERGENCE = Counter(
     "minisql_proxy_replica_divergence_total", "Writes whose affected-row count differed on a replica", ["region"]
 )
 TRANSACTIONS = Counter("minisql_proxy_transactions_total", "Transactions ended, by outcome", ["outcome"])
+
+# Login and connection guards: children resolved once, so the hot path only calls inc().
+_LOGINS = Counter("minisql_proxy_logins_total", "Login attempts, by outcome", ["outcome"])
+LOGINS_OK = _LOGINS.labels("ok")
+LOGIN_FAILURES = _LOGINS.labels("denied")
+LOGIN_BLOCKED = _LOGINS.labels("blocked")
+LOGIN_THROTTLED = Counter("minisql_proxy_login_throttled_total", "Login attempts delayed by the login guard")
+_REJECTED = Counter("minisql_proxy_connections_rejected_total", "Client connections refused or dropped, by reason", ["reason"])
+REJECTED_MAX_CONNECTIONS = _REJECTED.labels("max_connections")
+REJECTED_USER_CONNECTIONS = _REJECTED.labels("max_user_connections")
+REJECTED_HANDSHAKE_TIMEOUT = _REJECTED.labels("handshake_timeout")
+REJECTED_BAD_HANDSHAKE = _REJECTED.labels("bad_handshake")
+REJECTED_PACKET_TOO_LARGE = _REJECTED.labels("packet_too_large")
+REJECTED_MALFORMED = _REJECTED.labels("malformed_packet")
+CLIENT_CONNECTIONS = Gauge("minisql_proxy_client_connections", "Client connections open (before and after login)")

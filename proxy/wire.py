@@ -12,32 +12,42 @@ does not do, and this module does:
   UNSIGNED, DECIMAL scale, charset) and raw text rows, no decode/re-encode;
 * COM_INIT_DB and COM_FIELD_LIST routed like USE and SHOW COLUMNS;
 * COM_STMT_PREPARE refused with a clear error instead of mimic's emulation,
-  which pastes parameters into the SQL unescaped.
+  which pastes parameters into the SQL unescaped;
+* the connection's life: our own connection phase (`login.py`: bounded
+  parsing, a failed login ends the connection), our own command loop (every
+  command byte answered, fatal protocol errors end the connection), and
+  COM_CHANGE_USER through the same authentication and guard.
+
+Error handling: a `SqlError` raised while handling one command is written as
+an ERR packet and the session goes on; a protocol error (`MalformedPacket`,
+`PacketTooLarge`, `ReadTimeout`) or a failed COM_CHANGE_USER is answered and
+then ends the connection, as in MariaDB.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from mysql_mimic import packets
 from mysql_mimic.connection import Connection
-from mysql_mimic.control import TooManyConnections
-from mysql_mimic.errors import ErrorCode
-from mysql_mimic.server import MysqlServer
-from mysql_mimic.stream import MysqlStream
-from mysql_mimic.types import Capabilities, ColumnType
+from mysql_mimic.constants import KillKind
+from mysql_mimic.stream import ConnectionClosed
+from mysql_mimic.types import Capabilities, ColumnType, Commands
 
 from minisql.errors import ER_NOT_SUPPORTED_YET, ER_UNKNOWN, SqlError
 
 from . import metrics
 from .backend import BackendError, field_list
+from .auth import Account
 from .executor import Reply
+from .inbound import MalformedPacket, parse_change_user, parse_field_list
+from .login import LoginContext, LoginFailed, authenticate, handshake
 from .planner import LocalResult, read_region, resolve_table
 from .statements import TableRef
+from .stream import BoundedStream, PacketTooLarge, ReadTimeout
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +94,188 @@ def encode_local_row(row: tuple[str | None, ...], codec: str = "utf8") -> bytes:
 
 
 class ProxyConnection(Connection):
-    """A client connection whose statements go to `ProxySession.execute`."""
+    """A client connection whose statements go to `ProxySession.execute`.
+
+    `edge` (a `server.EdgeConfig`) supplies accounts, the login guard and the
+    limits; `admit(account)` is the server's per-user connection check, called
+    after a successful login and returning the error to send instead of OK.
+    """
 
     session: Any
+    stream: BoundedStream
+
+    def __init__(self, *, stream: BoundedStream, session: Any, control: Any, edge: Any, client_host: str,
+                 admit: Callable[[Account], Awaitable[SqlError | None]]) -> None:
+        super().__init__(stream=stream, session=session, control=control, identity_provider=None,  # type: ignore[arg-type]
+                         server_capabilities=edge.capabilities)
+        self.edge = edge
+        self.client_host = client_host
+        self.admit = admit
+        self.account: Account | None = None
+        self.nonce = b""
 
     def _status(self) -> int:
         return self.session.tx.server_status
+
+    def _login_context(self) -> LoginContext:
+        return LoginContext(
+            stream=self.stream, capabilities=self.server_capabilities, server_version=str(self.session.variables.get("version")),
+            connection_id=self.connection_id, status_flags=self._status(), server_charset=self.server_charset,
+            accounts=self.edge.accounts, guard=self.edge.guard, client_host=self.client_host,
+        )
+
+    # -- the connection's life --------------------------------------------------
+    async def start(self) -> None:
+        self._task = asyncio.current_task()
+        try:
+            if await self._connection_phase():
+                await self._command_phase()
+        finally:
+            self._task = None
+            await self.session.close()
+
+    async def _connection_phase(self) -> bool:
+        """Handshake and login within the connect timeout; True when the client may go on."""
+        stream = self.stream
+        stream.limit = self.edge.preauth_packet_limit
+        stream.timeout = None  # the whole phase has one deadline instead
+        try:
+            async with asyncio.timeout(self.edge.connect_timeout):
+                login = await handshake(self._login_context())
+                response = login.response
+                self.capabilities = response.capabilities
+                self.max_packet_size = response.max_packet_size
+                self.client_connect_attrs = response.connect_attrs
+                self.client_plugin_name = response.client_plugin
+                self.nonce = login.nonce
+                self.session.variables.set("character_set_client", response.client_charset.name)
+                self.session.variables.set("external_user", response.username, force=True)
+                refused = await self.admit(login.account)
+                if refused is not None:
+                    await self.write_error(refused)
+                    return False
+                self.account = login.account
+                self.session.username = login.account.user
+                self.session.account = login.account
+                self.session.database = response.database
+                await self.session.init(self)
+                await stream.write(make_ok(affected_rows=0, insert_id=0, status=self._status(), warnings=0))
+        except TimeoutError:
+            metrics.REJECTED_HANDSHAKE_TIMEOUT.inc()
+            return False
+        except (LoginFailed, ConnectionClosed, ConnectionError):
+            return False
+        except PacketTooLarge as e:
+            metrics.REJECTED_PACKET_TOO_LARGE.inc()
+            await self._write_fatal(e)
+            return False
+        except MalformedPacket as e:
+            metrics.REJECTED_BAD_HANDSHAKE.inc()
+            await self._write_fatal(e)
+            return False
+        except SqlError as e:  # e.g. an unknown database named at login
+            await self._write_fatal(e)
+            return False
+        stream.reset_seq()
+        stream.limit = self.edge.max_allowed_packet
+        stream.timeout = self.edge.wait_timeout
+        return True
+
+    async def _write_fatal(self, e: SqlError) -> None:
+        try:
+            await self.write_error(e)
+        except (ConnectionError, RuntimeError):
+            pass
+
+    async def _command_phase(self) -> None:
+        handlers: dict[int, Callable[[bytes], Awaitable[None]]] = {
+            Commands.COM_QUERY: self.handle_query,
+            Commands.COM_INIT_DB: self.handle_init_db,
+            Commands.COM_FIELD_LIST: self.handle_field_list,
+            Commands.COM_PING: self.handle_ping,
+            Commands.COM_CHANGE_USER: self.handle_change_user,
+            Commands.COM_RESET_CONNECTION: self.handle_reset_connection,
+            Commands.COM_STMT_PREPARE: self.handle_stmt_prepare,
+            Commands.COM_STMT_EXECUTE: self._unknown_statement,
+            Commands.COM_STMT_FETCH: self._unknown_statement,
+            Commands.COM_STMT_RESET: self._unknown_statement,
+            Commands.COM_STMT_CLOSE: self._no_reply,
+            Commands.COM_STMT_SEND_LONG_DATA: self._no_reply,
+        }
+        stream = self.stream
+        try:
+            while True:
+                try:
+                    data = await stream.read()
+                except ConnectionClosed:
+                    return
+                if not data or data[0] == Commands.COM_QUIT:
+                    return
+                handler = handlers.get(data[0])
+                try:
+                    if handler is None:
+                        raise SqlError(1047, "Unknown command", "08S01")
+                    await handler(data[1:])
+                except SqlError as e:
+                    if isinstance(e, _FATAL):
+                        raise
+                    await self.write_error(e)
+                except asyncio.CancelledError:
+                    if self._kill is not KillKind.QUERY:
+                        raise
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                    self._kill = None
+                    await self.write_error(SqlError(1317, "Query execution was interrupted", "70100"))
+                finally:
+                    stream.reset_seq()
+                if self.account is None:  # a failed COM_CHANGE_USER
+                    return
+        except asyncio.CancelledError:
+            if self._kill is not KillKind.CONNECTION:
+                raise
+            await self._write_fatal(SqlError(1927, "Connection was killed", "70100"))
+        except _FATAL as e:
+            if isinstance(e, PacketTooLarge):
+                metrics.REJECTED_PACKET_TOO_LARGE.inc()
+            elif isinstance(e, MalformedPacket):
+                metrics.REJECTED_MALFORMED.inc()
+            await self._write_fatal(e)
+        except (ConnectionError, RuntimeError):
+            pass  # the client went away mid-reply
+
+    async def _unknown_statement(self, data: bytes) -> None:
+        stmt_id = int.from_bytes(data[:4], "little")
+        raise SqlError(1243, f"Unknown prepared statement handler ({stmt_id}) given to mysqld_stmt_execute", "HY000")
+
+    async def _no_reply(self, data: bytes) -> None:
+        """COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA have no response."""
+
+    async def handle_change_user(self, data: bytes) -> None:
+        """Re-authenticate (same guard); success resets the session, failure ends the connection."""
+        change = parse_change_user(self.capabilities, self.client_charset, data)
+        previous, self.account = self.account, None
+        try:
+            account = await authenticate(self._login_context(), change.username, change.auth_response, change.client_plugin, self.nonce)
+        except LoginFailed:
+            return  # self.account stays None: the command loop closes the connection
+        if previous is None or (previous.user, previous.host) != (account.user, account.host):
+            refused = await self.admit(account)
+            if refused is not None:
+                await self.write_error(refused)
+                return
+        self.account = account
+        session = self.session
+        await session.reset()
+        session.username = account.user
+        session.account = account
+        session.variables.set("external_user", change.username, force=True)
+        if change.client_charset is not None:
+            session.variables.set("character_set_client", change.client_charset.name)
+            session.set_charset(change.client_charset.name)
+        session.database = None
+        if change.database:
+            await session.use(change.database)
+        await self.stream.write(make_ok(affected_rows=0, insert_id=0, status=self._status(), warnings=0))
 
     async def write_error(self, e: SqlError) -> None:
         metrics.ERRORS.labels(str(e.errno)).inc()
@@ -178,7 +364,7 @@ class ProxyConnection(Connection):
         await self.stream.write(make_ok(affected_rows=0, insert_id=0, status=self._status(), warnings=0))
 
     async def handle_field_list(self, data: bytes) -> None:
-        com = packets.parse_com_field_list(self.client_charset, data)
+        com = parse_field_list(self.client_charset, data)
         session = self.session
         try:
             snap = session.routing.snapshot
@@ -208,39 +394,7 @@ class ProxyConnection(Connection):
         await self.stream.write(make_ok(affected_rows=0, insert_id=0, status=self._status(), warnings=0))
 
 
-class ProxyServer(MysqlServer):
-    """mimic's server, building ProxyConnection instead of Connection."""
-
-    async def _client_connected_cb(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        stream = MysqlStream(reader, writer)
-        try:
-            session = self.session_factory()
-            if inspect.isawaitable(session):
-                session = await session
-            connection = ProxyConnection(
-                stream=stream, session=session, control=self.control, server_capabilities=self.capabilities,
-                identity_provider=self.identity_provider, ssl=self.ssl,
-            )
-        except Exception:  # noqa: BLE001
-            log.exception("failed to create a session")
-            await stream.write(packets.make_error(capabilities=self.capabilities, msg="Proxy cannot accept connections now"))
-            writer.close()
-            return
-        try:
-            connection_id = await self.control.add(connection)
-            connection.connection_id = connection_id
-        except TooManyConnections:
-            await stream.write(connection.error(msg="Too many connections", code=ErrorCode.CON_COUNT_ERROR))
-            writer.close()
-            return
-        try:
-            await connection.start()
-        except Exception:  # noqa: BLE001 - one client's failure must not reach the server
-            log.debug("connection %s ended with an error", connection_id, exc_info=True)
-        finally:
-            writer.close()
-            await self.control.remove(connection_id)
-
+_FATAL = (MalformedPacket, PacketTooLarge, ReadTimeout)
 
 CAPABILITIES = (
     Capabilities.CLIENT_PROTOCOL_41

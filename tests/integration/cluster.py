@@ -53,6 +53,7 @@ class Cluster:
         self.secrets = workdir / "secrets.json"
         self.users = workdir / "users.json"
         self.proxy_port = free_port()
+        self.proxy_metrics_port = free_port()
         self.regions: dict[str, Component] = {}
         self.masters: dict[str, Component] = {}
         self.proxy: Component | None = None
@@ -60,7 +61,7 @@ class Cluster:
     def _common(self) -> list[str]:
         return ["--zk", self.zk_hosts, "--zk-root", self.zk_root, "--log-level", "INFO"]
 
-    def start(self, users: dict[str, str] | None = None) -> "Cluster":
+    def start(self, users: dict[str, str] | None = None, proxy_args: Sequence[str] = ()) -> "Cluster":
         from minisql.config import native_password_hash
 
         self.secrets.write_text(json.dumps({"backend_user": self.credentials.user, "backend_password": self.credentials.password}))
@@ -74,8 +75,8 @@ class Cluster:
             self.start_master(m)
         self.proxy = Component(
             "proxy",
-            ["proxy", *self._common(), "--port", str(self.proxy_port), "--metrics-port", str(free_port()),
-             "--secrets", str(self.secrets), "--users", str(self.users)],
+            ["proxy", *self._common(), "--port", str(self.proxy_port), "--metrics-port", str(self.proxy_metrics_port),
+             "--secrets", str(self.secrets), "--users", str(self.users), *proxy_args],
             self.workdir / "proxy.log",
             ready_port=self.proxy_port,
         )
