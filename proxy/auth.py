@@ -37,6 +37,8 @@ class Account:
     user: str
     host: str  # MariaDB host pattern ('%' = any)
     native_hash: str  # hex SHA1(SHA1(password)); "" = no password
+    sha2_hash: str = ""  # hex SHA256(SHA256(password)) for caching_sha2_password's fast path; "" = unknown
+    require_ssl: bool = False  # REQUIRE SSL: refuse logins over plain TCP
 
     @property
     def has_password(self) -> bool:
