@@ -1,10 +1,14 @@
 """`minisql master`: run one master candidate (several may run; one leads).
 
-    minisql master --id m1 --metrics-port 9210 [--zk HOST:PORT] [--zk-root /minisql]
+    minisql master --id m1 --metrics-port 9210 [--metrics-host H] [--secrets FILE] \\
+        [--zk HOST:PORT] [--zk-root /minisql]
 
 `run` blocks until SIGTERM/SIGINT and returns the exit code (0 on a clean
 stop, 2 on a configuration error).  A master needs no MariaDB credentials: it
-only talks to ZooKeeper and, through it, to the region agents.
+only talks to ZooKeeper and, through it, to the region agents.  `--secrets`
+supplies its ZooKeeper identity (zk_user/zk_password; see minisql.config).
+Metrics listen on --metrics-host, by default the advertised host or, without
+one, loopback: they are not meant for the whole network unless asked.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import argparse
 import asyncio
 import logging
 
-from minisql.runtime import serve_metrics, stop_on_signals
+from minisql.runtime import cluster_zk_auth, serve_metrics, stop_on_signals
 
 from minisql.config import add_common_arguments, setup_logging
 from topology import Topology
@@ -29,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id", dest="master_id", required=True, help="master id (unique in the cluster)")
     parser.add_argument("--metrics-port", type=int, default=9210, help="Prometheus port (0: none; default 9210)")
     parser.add_argument("--advertise-host", default="", help="host published with the leader info (default: hostname)")
+    parser.add_argument(
+        "--metrics-host",
+        default=None,
+        help="address the metrics endpoint listens on (default: --advertise-host, else 127.0.0.1)",
+    )
+    parser.add_argument("--secrets", default=None, help="JSON file with zk_user / zk_password (ZooKeeper identity)")
     parser.add_argument(
         "--failover-grace",
         type=float,
@@ -52,14 +62,20 @@ def run(args: argparse.Namespace) -> int:
         task_timeout=args.task_timeout,
         copy_timeout=args.copy_timeout,
     )
-    if not serve_metrics(config.metrics_port):
+    auth = cluster_zk_auth(args.secrets)
+    if not serve_metrics(config.metrics_port, metrics_host(args)):
         return 2
-    return asyncio.run(_main(args, config))
+    return asyncio.run(_main(args, config, auth))
 
 
-async def _main(args: argparse.Namespace, config: MasterConfig) -> int:
+def metrics_host(args: argparse.Namespace) -> str:
+    """--metrics-host, else the advertised host, else loopback."""
+    return args.metrics_host or args.advertise_host or "127.0.0.1"
+
+
+async def _main(args: argparse.Namespace, config: MasterConfig, auth) -> int:
     stop = stop_on_signals()
-    topology = Topology.for_zookeeper(args.zk, args.zk_root, session_timeout=args.zk_session_timeout)
+    topology = Topology.for_zookeeper(args.zk, args.zk_root, session_timeout=args.zk_session_timeout, auth=auth)
     return await Master(config, topology).run(stop)
 
 

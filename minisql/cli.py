@@ -20,6 +20,8 @@ import importlib
 import sys
 from typing import Sequence
 
+from topology import NotAuthorizedError
+
 from .config import ConfigError, _log_level, add_common_arguments, setup_logging
 from .status import run_status
 from .up import run_up
@@ -53,6 +55,9 @@ def _run_component(name: str, argv: Sequence[str]) -> int:
     try:
         code = module.run(args)
     except ConfigError as exc:
+        print(f"minisql {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except NotAuthorizedError as exc:  # wrong ZooKeeper identity: a configuration error too
         print(f"minisql {name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -100,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_common_arguments(st)
     st.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    st.add_argument(
+        "--secrets",
+        default=None,
+        help="JSON file with zk_status_user / zk_status_password (the read-only ZooKeeper identity)",
+    )
     st.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for ZooKeeper (default: 10)")
     st.set_defaults(func=run_status)
 

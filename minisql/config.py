@@ -3,7 +3,10 @@
 Two local files hold what must never be published in ZooKeeper:
 
 * the *secrets file* (``--secrets``): the MariaDB account every proxy and region
-  uses on the backends, ``{"backend_user": "...", "backend_password": "..."}``;
+  uses on the backends, ``{"backend_user": "...", "backend_password": "..."}``,
+  and the ZooKeeper digest identities: ``zk_user``/``zk_password`` (the
+  cluster's, which owns every znode) and ``zk_status_user``/``zk_status_password``
+  (read-only, for ``minisql status``);
 * the *users file* (``--users``): the accounts clients log in to the proxy with,
   ``{"users": {"root": {"native_password_hash": "<40 hex>"}}}`` where the hash
   is SHA1(SHA1(password)) in hex -- what ``mysql_native_password`` verifies --
@@ -36,6 +39,10 @@ DEFAULT_LOG_LEVEL = "INFO"
 ENV_ZK = "MINISQL_ZK"
 ENV_BACKEND_USER = "MINISQL_BACKEND_USER"
 ENV_BACKEND_PASSWORD = "MINISQL_BACKEND_PASSWORD"
+ENV_ZK_USER = "MINISQL_ZK_USER"
+ENV_ZK_PASSWORD = "MINISQL_ZK_PASSWORD"
+ENV_ZK_STATUS_USER = "MINISQL_ZK_STATUS_USER"
+ENV_ZK_STATUS_PASSWORD = "MINISQL_ZK_STATUS_PASSWORD"
 
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -203,8 +210,90 @@ def load_backend_credentials(path: str | os.PathLike[str] | None) -> BackendCred
     return BackendCredentials(user=user, password=password)
 
 
-def write_backend_credentials(path: str | os.PathLike[str], creds: BackendCredentials) -> None:
-    write_private_json(path, creds.to_dict())
+def write_backend_credentials(
+    path: str | os.PathLike[str], creds: BackendCredentials, zk: "ZooKeeperCredentials | None" = None
+) -> None:
+    """Write the secrets file: the backend account, plus the ZooKeeper identities if given."""
+    doc: dict[str, str] = creds.to_dict()
+    if zk is not None:
+        doc.update(zk.to_dict())
+    write_private_json(path, doc)
+
+
+# -- ZooKeeper identities ---------------------------------------------------------
+@dataclass(frozen=True)
+class ZooKeeperCredentials:
+    """The cluster's ZooKeeper digest identity and the read-only status identity.
+
+    An empty user means "not configured": the cluster identity unset keeps
+    ZooKeeper world-open as before ACLs existed (processes warn about it).
+    """
+
+    user: str = ""
+    password: str = ""
+    status_user: str = ""
+    status_password: str = ""
+
+    def __repr__(self) -> str:  # never print a password by accident
+        return f"ZooKeeperCredentials(user={self.user!r}, status_user={self.status_user!r}, passwords='***')"
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.user)
+
+    @property
+    def status_configured(self) -> bool:
+        return bool(self.status_user)
+
+    def to_dict(self) -> dict[str, str]:
+        doc = {}
+        if self.user:
+            doc.update(zk_user=self.user, zk_password=self.password)
+        if self.status_user:
+            doc.update(zk_status_user=self.status_user, zk_status_password=self.status_password)
+        return doc
+
+    @classmethod
+    def generate(cls, user: str = "minisql", status_user: str = "minisql-status") -> "ZooKeeperCredentials":
+        return cls(user, generate_password(), status_user, generate_password())
+
+
+def load_zk_credentials(path: str | os.PathLike[str] | None) -> ZooKeeperCredentials:
+    """Read zk_user/zk_password and zk_status_user/zk_status_password from the
+    secrets file at `path` (may be None); the MINISQL_ZK_* environment
+    variables override each field, and an empty value counts as unset.
+
+    Raises ConfigError when an identity has a user but no password (or the
+    reverse), or a user name holds ':' (the digest scheme's separator).
+    """
+    doc: dict[str, Any] = {}
+    if path:
+        doc = _read_json(path, "secrets")
+        _warn_if_readable_by_others(path, "secrets")
+    where = f"secrets file {str(path)!r}" if path else "the environment"
+    values: dict[str, str] = {}
+    for key, env in (
+        ("zk_user", ENV_ZK_USER),
+        ("zk_password", ENV_ZK_PASSWORD),
+        ("zk_status_user", ENV_ZK_STATUS_USER),
+        ("zk_status_password", ENV_ZK_STATUS_PASSWORD),
+    ):
+        value = os.environ.get(env)
+        if value is None:
+            value = doc.get(key, "")
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {key} must be a string")
+        values[key] = value
+    for user_key, password_key in (("zk_user", "zk_password"), ("zk_status_user", "zk_status_password")):
+        user, password = values[user_key], values[password_key]
+        if bool(user) != bool(password):
+            missing = password_key if user else user_key
+            raise ConfigError(f"ZooKeeper credentials incomplete ({where}): {user_key} and {password_key} go together; missing {missing}")
+        if ":" in user:
+            raise ConfigError(f"{where}: {user_key} must not contain ':'")
+    return ZooKeeperCredentials(
+        values["zk_user"], values["zk_password"], values["zk_status_user"], values["zk_status_password"]
+    )
 
 
 # -- proxy users ------------------------------------------------------------------

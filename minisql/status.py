@@ -15,7 +15,7 @@ import logging
 import sys
 from typing import Any, Mapping, Sequence
 
-from .config import setup_logging
+from .config import ConfigError, setup_logging
 
 
 def status_document(regions: Mapping[str, Any], placement: Any, leader: Any) -> dict[str, Any]:
@@ -117,10 +117,12 @@ def format_status(doc: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def _gather_status(zk: str, zk_root: str, timeout: float) -> dict[str, Any]:
+async def _gather_status(zk: str, zk_root: str, timeout: float, auth: Any = None) -> dict[str, Any]:
     from topology import Topology
 
-    topo = Topology.for_zookeeper(zk, zk_root)
+    # read_only: the status identity may only read, so start() must not try
+    # to create the cluster's directories.
+    topo = Topology.for_zookeeper(zk, zk_root, auth=auth, read_only=True)
     try:
         await asyncio.wait_for(topo.start(), timeout)
         regions = await asyncio.wait_for(topo.list_regions(), timeout)
@@ -154,6 +156,7 @@ def _zk_endpoints(connect: str) -> list[tuple[str, int]]:
 def run_status(args: argparse.Namespace) -> int:
     """The `minisql status` command; 2 when ZooKeeper cannot be read."""
     from .localstack import port_accepts
+    from .runtime import status_zk_auth
 
     setup_logging("WARNING" if args.log_level == "INFO" else args.log_level)
     if args.log_level != "DEBUG":
@@ -162,10 +165,15 @@ def run_status(args: argparse.Namespace) -> int:
     if endpoints and not any(port_accepts(port, host, timeout=1.0) for host, port in endpoints):
         print(f"minisql status: nothing listens at ZooKeeper {args.zk} -- is the cluster up (minisql up)?", file=sys.stderr)
         return 2
+    try:
+        auth = status_zk_auth(getattr(args, "secrets", None))
+    except ConfigError as exc:
+        print(f"minisql status: error: {exc}", file=sys.stderr)
+        return 2
     # Not asyncio.run(): it would wait for a kazoo connect stuck in the executor.
     loop = asyncio.new_event_loop()
     try:
-        doc = loop.run_until_complete(_gather_status(args.zk, args.zk_root, args.timeout))
+        doc = loop.run_until_complete(_gather_status(args.zk, args.zk_root, args.timeout, auth))
     except (asyncio.TimeoutError, TimeoutError):
         print(f"minisql status: ZooKeeper at {args.zk} did not answer within {args.timeout:.0f}s", file=sys.stderr)
         return 2

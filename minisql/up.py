@@ -27,10 +27,12 @@ from .config import (
     BackendCredentials,
     ConfigError,
     ProxyUser,
+    ZooKeeperCredentials,
     generate_password,
     load_backend_credentials,
     setup_logging,
     write_backend_credentials,
+    write_private_json,
     write_users,
 )
 
@@ -115,8 +117,12 @@ class LocalCluster:
 
     def _ensure_files(self) -> BackendCredentials:
         if not self.secrets_path.exists():
-            write_backend_credentials(self.secrets_path, BackendCredentials("minisql", generate_password()))
-            log.info("wrote new backend credentials to %s", self.secrets_path)
+            write_backend_credentials(
+                self.secrets_path, BackendCredentials("minisql", generate_password()), ZooKeeperCredentials.generate()
+            )
+            log.info("wrote new backend and ZooKeeper credentials to %s", self.secrets_path)
+        else:
+            self._add_zk_credentials()
         if not self.users_path.exists():
             # The local stack listens on loopback only: root without a password.
             write_users(self.users_path, {"root": ProxyUser("root", "")})
@@ -125,6 +131,25 @@ class LocalCluster:
             return load_backend_credentials(self.secrets_path)
         except ConfigError as exc:
             raise _StartupFailed(str(exc)) from None
+
+    def _add_zk_credentials(self) -> None:
+        """A data dir from before ZooKeeper ACLs: add the ZooKeeper identities.
+
+        Only missing keys are added; everything else in the file is kept as
+        it is.  The znodes stay world-open until the first process with the
+        new identity starts and secures them (Topology.start).
+        """
+        try:
+            doc = json.loads(self.secrets_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise _StartupFailed(f"cannot read {self.secrets_path}: {exc}") from None
+        if not isinstance(doc, dict):
+            raise _StartupFailed(f"{self.secrets_path} must hold a JSON object")
+        missing = {k: v for k, v in ZooKeeperCredentials.generate().to_dict().items() if not doc.get(k)}
+        if not missing:
+            return
+        write_private_json(self.secrets_path, {**doc, **missing})
+        log.info("added ZooKeeper credentials (%s) to %s", ", ".join(sorted(missing)), self.secrets_path)
 
     def _state_path(self) -> Path:
         return self.run_dir / "up.json"
@@ -288,7 +313,8 @@ class LocalCluster:
         masters = [
             self._component(
                 f"master-{m}", "master",
-                ["--id", m, "--metrics-port", str(self.master_metrics_ports[m]), "--advertise-host", "127.0.0.1"],
+                ["--id", m, "--metrics-port", str(self.master_metrics_ports[m]), "--advertise-host", "127.0.0.1",
+                 "--secrets", str(self.secrets_path)],
             )
             for m in self.master_ids
         ]
@@ -323,7 +349,7 @@ class LocalCluster:
             [
                 f"MiniSQL Cluster is up (data in {self.data_dir})",
                 f"  connect:   mariadb -h 127.0.0.1 -P {self.args.port} -u root",
-                f"  status:    minisql status{zk_arg}{root_arg}",
+                f"  status:    minisql status{zk_arg}{root_arg} --secrets {self.secrets_path}",
                 f"  zookeeper: {self.zk_hosts}",
                 f"  regions:   {regions}",
                 f"  metrics:   proxy :{self.proxy_metrics_port}; masters {masters}; regions {region_metrics}",

@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 from minisql.config import load_backend_credentials, load_users
-from minisql.runtime import retry_until_stopped, serve_metrics, stop_on_signals
+from minisql.runtime import cluster_zk_auth, retry_until_stopped, serve_metrics, stop_on_signals
 from topology import Topology
 
 from .auth import FileAccounts, LoginGuard
@@ -41,7 +41,7 @@ async def serve(args: argparse.Namespace) -> int:
     credentials = load_backend_credentials(args.secrets)
     users = load_users(args.users)
     stop = stop_on_signals()
-    topology = Topology.for_zookeeper(args.zk, args.zk_root)
+    topology = Topology.for_zookeeper(args.zk, args.zk_root, auth=cluster_zk_auth(args.secrets))
     if not await retry_until_stopped(topology.start, stop, "connect to ZooKeeper"):
         return 0
     routing = RoutingTable(topology)

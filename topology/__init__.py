@@ -9,10 +9,12 @@ from .errors import (
     ConflictError,
     NodeExistsError,
     NoNodeError,
+    NotAuthorizedError,
     NotEmptyError,
     TopologyError,
     TopologyUnavailable,
 )
+from .auth import ZooKeeperAuth
 from .model import EMPTY_PLACEMENT, LeaderInfo, Placement, RegionInfo, RegionLoad, ReplicaState, TablePlacement
 from .service import Leadership, Topology
 
@@ -25,6 +27,7 @@ __all__ = [
     "Leadership",
     "NoNodeError",
     "NodeExistsError",
+    "NotAuthorizedError",
     "NotEmptyError",
     "Placement",
     "RegionInfo",
@@ -34,4 +37,5 @@ __all__ = [
     "Topology",
     "TopologyError",
     "TopologyUnavailable",
+    "ZooKeeperAuth",
 ]

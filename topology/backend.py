@@ -111,6 +111,11 @@ class Backend(abc.ABC):
         A missing node reports [] and is watched until it appears.
         """
 
+    async def secure_tree(self, path: str) -> int:
+        """Give `path` and everything under it this backend's ACL; returns how
+        many znodes changed.  Backends without ACLs have nothing to do."""
+        return 0
+
     @abc.abstractmethod
     def add_session_listener(self, listener: SessionListener) -> Cancel:
         """Be told of session state changes (see module docstring)."""

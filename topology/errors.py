@@ -32,6 +32,15 @@ class TopologyUnavailable(TopologyError):
     """
 
 
+class NotAuthorizedError(TopologyError):
+    """ZooKeeper refused the operation (NoAuth / AuthFailed): this process's
+    identity lacks the permission the znode's ACL demands.
+
+    Not retriable: it is a configuration error (wrong or missing ZooKeeper
+    credentials, or a read-only identity trying to write).
+    """
+
+
 class ConflictError(TopologyError):
     """A versioned read-modify-write kept losing races and gave up."""
 

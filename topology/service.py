@@ -36,6 +36,15 @@ Where state can be lost, and what we do about it:
   configuration error this layer cannot detect (the backend hides owners).
 * Follow-up work triggered by watches and session events runs in `SerialJob`s,
   re-kicked on every "connected" (see `serial`).
+
+Access control
+--------------
+Over ZooKeeper with a `ZooKeeperAuth` (see `auth`), every znode under the
+root is readable and writable by the cluster identity only, plus readable by
+the status identity.  `start()` also re-applies that ACL to znodes left
+world-open by a run without credentials.  A `read_only` Topology (what
+``minisql status`` uses) creates and repairs nothing, so a read-only
+identity can start it.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ import logging
 import random
 from typing import Any, Callable, TypeVar
 
+from .auth import ZooKeeperAuth
 from .backend import Backend, Cancel
 from .election import Leadership
 from .errors import BadVersionError, ConflictError, NodeExistsError, NoNodeError
@@ -69,8 +79,11 @@ class Topology:
     result nobody collected before deleting the request (10 minutes).
     """
 
-    def __init__(self, backend: Backend, root: str = "/minisql", *, result_ttl: float = 600.0) -> None:
+    def __init__(
+        self, backend: Backend, root: str = "/minisql", *, result_ttl: float = 600.0, read_only: bool = False
+    ) -> None:
         self._backend = backend
+        self.read_only = read_only
         self._root = "/" + root.strip("/")
         self.result_ttl = result_ttl
         self._serials: set[SerialJob] = set()
@@ -83,12 +96,23 @@ class Topology:
 
     @classmethod
     def for_zookeeper(
-        cls, hosts: str, root: str = "/minisql", session_timeout: float = 6.0
+        cls,
+        hosts: str,
+        root: str = "/minisql",
+        session_timeout: float = 6.0,
+        *,
+        auth: ZooKeeperAuth | None = None,
+        read_only: bool = False,
     ) -> "Topology":
-        """A Topology over a real ZooKeeper ensemble (call `start()` next)."""
+        """A Topology over a real ZooKeeper ensemble (call `start()` next).
+
+        `auth`: log in with this digest identity and make every znode we
+        create cluster-only (None: anonymous and world-open, as before ACLs).
+        `read_only`: never create or re-ACL anything (for ``minisql status``).
+        """
         from .zk import ZooKeeperBackend  # lazily: unit tests never import kazoo
 
-        return cls(ZooKeeperBackend(hosts, session_timeout=session_timeout), root)
+        return cls(ZooKeeperBackend(hosts, session_timeout=session_timeout, auth=auth), root, read_only=read_only)
 
     @property
     def backend(self) -> Backend:
@@ -99,11 +123,21 @@ class Topology:
 
     async def start(self) -> None:
         await self._backend.start()
-        for sub in ("regions", "load", "election", "queues"):
-            try:
-                await self._backend.create(self._path(sub), makepath=True)
-            except NodeExistsError:
-                pass
+        if self.read_only:
+            return
+        try:
+            for sub in ("regions", "load", "election", "queues"):
+                try:
+                    await self._backend.create(self._path(sub), makepath=True)
+                except NodeExistsError:
+                    pass
+            changed = await self._backend.secure_tree(self._root) if self._root != "/" else 0
+        except BaseException:
+            # Do not leave a half-started session behind (a retry starts a new one).
+            await self._backend.close()
+            raise
+        if changed:
+            log.warning("restricted the ACL of %d znode(s) under %s that were open to everyone", changed, self._root)
 
     async def close(self) -> None:
         """Stop every watch, election and queue server, then end the session."""

@@ -37,6 +37,16 @@ Error handling
   "lost", "connected", and all ephemerals of the old session are gone.
 * Recursive delete is not atomic in ZooKeeper: children created while we
   delete make the final delete fail with NotEmpty, and we retry a few times.
+* NoAuth (and AuthFailed) become NotAuthorizedError naming the path: the
+  process's ZooKeeper identity is wrong or missing, which no retry fixes.
+
+Access control
+--------------
+With a `ZooKeeperAuth` the session authenticates with the digest scheme
+(kazoo re-sends `auth_data` after every reconnect) and `default_acl` puts the
+cluster-only ACL on every znode we create, parents made by `makepath`
+included.  `secure_tree` re-applies that ACL to znodes made before ACLs were
+configured (see topology.auth).  Without one, znodes stay world-open as before.
 """
 
 from __future__ import annotations
@@ -45,11 +55,13 @@ import asyncio
 import logging
 from typing import Any, Callable, Optional
 
+from .auth import ZooKeeperAuth, same_acl
 from .backend import Backend, Cancel, ChildrenCallback, DataCallback, SessionListener, SessionListeners
 from .errors import (
     BadVersionError,
     NodeExistsError,
     NoNodeError,
+    NotAuthorizedError,
     NotEmptyError,
     TopologyError,
     TopologyUnavailable,
@@ -128,18 +140,22 @@ class _Watcher:
         b, client, watch = self._backend, self._backend._require_client(), self._on_event_fn
         try:
             if self._kind == "data":
-                data, stat = await b._call(lambda: client.get_async(self._path, watch=watch))
+                data, stat = await b._call(lambda: client.get_async(self._path, watch=watch), self._path)
                 return (data, stat.version)
-            return sorted(await b._call(lambda: client.get_children_async(self._path, watch=watch)))
+            return sorted(await b._call(lambda: client.get_children_async(self._path, watch=watch), self._path))
         except NoNodeError:
-            stat = await b._call(lambda: client.exists_async(self._path, watch=watch))
+            stat = await b._call(lambda: client.exists_async(self._path, watch=watch), self._path)
             if stat is not None:
                 return _UNSET
             return (None, -1) if self._kind == "data" else []
 
 
 class ZooKeeperBackend(Backend):
-    """A kazoo session to `hosts` ("h1:2181,h2:2181"), used only from one event loop."""
+    """A kazoo session to `hosts` ("h1:2181,h2:2181"), used only from one event loop.
+
+    `auth`: the digest identity to log in with and to protect created znodes
+    with (None: anonymous, znodes open to everyone).
+    """
 
     def __init__(
         self,
@@ -148,8 +164,10 @@ class ZooKeeperBackend(Backend):
         *,
         connect_timeout: float = 15.0,
         op_timeout: float | None = None,
+        auth: ZooKeeperAuth | None = None,
     ) -> None:
         self._hosts = hosts
+        self._auth = auth
         self._session_timeout = session_timeout
         self._connect_timeout = connect_timeout
         self._op_timeout = op_timeout if op_timeout is not None else max(10.0, 2 * session_timeout)
@@ -177,7 +195,7 @@ class ZooKeeperBackend(Backend):
             raise TopologyUnavailable("ZooKeeper backend not started")
         return self._client
 
-    def _translate(self, exc: BaseException) -> TopologyError:
+    def _translate(self, exc: BaseException, path: str = "") -> TopologyError:
         """The one place kazoo exceptions become topology errors."""
         from kazoo import exceptions as ke
         from kazoo.handlers.threading import KazooTimeoutError
@@ -185,6 +203,15 @@ class ZooKeeperBackend(Backend):
         if isinstance(exc, TopologyError):
             return exc
         text = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        if path:
+            text = f"{path}: {text}"
+        if isinstance(exc, (ke.NoAuthError, ke.AuthFailedError)):
+            who = f"digest user {self._auth.user!r}" if self._auth is not None else "an anonymous client"
+            return NotAuthorizedError(
+                f"ZooKeeper refused access to {path or 'the cluster'} for {who} ({type(exc).__name__}): "
+                f"the znode's ACL does not grant this identity the permission; check the ZooKeeper "
+                f"credentials this process was given"
+            )
         if isinstance(exc, ke.NoNodeError):
             return NoNodeError(text)
         if isinstance(exc, ke.NodeExistsError):
@@ -210,7 +237,7 @@ class ZooKeeperBackend(Backend):
             return TopologyUnavailable(text)
         return TopologyError(text)
 
-    async def _call(self, make: Callable[[], Any]) -> Any:
+    async def _call(self, make: Callable[[], Any], path: str = "") -> Any:
         """Run one kazoo `*_async()` call and await its IAsyncResult on the loop."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
@@ -238,7 +265,7 @@ class ZooKeeperBackend(Backend):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            raise self._translate(exc) from exc
+            raise self._translate(exc, path) from exc
 
     # -- session -------------------------------------------------------------
     @property
@@ -263,6 +290,8 @@ class ZooKeeperBackend(Backend):
             hosts=self._hosts,
             timeout=self._session_timeout,
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2, max_delay=_RETRY_MAX),
+            auth_data=self._auth.auth_data() if self._auth is not None else None,
+            default_acl=self._auth.acl() if self._auth is not None else None,
         )
         client.add_listener(self._on_kazoo_state)
         self._client = client
@@ -275,6 +304,9 @@ class ZooKeeperBackend(Backend):
         except Exception as exc:
             self._client = None
             await self._loop.run_in_executor(None, _stop_quietly, client)
+            translated = self._translate(exc)
+            if isinstance(translated, NotAuthorizedError):
+                raise translated from exc
             raise TopologyUnavailable(f"cannot connect to ZooKeeper at {self._hosts}: {exc}") from exc
 
     async def close(self) -> None:
@@ -319,7 +351,7 @@ class ZooKeeperBackend(Backend):
     # -- operations ----------------------------------------------------------
     async def get(self, path: str) -> tuple[bytes, int]:
         client = self._require_client()
-        data, stat = await self._call(lambda: client.get_async(path))
+        data, stat = await self._call(lambda: client.get_async(path), path)
         return data, stat.version
 
     async def create(
@@ -335,18 +367,19 @@ class ZooKeeperBackend(Backend):
         return await self._call(
             lambda: client.create_async(
                 path, data, ephemeral=ephemeral, sequence=sequential, makepath=makepath
-            )
+            ),
+            path,
         )
 
     async def set(self, path: str, data: bytes, version: int) -> int:
         client = self._require_client()
-        stat = await self._call(lambda: client.set_async(path, data, version))
+        stat = await self._call(lambda: client.set_async(path, data, version), path)
         return stat.version
 
     async def delete(self, path: str, version: int = -1, *, recursive: bool = False) -> None:
         client = self._require_client()
         if not recursive:
-            await self._call(lambda: client.delete_async(path, version))
+            await self._call(lambda: client.delete_async(path, version), path)
             return
         if version != -1:
             _, current = await self.get(path)
@@ -359,7 +392,7 @@ class ZooKeeperBackend(Backend):
                 except NoNodeError:
                     pass  # someone else removed it: fine
             try:
-                await self._call(lambda: client.delete_async(path, version))
+                await self._call(lambda: client.delete_async(path, version), path)
                 return
             except NotEmptyError:
                 continue  # a child appeared while we deleted: go round again
@@ -367,7 +400,36 @@ class ZooKeeperBackend(Backend):
 
     async def children(self, path: str) -> list[str]:
         client = self._require_client()
-        return sorted(await self._call(lambda: client.get_children_async(path)))
+        return sorted(await self._call(lambda: client.get_children_async(path), path))
+
+    async def secure_tree(self, path: str) -> int:
+        """Put our ACL on `path` and every znode under it that lacks it.
+
+        Why: a cluster that ran before ZooKeeper credentials were configured
+        left world-open znodes, and a new znode only inherits nothing -- so
+        without this an anonymous client could still rewrite the placement.
+        Needs ADMIN on each node (world-open nodes grant it); a node owned by
+        another identity raises NotAuthorizedError.  Nodes that vanish while
+        we walk are skipped.
+        """
+        if self._auth is None:
+            return 0
+        client = self._require_client()
+        want = self._auth.acl()
+        changed = 0
+        pending = [path]
+        while pending:
+            node = pending.pop()
+            try:
+                acl, _stat = await self._call(lambda n=node: client.get_acls_async(n), node)
+                if not same_acl(list(acl), want):
+                    await self._call(lambda n=node: client.set_acls_async(n, want), node)
+                    changed += 1
+                kids = await self.children(node)
+            except NoNodeError:
+                continue
+            pending.extend(f"{node.rstrip('/')}/{k}" for k in kids)
+        return changed
 
     # -- watches -------------------------------------------------------------
     def _watch(self, path: str, kind: str, callback: Callable[..., None]) -> Cancel:

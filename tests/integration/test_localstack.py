@@ -3,8 +3,10 @@ config files, the `minisql` command line, and `minisql up` start/stop."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pwd
 import signal
 import socket
 import stat
@@ -320,25 +322,36 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _run_up(data: Path, out_path: Path) -> tuple[int, str]:
+def _run_up(data: Path, out_path: Path, while_up=None) -> tuple[int, str]:
     """Run `minisql up` (one region, one master) until it is up or gives up;
-    SIGTERM it if it is up.  Returns (exit code, output)."""
+    SIGTERM it if it is up.  Returns (exit code, output).
+
+    `while_up(ports)`, if given, runs once the stack is up, before the
+    SIGTERM; whatever it raises is re-raised after the stack has stopped.
+    """
+    ports = {"proxy": free_port(), "zk": free_port(), "mysql": free_port(), "metrics": free_port()}
     argv = _minisql_argv() + [
         "up",
         "--data-dir", str(data),
         "--regions", "1",
         "--masters", "1",
-        "--port", str(free_port()),
-        "--zk-port", str(free_port()),
-        "--mysql-base-port", str(free_port()),
-        "--metrics-base-port", str(free_port()),
+        "--port", str(ports["proxy"]),
+        "--zk-port", str(ports["zk"]),
+        "--mysql-base-port", str(ports["mysql"]),
+        "--metrics-base-port", str(ports["metrics"]),
     ]  # fmt: skip
+    failure: BaseException | None = None
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=_child_env())
     try:
         deadline = time.monotonic() + 180
         while proc.poll() is None and time.monotonic() < deadline:
             if "MiniSQL Cluster is up" in out_path.read_text(errors="replace"):
+                if while_up is not None:
+                    try:
+                        while_up(ports)
+                    except BaseException as exc:  # stop the stack first
+                        failure = exc
                 break
             time.sleep(0.2)
         if proc.poll() is None:
@@ -348,7 +361,70 @@ def _run_up(data: Path, out_path: Path) -> tuple[int, str]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    if failure is not None:
+        raise failure
     return code, out_path.read_text(errors="replace")
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """IPv4 addresses with a TCP socket in LISTEN state on `port` ("v6" for any IPv6 one)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                address, hex_port = fields[1].split(":")
+                if fields[3] == "0A" and int(hex_port, 16) == port:
+                    if len(address) == 8:
+                        found.add(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
+                    else:
+                        found.add("v6")
+    return found
+
+
+def _check_stack_plumbing(data: Path, ports: dict[str, int]) -> None:
+    """While `minisql up` runs: metrics on loopback only, znodes closed to
+    anonymous clients, `minisql status` works with the status identity."""
+    from kazoo.client import KazooClient
+    from kazoo.exceptions import NoAuthError
+
+    base = ports["metrics"]
+    for port in (base, base + 10, base + 21):  # proxy, master m1, region r1
+        assert _listening_addresses(port) == {"127.0.0.1"}, port
+    mysql = pwd.getpwnam("mysql") if os.geteuid() == 0 and _has_user("mysql") else None
+    if mysql is not None:  # as root: mariadbd switches to mysql unless a parent dir locks it out
+        pid = int((data / "regions" / "r1" / "mysql" / "mariadbd.pid").read_text())
+        uid = int(next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("Uid:")).split()[1])
+        blocked = any(not (p.stat().st_mode & 0o001) for p in data.parents)
+        assert uid == (0 if blocked else mysql.pw_uid), (uid, blocked)
+    secrets = json.loads((data / "secrets.json").read_text())
+    assert secrets["zk_user"] and secrets["zk_password"] and secrets["zk_status_user"] and secrets["zk_status_password"]
+    zk = f"127.0.0.1:{ports['zk']}"
+    anonymous = KazooClient(hosts=zk, timeout=4.0)
+    anonymous.start(timeout=15)
+    try:
+        with pytest.raises(NoAuthError):
+            anonymous.get_children("/minisql/regions")
+        with pytest.raises(NoAuthError):
+            anonymous.create("/minisql/placement-intruder", b"")
+    finally:
+        anonymous.stop()
+        anonymous.close()
+    status = subprocess.run(
+        _minisql_argv() + ["status", "--zk", zk, "--json", "--secrets", str(data / "secrets.json")],
+        capture_output=True, text=True, timeout=60, env=_child_env(),
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    doc = json.loads(status.stdout)
+    assert [r["id"] for r in doc["regions"]] == ["r1"] and doc["leader"]["master_id"] == "m1"
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _check_up_run(data: Path, code: int, output: str) -> None:
@@ -371,8 +447,10 @@ def test_up_starts_servers_and_leaves_nothing_behind(tmp_path):
     they exist `up` names the failed one and exits 1; once they do, we stop it
     with SIGTERM), no child may survive, and a second run reuses the data."""
     data = tmp_path / "stack"
-    code, output = _run_up(data, tmp_path / "up1.out")
+    checked = []
+    code, output = _run_up(data, tmp_path / "up1.out", lambda ports: checked.append(_check_stack_plumbing(data, ports)))
     _check_up_run(data, code, output)
+    assert checked or "MiniSQL Cluster is up" not in output
     assert (data / "logs" / "zookeeper.log").exists()
     assert (data / "zookeeper" / "data" / "version-2").is_dir()
     assert stat.S_IMODE((data / "secrets.json").stat().st_mode) == 0o600
@@ -410,3 +488,22 @@ def test_status_against_real_zookeeper(zookeeper, zk_root, capsys):
     assert doc["leader"] is None
     assert doc["regions"] == [] and doc["tables"] == []
     assert doc["zk"] == zookeeper.hosts and doc["zk_root"] == zk_root
+
+
+def test_up_adds_zookeeper_credentials_to_an_old_secrets_file(tmp_path, monkeypatch):
+    """A data dir from before ZooKeeper ACLs keeps its backend password and
+    gains the two ZooKeeper identities (generated, file still 0600)."""
+    from minisql.up import LocalCluster
+
+    for var in ("MINISQL_BACKEND_USER", "MINISQL_BACKEND_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    cluster = LocalCluster(cli.build_parser().parse_args(["up", "--data-dir", str(tmp_path)]))
+    write_backend_credentials(cluster.secrets_path, BackendCredentials("minisql", "old-password"))
+    assert cluster._ensure_files() == BackendCredentials("minisql", "old-password")
+    doc = json.loads(cluster.secrets_path.read_text())
+    assert doc["backend_password"] == "old-password"
+    assert doc["zk_user"] == "minisql" and doc["zk_status_user"] == "minisql-status"
+    assert len(doc["zk_password"]) >= 24 and doc["zk_password"] != doc["zk_status_password"]
+    assert stat.S_IMODE(cluster.secrets_path.stat().st_mode) == 0o600
+    cluster._ensure_files()  # nothing missing any more: unchanged
+    assert json.loads(cluster.secrets_path.read_text()) == doc

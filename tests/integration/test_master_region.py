@@ -7,6 +7,10 @@ of their own.  DDL goes in as the proxy sends it (topology.call("master",
 
 The tests of this module share one stack and run in file order: each builds
 on the state the previous one left (a database, a table).
+
+The stack runs with ZooKeeper credentials (as `minisql up` does): every
+process logs in with the cluster identity, and the test's own topology
+client does too.
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
 
-from minisql.config import write_backend_credentials
+from minisql.config import ZooKeeperCredentials, write_backend_credentials
 from minisql.localstack import CommandProcess, free_port
 from region.load import find_mariadb_pid
-from topology import Placement, ReplicaState, Topology
+from topology import Placement, ReplicaState, Topology, ZooKeeperAuth
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +45,11 @@ class Stack:
         self.mariadbs = {f"r{i}": m for i, m in enumerate(mariadbs, start=1)}
         self.workdir = workdir
         self.secrets = workdir / "secrets.json"
-        write_backend_credentials(self.secrets, creds)
+        self.zk_creds = ZooKeeperCredentials.generate()
+        write_backend_credentials(self.secrets, creds, self.zk_creds)
+        self.zk_auth = ZooKeeperAuth(
+            self.zk_creds.user, self.zk_creds.password, ((self.zk_creds.status_user, self.zk_creds.status_password),)
+        )
         self.regions: dict[str, CommandProcess] = {}
         self.masters: dict[str, CommandProcess] = {}
         self.metrics: dict[str, int] = {}
@@ -74,7 +82,9 @@ class Stack:
         )
 
     def start_master(self, master_id: str) -> None:
-        self.masters[master_id] = self._process(master_id, ["master", "--id", master_id, "--failover-grace", "2"])
+        self.masters[master_id] = self._process(
+            master_id, ["master", "--id", master_id, "--failover-grace", "2", "--secrets", str(self.secrets)]
+        )
 
     def stop(self) -> None:
         procs = [*self.masters.values(), *self.regions.values()]
@@ -90,7 +100,7 @@ class Stack:
     # -- ZooKeeper --------------------------------------------------------------
     def zk(self, action: Callable[[Topology], Awaitable[Any]]) -> Any:
         async def main() -> Any:
-            topo = Topology.for_zookeeper(self.zk_hosts, self.zk_root)
+            topo = Topology.for_zookeeper(self.zk_hosts, self.zk_root, auth=self.zk_auth)
             await topo.start()
             try:
                 return await action(topo)
@@ -407,3 +417,87 @@ def test_region_survives_zookeeper_session_loss(stack: Stack) -> None:
         timeout=20,
     )
     assert region.alive
+
+
+# -- plumbing: ZooKeeper ACLs and metrics addresses of the real processes -------
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses with a TCP socket in LISTEN state on `port` (from /proc/net)."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            address, hex_port = fields[1].split(":")
+            if fields[3] == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                if width == 8:
+                    found.add(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
+                else:
+                    found.add("v6:" + address)
+    return found
+
+
+def test_metrics_listen_on_loopback_only(stack: Stack) -> None:
+    """Masters and regions bind their metrics to the advertised host (127.0.0.1
+    here), not 0.0.0.0: the endpoint tells table names, rows and load."""
+    for name in [*stack.masters, *stack.regions]:
+        assert _listening_addresses(stack.metrics[name]) == {"127.0.0.1"}, name
+
+
+def test_znodes_belong_to_the_cluster_identity(stack: Stack) -> None:
+    from kazoo.client import KazooClient
+    from kazoo.exceptions import NoAuthError
+
+    # The processes did create and update these (registrations, placement, election).
+    assert stack.zk(lambda t: t.list_regions())
+    assert stack.zk(lambda t: t.get_leader()) is not None
+    anonymous = KazooClient(hosts=stack.zk_hosts, timeout=4.0)
+    status = KazooClient(
+        hosts=stack.zk_hosts,
+        timeout=4.0,
+        auth_data=[("digest", f"{stack.zk_creds.status_user}:{stack.zk_creds.status_password}")],
+    )
+    for client in (anonymous, status):
+        client.start(timeout=15)
+    try:
+        for path in ("placement", "regions", "regions/r1", "election", "queues/master"):
+            full = f"{stack.zk_root}/{path}"
+            with pytest.raises(NoAuthError):
+                anonymous.get(full)
+            status.get(full)  # readable by the status identity
+            acl, _ = status.get_acls(full)
+            assert {a.id.scheme for a in acl} == {"digest"}, (path, acl)
+        with pytest.raises(NoAuthError):
+            anonymous.set(f"{stack.zk_root}/placement", b"{}")
+        with pytest.raises(NoAuthError):
+            status.set(f"{stack.zk_root}/placement", b"{}")
+        with pytest.raises(NoAuthError):
+            status.create(f"{stack.zk_root}/queues/master/req-", b"{}", sequence=True)
+    finally:
+        for client in (anonymous, status):
+            client.stop()
+            client.close()
+
+
+def test_a_master_with_the_wrong_identity_exits_with_a_clear_error(stack: Stack, tmp_path: Path) -> None:
+    secrets = tmp_path / "wrong.json"
+    secrets.write_text('{"zk_user": "%s", "zk_password": "not-the-password"}' % stack.zk_creds.user)
+    secrets.chmod(0o600)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    proc = CommandProcess(
+        "m-wrong",
+        [sys.executable, "-m", "minisql.cli", "master", "--zk", stack.zk_hosts, "--zk-root", stack.zk_root,
+         "--id", "m-wrong", "--metrics-port", "0", "--secrets", str(secrets)],
+        log_path=tmp_path / "m-wrong.log", env=env, cwd=REPO,
+    )  # fmt: skip
+    proc.launch()
+    try:
+        assert proc.wait(timeout=60) == 2
+    finally:
+        proc.stop()
+    output = (tmp_path / "m-wrong.log").read_text()
+    assert "NoAuth" in output and "minisql master: error" in output, output
+    assert stack.zk(lambda t: t.get_leader()).master_id in ("m1", "m2")
