@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import logging
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -47,10 +49,14 @@ from .processes import (
     wait_for_port,
 )
 
+log = logging.getLogger("minisql.localstack")
+
 ZOOKEEPER_JARS = ("/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-simple.jar")
 ZOOKEEPER_MAIN = "org.apache.zookeeper.server.ZooKeeperServerMain"
 
 DEFAULT_BACKEND_USER = "minisql"
+#: the system account Debian's mariadb-server creates; mariadbd runs as it when we are root
+MYSQL_SYSTEM_USER = "mysql"
 
 
 class CommandProcess(ManagedProcess):
@@ -231,6 +237,48 @@ def _move_into_place(staging: Path, target: Path) -> None:
     os.rename(staging, target)
 
 
+def _untraversable_dir(path: Path, account: pwd.struct_passwd, chowned: Iterable[Path] = ()) -> Path | None:
+    """The first ancestor of `path` that `account` may not enter (None: all
+    fine); directories in `chowned` will be its own, so they are fine.
+
+    mariadbd switches to its user before it opens its datadir, error log and
+    socket, so every directory above them must be searchable (x) for it; a
+    0700 directory of root's (pytest's /tmp/pytest-of-root) is not.
+    """
+    groups = set(os.getgrouplist(account.pw_name, account.pw_gid))
+    mine = set(chowned)
+    for directory in reversed(path.parents):
+        if directory in mine:
+            continue
+        try:
+            st = directory.stat()
+        except FileNotFoundError:
+            return None  # created by us later, with our own permissions
+        if st.st_uid == account.pw_uid:
+            bit = 0o100
+        elif st.st_gid in groups:
+            bit = 0o010
+        else:
+            bit = 0o001
+        if not st.st_mode & bit:
+            return directory
+    return None
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    """chown `path` and everything under it that is not already uid:gid."""
+    def fix(p: str) -> None:
+        st = os.lstat(p)
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            os.lchown(p, uid, gid)
+
+    fix(str(path))
+    for root, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            with contextlib.suppress(FileNotFoundError):
+                fix(os.path.join(root, name))
+
+
 _INSTALL_SERVER_OPTIONS = ("--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M")
 
 
@@ -276,6 +324,23 @@ def install_mariadb_datadir(data_dir: str | os.PathLike[str], log_path: str | os
 class MariaDBProcess(ManagedProcess):
     """A private mariadbd on `data_dir`, listening on 127.0.0.1:`port` and a unix socket.
 
+    Hardened, because the proxy forwards clients' SQL to it as the backend
+    user, who holds ALL PRIVILEGES (FILE included):
+
+    * ``--secure-file-priv`` is `secure_file_dir` (default: ``<data_dir>-files``
+      beside the datadir, e.g. ``regions/r1/mysql-files``; not inside it, where
+      MariaDB would take it for a database): ``SELECT ... INTO OUTFILE`` and
+      ``LOAD_FILE()`` work there only, never on /etc or the datadir itself;
+    * ``--local-infile=0``: ``LOAD DATA LOCAL`` is refused (the proxy does not
+      relay it, and it lets a server read client files);
+    * when we run as root and the ``mysql`` system user exists (Debian's
+      mariadb-server creates it), the datadir, socket directory, error log and
+      files directory are chowned to it and mariadbd gets ``--user=mysql``, so
+      a server compromise is not a root compromise.  If `mysql` cannot enter a
+      directory above them (say a 0700 one of root's), it runs as root as
+      before, with a warning.  `run_as`: "auto" (that rule), a user name, or
+      None (never switch).  `run_user` says what it chose at the last start.
+
     ``start()`` installs the datadir first if needed (``mariadb-install-db``, or
     copy a template with `install_from_template`), waits until a query runs,
     then makes sure the backend account ``backend_user``@'127.0.0.1' and
@@ -299,6 +364,8 @@ class MariaDBProcess(ManagedProcess):
         backend_password: str | None = None,
         extra_args: Iterable[str] = (),
         name: str | None = None,
+        secure_file_dir: str | os.PathLike[str] | None = None,
+        run_as: str | None = "auto",
     ) -> None:
         data_dir = Path(data_dir).resolve()
         super().__init__(name or f"mariadb:{port}", log_path=log_path or data_dir / "mariadbd.err")
@@ -309,11 +376,18 @@ class MariaDBProcess(ManagedProcess):
         self.backend_password = backend_password
         self.extra_args = list(extra_args)
         self.pid_file = data_dir / "mariadbd.pid"
+        self._private_socket_dir = False
         if socket_path is None:
             socket_path = data_dir / "mysqld.sock"
             if len(str(socket_path)) > 100:  # sun_path is 108 bytes
                 socket_path = Path(tempfile.mkdtemp(prefix="minisql-")) / "mysqld.sock"
+                self._private_socket_dir = True
         self.socket = str(socket_path)
+        self.secure_file_dir = (
+            Path(secure_file_dir).resolve() if secure_file_dir is not None else data_dir.with_name(f"{data_dir.name}-files")
+        )
+        self.run_as = run_as
+        self.run_user: str | None = None
 
     # installation -------------------------------------------------------------
     @property
@@ -358,6 +432,49 @@ class MariaDBProcess(ManagedProcess):
         Path(self.socket).parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket)  # stale socket of a killed server
+        self.secure_file_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.secure_file_dir, 0o750)
+        account = self._run_account()
+        self.run_user = account.pw_name if account is not None else None
+        if account is not None:
+            uid, gid = account.pw_uid, account.pw_gid
+            _chown_tree(self.data_dir, uid, gid)
+            _chown_tree(self.secure_file_dir, uid, gid)
+            if self._private_socket_dir:
+                os.chown(Path(self.socket).parent, uid, gid)
+            if self.log_path is not None:
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                self.log_path.touch()
+                os.chown(self.log_path, uid, gid)
+
+    def _run_account(self) -> pwd.struct_passwd | None:
+        """The account mariadbd should switch to (None: stay who we are); see class docstring."""
+        if self.run_as is None or os.geteuid() != 0:
+            return None
+        name = MYSQL_SYSTEM_USER if self.run_as == "auto" else self.run_as
+        try:
+            account = pwd.getpwnam(name)
+        except KeyError:
+            if self.run_as != "auto":
+                raise LocalStackError(f"cannot run {self.name} as {name!r}: no such user") from None
+            return None
+        if account.pw_uid == 0:
+            return None
+        needed = [self.data_dir, self.secure_file_dir, Path(self.socket)]
+        if self.log_path is not None:
+            needed.append(self.log_path.resolve())
+        chowned = [self.data_dir, self.secure_file_dir]
+        if self._private_socket_dir:
+            chowned.append(Path(self.socket).parent)
+        for path in needed:
+            blocked = _untraversable_dir(path, account, chowned)
+            if blocked is not None:
+                log.warning(
+                    "%s runs as root: user %s cannot enter %s (mode %o), above %s",
+                    self.name, name, blocked, blocked.stat().st_mode & 0o777, path,
+                )
+                return None
+        return account
 
     def command(self) -> list[str]:
         argv = [
@@ -368,9 +485,13 @@ class MariaDBProcess(ManagedProcess):
             f"--port={self.port}",
             f"--bind-address={self.host}",
         ]
-        if os.geteuid() == 0:
+        if self.run_user is not None:
+            argv.append(f"--user={self.run_user}")
+        elif os.geteuid() == 0:
             argv.append("--user=root")
         argv += [
+            f"--secure-file-priv={self.secure_file_dir}",
+            "--local-infile=0",
             "--skip-log-bin",
             "--innodb-buffer-pool-size=64M",
             "--innodb-log-file-size=16M",

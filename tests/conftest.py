@@ -7,7 +7,8 @@ even when tests fail):
 * ``mariadb_template`` -- Path of a once-installed, never-started MariaDB datadir
 * ``mariadbs``         -- three MariaDBProcess (``.port``, ``.socket``, ``.host``,
                           ``.query(sql)`` as root, ``.backend_connection()``), each
-                          with the backend user of ``backend_credentials``
+                          with the backend user of ``backend_credentials``, hardened
+                          as `minisql up` runs them (as user mysql when we are root)
 * ``backend_credentials`` -- BackendCredentials of that backend user
 * ``zk_root``          -- (function-scoped) a fresh ZooKeeper root path per test
 
@@ -18,7 +19,10 @@ must start it again before they finish.
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -77,7 +81,11 @@ def mariadbs(
     mariadb_template: Path,
     backend_credentials: BackendCredentials,
 ) -> Iterator[list[MariaDBProcess]]:
-    base = tmp_path_factory.mktemp("mariadbs")
+    # Not under tmp_path_factory: pytest keeps /tmp/pytest-of-root at mode 0700,
+    # which the `mysql` user mariadbd switches to cannot enter.  0711 lets it
+    # reach its own (chowned) datadir without listing anyone else's.
+    base = Path(tempfile.mkdtemp(prefix="minisql-test-mariadbs-"))
+    os.chmod(base, 0o711)
     servers = [
         MariaDBProcess(
             base / f"r{i}",
@@ -100,3 +108,4 @@ def mariadbs(
             server.terminate()
         for server in servers:
             server.stop()
+        shutil.rmtree(base, ignore_errors=True)
