@@ -110,6 +110,7 @@ class DdlService:
     def __init__(self, topology: Topology, regions: RegionCaller, lock: asyncio.Lock) -> None:
         self._topo = topology
         self._regions = regions
+        self._as_user: dict[str, str] | None = None  # the requesting client's account, per request
         self._lock = lock  # shared with the failover loop: one placement change at a time
 
     async def handle(self, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -124,6 +125,11 @@ class DdlService:
             database = payload.get("database") or None
             stmt = analyze_ddl(sql)
             kind = stmt.kind.value
+            account = payload.get("account")
+            # The client's statements run on the regions as the client's own
+            # account, so MariaDB checks its privileges; our compensating drops
+            # (rollback of a half-made CREATE, orphans) run as the agent's account.
+            self._as_user = {"user": str(account["user"]), "host": str(account["host"])} if isinstance(account, dict) else None
             async with self._lock:
                 result = await self._dispatch(stmt, sql, database)
             outcome = "ok"
@@ -151,6 +157,12 @@ class DdlService:
             return await self._change_table(stmt, sql, session_db)
         raise SqlError(ER_NOT_SUPPORTED_YET, f"MiniSQL Cluster does not support {stmt.kind.value} yet")
 
+    def _client_task(self, task: dict[str, Any]) -> dict[str, Any]:
+        """A region task done on the client's behalf: run as the client's account."""
+        if self._as_user is not None:
+            task["as_user"] = self._as_user
+        return task
+
     async def _live(self) -> set[str]:
         return set(await self._topo.list_regions())
 
@@ -176,7 +188,7 @@ class DdlService:
                 return _ok(placement, 0, [_note(ER_DB_CREATE_EXISTS, message)])
             raise SqlError(ER_DB_CREATE_EXISTS, message)
         results = await self._regions.call_many(
-            sorted(await self._live()), {"op": "create_database", "database": db, "sql": sql}
+            sorted(await self._live()), self._client_task({"op": "create_database", "database": db, "sql": sql})
         )
         error = self._first_error(results)
         if error is not None:
@@ -193,7 +205,7 @@ class DdlService:
                 return _ok(placement, 0, [_note(ER_DB_DROP_EXISTS, message)])
             raise SqlError(ER_DB_DROP_EXISTS, message)
         tables = len(placement.tables(db))
-        results = await self._regions.call_many(sorted(await self._live()), {"op": "drop_database", "database": db})
+        results = await self._regions.call_many(sorted(await self._live()), self._client_task({"op": "drop_database", "database": db}))
         error = self._first_error(results)
         if error is not None:
             raise error
@@ -217,7 +229,7 @@ class DdlService:
             primary, replica = place_new_table(live, await self._topo.get_loads(), placement)
         except NotEnoughRegions as exc:
             raise SqlError(ER_CANT_CREATE_TABLE, f"Can't create table `{db}`.`{name}`: {exc}") from None
-        create = {"op": "execute_ddl", "database": db, "sql": sql}
+        create = self._client_task({"op": "execute_ddl", "database": db, "sql": sql})
         drop = {"op": "drop_table", "database": db, "table": name}
         results = await self._regions.call_many([primary, replica], create)
         orphans = [r for r, res in results.items() if _has_1050(res)]
@@ -278,7 +290,7 @@ class DdlService:
             if down:
                 log.warning("dropping `%s`.`%s`: regions %s are down; their copies stay as orphans", db, name, down)
             results = await self._regions.call_many(
-                [r for r in table.all_regions if r in live], {"op": "drop_table", "database": db, "table": name}
+                [r for r in table.all_regions if r in live], self._client_task({"op": "drop_table", "database": db, "table": name})
             )
             error = self._first_error(results)
             if error is None:
@@ -315,7 +327,7 @@ class DdlService:
                 f"the primary copy of `{db}`.`{name}` is on region {table.primary}, which is down; "
                 "retry once it has failed over",
             )
-        payload = {"op": "execute_ddl", "database": db, "sql": sql}
+        payload = self._client_task({"op": "execute_ddl", "database": db, "sql": sql})
         primary_result = await self._regions.call(table.primary, payload)  # its error is the client's
         stale = [r for r, s in table.replicas.items() if s == ReplicaState.COPYING]
         in_sync = [r for r, s in table.replicas.items() if s == ReplicaState.IN_SYNC]

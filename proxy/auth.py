@@ -25,9 +25,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from hashlib import sha1
-from typing import Callable, Mapping, Protocol
-
-from minisql.config import ProxyUser
+from typing import Callable, Protocol
 
 NATIVE_PLUGIN = "mysql_native_password"
 
@@ -47,16 +45,6 @@ class Account:
 
 class Accounts(Protocol):
     def lookup(self, user: str, client_host: str) -> Account | None: ...
-
-
-class FileAccounts:
-    """Accounts from the proxy's users file (any client host)."""
-
-    def __init__(self, users: Mapping[str, ProxyUser]) -> None:
-        self._accounts = {name: Account(name, "%", u.native_password_hash) for name, u in users.items()}
-
-    def lookup(self, user: str, client_host: str) -> Account | None:
-        return self._accounts.get(user)
 
 
 def verify_native(native_hash: str, scramble: bytes, nonce: bytes) -> bool:

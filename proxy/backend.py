@@ -21,7 +21,7 @@ import asyncio
 import logging
 import struct
 from collections import defaultdict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiomysql
 from aiomysql.connection import MySQLResult
@@ -29,6 +29,7 @@ from pymysql.connections import MysqlPacket
 from pymysql.constants import CLIENT
 from pymysql.err import MySQLError
 
+from minisql.accounts import region_password
 from minisql.errors import CR_CONN_HOST_ERROR, CR_SERVER_LOST, SqlError
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ class BackendConnection(aiomysql.Connection):
         super().__init__(use_unicode=False, conv={}, charset="utf8mb4", autocommit=True, **kwargs)  # type: ignore[arg-type]
         self.client_flag &= ~CLIENT.MULTI_STATEMENTS
         self.region_id = region_id
+        self.login: BackendLogin | None = None
         self.current_db: str | None = None
         self.dirty = False  # session state changed: never back to the pool
         # The client's character set: its SQL is sent in the same bytes it
@@ -150,47 +152,66 @@ class BackendConnection(aiomysql.Connection):
         self.current_db = database
 
 
-class BackendPool:
-    """Idle connections per region address, reused by new client sessions.
+@dataclass(frozen=True, slots=True)
+class BackendLogin:
+    """Who a backend connection logs in as; the password never leaves the proxy."""
 
-    Only clean connections come back (no session variables changed, no open
-    transaction); everything else is closed.  A region's address can change
-    when it re-registers, so the pool is keyed by (region, host, port).
+    user: str
+    password: str = field(repr=False)
+
+
+class BackendPool:
+    """Idle connections per (region address, login), reused by new client sessions.
+
+    Client statements run as the client's own account (`login_for`), never
+    as the proxy's internal account: MariaDB then checks every statement with
+    the client's rights.  Only clean connections come back (no session
+    variables changed, no open transaction); everything else is closed.  A
+    region's address can change when it re-registers, so the pool is keyed by
+    (region, host, port, login).
     """
 
     def __init__(self, user: str, password: str, *, max_idle_per_region: int = 64, connect_timeout: float = 5.0) -> None:
-        self.user = user
-        self.password = password
+        self.internal = BackendLogin(user, password)
+        self._secret = password
         self.max_idle = max_idle_per_region
         self.connect_timeout = connect_timeout
-        self._idle: dict[tuple[str, str, int, bool], deque[BackendConnection]] = defaultdict(deque)
+        self._idle: dict[tuple[str, str, int, bool, str, str], deque[BackendConnection]] = defaultdict(deque)
         self.opened = 0
 
-    async def acquire(self, region_id: str, host: str, port: int, *, found_rows: bool = False) -> BackendConnection:
-        """A connection to one region; `found_rows` mirrors the client's CLIENT_FOUND_ROWS
-        (UPDATE then reports matched rows, which ORMs such as SQLAlchemy rely on)."""
-        idle = self._idle[(region_id, host, port, found_rows)]
+    def login_for(self, user: str, host: str) -> BackendLogin:
+        """The region account of client account 'user'@'host' (minisql/accounts.py)."""
+        return BackendLogin(user, region_password(self._secret, user, host))
+
+    async def acquire(self, region_id: str, host: str, port: int, login: BackendLogin, *, found_rows: bool = False) -> BackendConnection:
+        """A connection to one region as `login`; `found_rows` mirrors the client's
+        CLIENT_FOUND_ROWS (UPDATE then reports matched rows, which ORMs rely on)."""
+        idle = self._idle[(region_id, host, port, found_rows, login.user, login.password)]
         while idle:
             conn = idle.pop()
             if not conn.closed:
                 return conn
         conn = BackendConnection(
-            region_id=region_id, host=host, port=port, user=self.user, password=self.password,
+            region_id=region_id, host=host, port=port, user=login.user, password=login.password,
             connect_timeout=self.connect_timeout, client_flag=CLIENT.FOUND_ROWS if found_rows else 0,
         )
         try:
             await conn._connect()
         except BackendError as e:
+            if e.errno in (1045, 4151, 1226):  # the client's own account was refused by the region
+                raise SqlError(e.errno, e.message, e.sqlstate)
             raise SqlError(CR_CONN_HOST_ERROR, f"Can't connect to region '{region_id}' ({host}:{port}): {e.message}")
         except (OSError, asyncio.TimeoutError, MySQLError) as e:
             raise SqlError(CR_CONN_HOST_ERROR, f"Can't connect to region '{region_id}' ({host}:{port}): {e}")
+        conn.login = login
         self.opened += 1
         return conn
 
     def release(self, conn: BackendConnection) -> None:
         if conn.closed:
             return
-        key = (conn.region_id, conn._host, conn._port, bool(conn.client_flag & CLIENT.FOUND_ROWS))
+        login = conn.login
+        key = (conn.region_id, conn._host, conn._port, bool(conn.client_flag & CLIENT.FOUND_ROWS), login.user, login.password)
         idle = self._idle[key]
         if conn.dirty or len(idle) >= self.max_idle:
             conn.close()

@@ -9,8 +9,10 @@ import logging
 from minisql.config import load_backend_credentials, load_users
 from minisql.runtime import cluster_zk_auth, retry_until_stopped, serve_metrics, stop_on_signals
 from topology import Topology
+from topology.accounts import AccountStore
 
-from .auth import FileAccounts, LoginGuard
+from .accounts import AccountAdmin, ClusterAccounts, bootstrap_accounts
+from .auth import LoginGuard
 from .backend import BackendPool
 from .routing import RoutingTable
 from .server import MIB, EdgeConfig, ProxyServer
@@ -27,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=6033, help="MySQL port to listen on (default 6033)")
     parser.add_argument("--metrics-port", type=int, default=9200, help="Prometheus metrics port (0: off)")
     parser.add_argument("--secrets", help="JSON file with the regions' backend_user/backend_password")
-    parser.add_argument("--users", help="JSON file with client accounts (mysql_native_password hashes)")
+    parser.add_argument(
+        "--users",
+        help="JSON file of bootstrap accounts (mysql_native_password hashes, all privileges); seeded into ZooKeeper "
+        "when missing there -- manage accounts with CREATE USER / GRANT afterwards",
+    )
     limits = parser.add_argument_group("client limits (MariaDB's names and defaults)")
     limits.add_argument("--max-connections", type=int, default=2048, help="client connections per proxy, before and after login (default 2048)")
     limits.add_argument("--max-user-connections", type=int, default=0, help="connections per account (default 0: no limit)")
@@ -50,6 +56,15 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         await routing.start()
         cache = AnalysisCache()
+        accounts = ClusterAccounts()
+        AccountStore(topology).watch(accounts.update)
+        if not await retry_until_stopped(
+            lambda: bootstrap_accounts(topology, users, routing.snapshot.regions, credentials.user, credentials.password),
+            stop, "seed the bootstrap accounts",
+        ):
+            return 0
+        accounts.update(await AccountStore(topology).get())
+        admin = AccountAdmin(topology, accounts, credentials.user, credentials.password)
 
         def version() -> str:
             # MariaDB announces itself as "5.5.5-<version>" in the handshake so
@@ -61,10 +76,10 @@ async def serve(args: argparse.Namespace) -> int:
             return DEFAULT_VERSION
 
         def session_factory() -> ProxySession:
-            return ProxySession(routing, pool, topology, cache, version())
+            return ProxySession(routing, pool, topology, cache, version(), admin)
 
         edge = EdgeConfig(
-            accounts=FileAccounts(users),
+            accounts=accounts,
             guard=LoginGuard(block_after=args.login_block_after),
             max_connections=args.max_connections,
             max_user_connections=args.max_user_connections,

@@ -42,10 +42,10 @@ from dataclasses import dataclass
 
 from pymysql.err import MySQLError
 
-from minisql.errors import CR_CONN_HOST_ERROR, CR_SERVER_LOST, ER_UNKNOWN, SqlError
+from minisql.errors import CR_CONN_HOST_ERROR, CR_SERVER_LOST, ER_ACCESS_DENIED, ER_UNKNOWN, SqlError
 
 from . import metrics
-from .backend import BackendConnection, BackendError, BackendPool, QueryResult
+from .backend import BackendConnection, BackendError, BackendLogin, BackendPool, QueryResult
 from .planner import LocalResult, Op, Plan, RoutingSnapshot
 from .txn import TxState
 
@@ -80,6 +80,7 @@ class SessionBackends:
         self.last: BackendConnection | None = None
         self.sql_encoding = "utf8"  # the client's charset codec (ProxySession.set_charset)
         self.found_rows = False  # the client asked for CLIENT_FOUND_ROWS
+        self.login: BackendLogin | None = None  # the client's region account (set at login)
 
     def open_regions(self) -> tuple[str, ...]:
         return tuple(r for r, c in self.conns.items() if not c.closed)
@@ -92,7 +93,9 @@ class SessionBackends:
             info = snap.regions.get(region)
             if info is None:
                 raise SqlError(CR_CONN_HOST_ERROR, f"Region '{region}' is not available (failover may be in progress); try again")
-            conn = await self.pool.acquire(region, info.host, info.mysql_port, found_rows=self.found_rows)
+            if self.login is None:  # never fall back to the proxy's own account
+                raise SqlError(ER_ACCESS_DENIED, "Access denied: the session has no authenticated account")
+            conn = await self.pool.acquire(region, info.host, info.mysql_port, self.login, found_rows=self.found_rows)
             metrics.BACKEND_CONNECTS.labels(region).inc()
             conn.sql_encoding = self.sql_encoding
             self.conns[region] = conn

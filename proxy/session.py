@@ -30,6 +30,8 @@ from minisql.errors import ER_LOCK_WAIT_TIMEOUT, ER_UNKNOWN, SqlError, unsupport
 from topology import CallTimeout, Topology, TopologyError
 
 from . import metrics
+from .accounts import AccountAdmin
+from .auth import Account
 from .backend import BackendPool, QueryResult
 from .executor import OK_REPLY, Reply, SessionBackends, TransactionAborted, execute, run_statement
 from .planner import Op, Plan, plan, plan_use_database
@@ -81,10 +83,13 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
 class ProxySession(BaseSession):
     """State of one client connection; see the module docstring."""
 
-    def __init__(self, routing: RoutingTable, pool: BackendPool, topology: Topology, cache: AnalysisCache, version: str) -> None:
+    def __init__(self, routing: RoutingTable, pool: BackendPool, topology: Topology, cache: AnalysisCache, version: str,
+                 admin: AccountAdmin) -> None:
         self.variables = SessionVariables(GlobalVariables())
         self.variables.set("version", version, force=True)
         self.username: str | None = None
+        self.account: Account | None = None
+        self.admin = admin
         self.database: str | None = None
         self.routing = routing
         self.topology = topology
@@ -95,6 +100,18 @@ class ProxySession(BaseSession):
         self.last_insert_region: str | None = None
         self.connection: Any = None
         metrics.SESSIONS.inc()
+
+    def authenticated(self, account: Account) -> None:
+        """The client logged in (or changed user) as `account`: its statements run as it."""
+        self.username = account.user
+        self.account = account
+        self.backends.login = self.backends.pool.login_for(account.user, account.host)
+
+    def _account_ref(self) -> dict[str, str]:
+        """Who the master's region tasks run this session's DDL as."""
+        if self.account is None:
+            raise SqlError(1045, "Access denied: the session has no authenticated account", "28000")
+        return {"user": self.account.user, "host": self.account.host}
 
     # -- mimic hooks ------------------------------------------------------------
     async def init(self, connection: Any) -> None:
@@ -123,6 +140,7 @@ class ProxySession(BaseSession):
         old = self.backends
         self.backends = SessionBackends(old.pool)
         self.backends.found_rows = old.found_rows
+        self.backends.login = old.login
         self.tx = TxState()
         self.set_charset(str(self.variables.get("character_set_client")))
 
@@ -168,6 +186,14 @@ class ProxySession(BaseSession):
             return await self._savepoint(kind, sql)
         if kind is Kind.SET:
             return await self._set(sql)
+        if kind is Kind.ACCOUNT:
+            metrics.QUERIES.labels("account").inc()
+            self.tx, effects = transition(self.tx, Event.IMPLICIT_COMMIT)
+            await self._run_effects(effects)
+            return await self.admin.execute(self, sql)
+        if kind is Kind.SHOW_GRANTS:
+            metrics.QUERIES.labels("show_grants").inc()
+            return await self.admin.show_grants(self, sql)
         snap = self.routing.snapshot
         p = plan(sql, kind, snap, self, self.cache)
         metrics.QUERIES.labels(p.op.value).inc()
@@ -305,7 +331,9 @@ class ProxySession(BaseSession):
         await self._run_effects(effects)
         try:
             result = await self.topology.call(
-                "master", {"op": "ddl", "sql": p.sql, "database": self.database}, timeout=DDL_TIMEOUT
+                "master",
+                {"op": "ddl", "sql": p.sql, "database": self.database, "account": self._account_ref()},
+                timeout=DDL_TIMEOUT,
             )
         except CallTimeout:
             raise SqlError(ER_LOCK_WAIT_TIMEOUT, f"No master answered the DDL within {DDL_TIMEOUT:.0f} s (is a master running?)")

@@ -51,6 +51,8 @@ class Kind(Enum):
     SHOW = "show"
     DESCRIBE = "describe"
     DDL = "ddl"
+    ACCOUNT = "account"  # CREATE/ALTER/DROP/RENAME USER, GRANT, REVOKE, SET PASSWORD
+    SHOW_GRANTS = "show_grants"
     UNSUPPORTED = "unsupported"
 
 
@@ -91,7 +93,7 @@ _SIMPLE = {
 
 # Real statements the gateway does not route yet (anything else is a syntax error).
 _KNOWN_UNSUPPORTED = frozenset(
-    "lock unlock call grant revoke load handler xa prepare execute deallocate do flush kill analyze optimize "
+    "lock unlock call load handler xa prepare execute deallocate do flush kill analyze optimize "
     "check repair checksum install uninstall reset purge change stop shutdown help binlog cache signal resignal "
     "get declare return start".split()
 )
@@ -125,6 +127,13 @@ def classify(sql: str) -> Kind:
         return Kind.UNSUPPORTED
     if first == "create" and second in ("temporary",):
         return Kind.UNSUPPORTED
+    third = (m.group(3) or "").lower()
+    if first in ("grant", "revoke") or (second == "user" and first in ("create", "alter", "drop", "rename")) \
+            or (first, second, third) == ("create", "or", "replace") and body[m.end():].lstrip().lower().startswith("user") \
+            or (first, second) == ("set", "password"):
+        return Kind.ACCOUNT
+    if (first, second) == ("show", "grants"):
+        return Kind.SHOW_GRANTS
     kind = _SIMPLE.get(first)
     if kind is not None:
         return kind

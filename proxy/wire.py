@@ -155,8 +155,7 @@ class ProxyConnection(Connection):
                     await self.write_error(refused)
                     return False
                 self.account = login.account
-                self.session.username = login.account.user
-                self.session.account = login.account
+                self.session.authenticated(login.account)
                 self.session.database = response.database
                 await self.session.init(self)
                 await stream.write(make_ok(affected_rows=0, insert_id=0, status=self._status(), warnings=0))
@@ -266,8 +265,7 @@ class ProxyConnection(Connection):
         self.account = account
         session = self.session
         await session.reset()
-        session.username = account.user
-        session.account = account
+        session.authenticated(account)
         session.variables.set("external_user", change.username, force=True)
         if change.client_charset is not None:
             session.variables.set("character_set_client", change.client_charset.name)

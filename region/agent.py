@@ -1,7 +1,7 @@
 """The region agent: one per MariaDB server, its voice in the cluster.
 
-Lifecycle: wait until the local MariaDB accepts the backend account, register
-the region (ephemeral RegionInfo: where its MariaDB is, never a password),
+Lifecycle: wait until the local MariaDB accepts the backend account, sync the
+cluster's client accounts into it (region/accounts.py), register the region (ephemeral RegionInfo: where its MariaDB is, never a password),
 serve the `region-<id>` task queue and publish a load report every few
 seconds, until told to stop.
 
@@ -37,6 +37,7 @@ from minisql.runtime import retry_until_stopped
 from topology import RegionInfo, Topology, TopologyError
 
 from . import metrics
+from .accounts import AccountSync
 from .load import LoadSampler
 from .mysql import sql_error_of, wait_for_pool
 from .tasks import RegionTasks
@@ -84,6 +85,7 @@ class RegionAgent:
         pool, version = ready
         cancel_serve: Callable[[], None] | None = None
         publisher: asyncio.Task[None] | None = None
+        accounts: AccountSync | None = None
         topology_started = False
         try:
             if not await self._until_ok(self._topology.start, stop, "connect to ZooKeeper"):
@@ -97,6 +99,11 @@ class RegionAgent:
                 mysql_version=version,
                 started_at=time.time(),
             )
+            # Client accounts first: a proxy may route a client here as soon as we register.
+            accounts = AccountSync(pool, self._topology, self._creds.password)
+            if not await self._until_ok(accounts.sync, stop, "sync client accounts"):
+                return 0
+            accounts.start()
             if not await self._until_ok(self._register, stop, "register the region"):
                 return 0
             tasks = RegionTasks(cfg.region_id, pool, self._creds, cfg.mysql_host, cfg.mysql_port)
@@ -119,6 +126,8 @@ class RegionAgent:
                 await asyncio.gather(publisher, return_exceptions=True)
             if cancel_serve is not None:
                 cancel_serve()
+            if accounts is not None:
+                await accounts.close()
             if topology_started:
                 await self._unregister()
                 await self._topology.close()

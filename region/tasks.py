@@ -43,6 +43,7 @@ from typing import Any, Awaitable, Callable, Mapping
 import aiomysql
 import pymysql
 
+from minisql.accounts import region_password
 from minisql.config import BackendCredentials
 from minisql.errors import ER_DBACCESS_DENIED, ER_NOT_SUPPORTED_YET, ER_UNKNOWN, SqlError
 
@@ -123,18 +124,39 @@ class RegionTasks:
         return result
 
     # -- helpers -------------------------------------------------------------
-    async def _run(self, *statements: str, database: str | None = None) -> tuple[int, list[dict[str, Any]]]:
-        """Run statements on a pooled connection; (affected rows, warnings) of the last."""
+    async def _run(
+        self, *statements: str, database: str | None = None, as_user: Mapping[str, Any] | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Run statements; (affected rows, warnings) of the last.
+
+        `as_user` ({"user", "host"}): on a connection of that client account
+        (its region password, minisql/accounts.py), so MariaDB checks the
+        client's privileges; otherwise on the agent's pool.
+        """
+        if as_user is not None:
+            login = BackendCredentials(
+                user=str(as_user["user"]),
+                password=region_password(self._creds.password, str(as_user["user"]), str(as_user["host"])),
+            )
+            conn = await connect(self._mysql_host, self._mysql_port, login)
+            try:
+                return await self._run_on(conn, statements, database)
+            finally:
+                conn.close()
         async with self._pool.acquire() as conn:
             await conn.ping(reconnect=True)
-            if database is not None:
-                await conn.select_db(database)
-            affected, warnings = 0, []
-            for sql in statements:
-                async with conn.cursor(WarningCursor) as cur:
-                    affected = await cur.execute(sql)
-                    warnings = cur.warnings_as_dicts()
-            return max(int(affected or 0), 0), warnings
+            return await self._run_on(conn, statements, database)
+
+    @staticmethod
+    async def _run_on(conn: Any, statements: tuple[str, ...], database: str | None) -> tuple[int, list[dict[str, Any]]]:
+        if database is not None:
+            await conn.select_db(database)
+        affected, warnings = 0, []
+        for sql in statements:
+            async with conn.cursor(WarningCursor) as cur:
+                affected = await cur.execute(sql)
+                warnings = cur.warnings_as_dicts()
+        return max(int(affected or 0), 0), warnings
 
     # -- ops ------------------------------------------------------------------
     async def create_database(self, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,25 +165,27 @@ class RegionTasks:
         if isinstance(sql, str) and sql.strip():
             # The client's text keeps its CHARACTER SET / COLLATE options.
             try:
-                await self._run(sql)
+                await self._run(sql, as_user=payload.get("as_user"))
             except Exception as exc:  # noqa: BLE001
                 if sql_error_of(exc).errno != 1007:  # ER_DB_CREATE_EXISTS: already done
                     raise
         else:
-            await self._run(f"CREATE DATABASE IF NOT EXISTS {quote_ident(database)}")
+            await self._run(f"CREATE DATABASE IF NOT EXISTS {quote_ident(database)}", as_user=payload.get("as_user"))
         return {"ok": True}
 
     async def drop_database(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         database = _user_schema(_require(payload, "database"))
-        affected, _ = await self._run(f"DROP DATABASE IF EXISTS {quote_ident(database)}")
+        affected, _ = await self._run(f"DROP DATABASE IF EXISTS {quote_ident(database)}", as_user=payload.get("as_user"))
         return {"ok": True, "affected_rows": affected}
 
     async def execute_ddl(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         database = _user_schema(_require(payload, "database"))
         sql = _require(payload, "sql")
         if _starts_with_create(sql):
+            # Housekeeping, as the agent: the database is already in the placement
+            # (its creator's privileges were checked then); this region just lacks it.
             await self._run(f"CREATE DATABASE IF NOT EXISTS {quote_ident(database)}")
-        affected, warnings = await self._run(sql, database=database)
+        affected, warnings = await self._run(sql, database=database, as_user=payload.get("as_user"))
         result: dict[str, Any] = {"ok": True, "affected_rows": affected}
         if warnings:
             result["warnings"] = warnings
@@ -170,7 +194,7 @@ class RegionTasks:
     async def drop_table(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         database = _user_schema(_require(payload, "database"))
         table = _require(payload, "table")
-        await self._run(f"DROP TABLE IF EXISTS {qualified(database, table)}")
+        await self._run(f"DROP TABLE IF EXISTS {qualified(database, table)}", as_user=payload.get("as_user"))
         return {"ok": True}
 
     async def table_checksum(self, payload: Mapping[str, Any]) -> dict[str, Any]:
