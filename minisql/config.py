@@ -328,13 +328,51 @@ class ProxyUser:
 
     name: str
     native_password_hash: str
+    # Optional (see docs/security.md, "TLS and authentication plugins"):
+    sha2_hash: str = ""  # "sha2_password_hash": SHA256(SHA256(password)) hex, caching_sha2_password's fast path
+    plugin: str = ""  # "" = mysql_native_password; or caching_sha2_password, ed25519
+    require_ssl: bool = False  # REQUIRE SSL
+    ed25519_key: str = ""  # MariaDB's ed25519 auth string (base64 public key)
 
     @property
     def has_password(self) -> bool:
         return self.native_password_hash != ""
 
-    def to_dict(self) -> dict[str, str]:
-        return {"native_password_hash": self.native_password_hash}
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"native_password_hash": self.native_password_hash}
+        for key, (attr, _) in _OPTIONAL_USER_FIELDS.items():
+            if getattr(self, attr):
+                doc[key] = getattr(self, attr)
+        return doc
+
+
+# users-file key -> (ProxyUser attribute, type)
+_OPTIONAL_USER_FIELDS = {
+    "sha2_password_hash": ("sha2_hash", str), "plugin": ("plugin", str),
+    "require_ssl": ("require_ssl", bool), "ed25519_key": ("ed25519_key", str),
+}
+_USER_PLUGINS = ("", "mysql_native_password", "caching_sha2_password", "ed25519")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _optional_user_fields(entry: Mapping[str, Any], user: str, path: str | os.PathLike[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, (attr, kind) in _OPTIONAL_USER_FIELDS.items():
+        if key not in entry:
+            continue
+        value = entry[key]
+        if not isinstance(value, kind):
+            raise ConfigError(f"users file {str(path)!r}: {key} of {user!r} must be a {kind.__name__}")
+        out[attr] = value.strip() if isinstance(value, str) else value
+    if "sha2_hash" in out:
+        out["sha2_hash"] = out["sha2_hash"].lower()
+        if out["sha2_hash"] and not _HEX64.match(out["sha2_hash"]):
+            raise ConfigError(f"users file {str(path)!r}: sha2_password_hash of {user!r} must be 64 hex digits (SHA256(SHA256(password)))")
+    if out.get("plugin", "") not in _USER_PLUGINS:
+        raise ConfigError(f"users file {str(path)!r}: plugin of {user!r} must be one of {', '.join(p for p in _USER_PLUGINS if p)}")
+    if out.get("plugin") == "ed25519" and not out.get("ed25519_key"):
+        raise ConfigError(f"users file {str(path)!r}: user {user!r} has plugin ed25519 but no ed25519_key")
+    return out
 
 
 def load_users(path: str | os.PathLike[str] | None) -> dict[str, ProxyUser]:
@@ -362,7 +400,10 @@ def load_users(path: str | os.PathLike[str] | None) -> dict[str, ProxyUser]:
             )
         if "native_password_hash" not in entry:
             raise ConfigError(f"users file {str(path)!r}: user {name!r} lacks \"native_password_hash\"")
-        result[name] = ProxyUser(name=name, native_password_hash=_normalize_hash(entry["native_password_hash"], name, path))
+        result[name] = ProxyUser(
+            name=name, native_password_hash=_normalize_hash(entry["native_password_hash"], name, path),
+            **_optional_user_fields(entry, name, path),
+        )
     return result
 
 

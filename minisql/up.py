@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .certs import ensure_local_tls
 from .config import (
     BackendCredentials,
     ConfigError,
@@ -320,10 +321,12 @@ class LocalCluster:
         ]
         self._start_group("masters", masters, timeout=60)
 
+        self.tls = ensure_local_tls(self.data_dir / "tls")  # client TLS: local CA + server certificate
         proxy = self._component(
             "proxy",
             "proxy",
             [
+                *self.tls.proxy_args(),
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -349,6 +352,10 @@ class LocalCluster:
             [
                 f"MiniSQL Cluster is up (data in {self.data_dir})",
                 f"  connect:   mariadb -h 127.0.0.1 -P {self.args.port} -u root",
+                *(
+                    [f"  with TLS:  mariadb -h 127.0.0.1 -P {self.args.port} -u root --ssl-ca={tls.ca} --ssl-verify-server-cert"]
+                    if (tls := getattr(self, "tls", None)) is not None else []
+                ),
                 f"  status:    minisql status{zk_arg}{root_arg} --secrets {self.secrets_path}",
                 f"  zookeeper: {self.zk_hosts}",
                 f"  regions:   {regions}",

@@ -37,10 +37,12 @@ class Account:
     native_hash: str  # hex SHA1(SHA1(password)); "" = no password
     sha2_hash: str = ""  # hex SHA256(SHA256(password)) for caching_sha2_password's fast path; "" = unknown
     require_ssl: bool = False  # REQUIRE SSL: refuse logins over plain TCP
+    plugin: str = ""  # the server plugin asked for: "" or mysql_native_password, caching_sha2_password, ed25519
+    ed25519_key: str = ""  # MariaDB's ed25519 auth string (base64 public key) when plugin is ed25519
 
     @property
     def has_password(self) -> bool:
-        return self.native_hash != ""
+        return bool(self.native_hash or self.sha2_hash or self.ed25519_key)
 
 
 class Accounts(Protocol):

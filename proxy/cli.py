@@ -16,6 +16,7 @@ from .auth import LoginGuard
 from .backend import BackendPool
 from .routing import RoutingTable
 from .server import MIB, EdgeConfig, ProxyServer
+from .tls import add_tls_arguments, edge_crypto
 from .session import ProxySession
 from .statements import AnalysisCache
 
@@ -40,10 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--connect-timeout", type=float, default=10.0, help="seconds a client has to finish logging in (default 10)")
     limits.add_argument("--wait-timeout", type=float, default=28800.0, help="seconds an idle logged-in client is kept (default 28800)")
     limits.add_argument("--max-allowed-packet", type=int, default=16 * MIB, help="largest client message in bytes (default 16 MiB); larger gets 1153")
+    add_tls_arguments(parser)
     limits.add_argument("--login-block-after", type=int, default=20, help="failed logins of one user from one host before it is blocked for a minute (0: never)")
 
 
 async def serve(args: argparse.Namespace) -> int:
+    tls, rsa = edge_crypto(args)
     credentials = load_backend_credentials(args.secrets)
     users = load_users(args.users)
     stop = stop_on_signals()
@@ -86,6 +89,8 @@ async def serve(args: argparse.Namespace) -> int:
             connect_timeout=args.connect_timeout,
             wait_timeout=args.wait_timeout or None,
             max_allowed_packet=args.max_allowed_packet,
+            tls=tls,
+            rsa=rsa,
         )
         server = ProxyServer(session_factory, edge)
         if not serve_metrics(args.metrics_port, args.host):

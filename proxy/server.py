@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import ssl
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -31,6 +32,7 @@ from minisql.errors import SqlError
 
 from . import metrics
 from .auth import Account, Accounts, LoginGuard
+from .plugins import RsaKeyPair, VerifierCache
 from .stream import BoundedStream
 from .wire import CAPABILITIES, ProxyConnection, make_error
 
@@ -52,6 +54,13 @@ class EdgeConfig:
     wait_timeout: float | None = 28800.0  # MariaDB's wait_timeout
     max_allowed_packet: int = 16 * MIB  # MariaDB 10.11's default
     preauth_packet_limit: int = 64 * 1024 + 1024  # connect attributes are capped at 64 KiB
+    tls: ssl.SSLContext | None = None  # --ssl-cert/--ssl-key: CLIENT_SSL is offered when set
+    rsa: RsaKeyPair | None = None  # caching_sha2_password's key for full authentication without TLS
+    verifiers: VerifierCache = field(default_factory=VerifierCache)  # caching_sha2_password's cache
+
+    def __post_init__(self) -> None:
+        if self.tls is not None:
+            self.capabilities |= Capabilities.CLIENT_SSL
 
 
 def raise_fd_limit() -> int:

@@ -113,6 +113,7 @@ class ProxyConnection(Connection):
         self.admit = admit
         self.account: Account | None = None
         self.nonce = b""
+        self.secure = False  # TLS, from the SSLRequest on; COM_CHANGE_USER's REQUIRE SSL check reads it
 
     def _status(self) -> int:
         return self.session.tx.server_status
@@ -122,6 +123,7 @@ class ProxyConnection(Connection):
             stream=self.stream, capabilities=self.server_capabilities, server_version=str(self.session.variables.get("version")),
             connection_id=self.connection_id, status_flags=self._status(), server_charset=self.server_charset,
             accounts=self.edge.accounts, guard=self.edge.guard, client_host=self.client_host,
+            tls=self.edge.tls, secure=self.secure, rsa=self.edge.rsa, verifiers=self.edge.verifiers,
         )
 
     # -- the connection's life --------------------------------------------------
@@ -148,6 +150,7 @@ class ProxyConnection(Connection):
                 self.client_connect_attrs = response.connect_attrs
                 self.client_plugin_name = response.client_plugin
                 self.nonce = login.nonce
+                self.secure = login.secure
                 self.session.variables.set("character_set_client", response.client_charset.name)
                 self.session.variables.set("external_user", response.username, force=True)
                 refused = await self.admit(login.account)

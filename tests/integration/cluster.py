@@ -61,13 +61,18 @@ class Cluster:
     def _common(self) -> list[str]:
         return ["--zk", self.zk_hosts, "--zk-root", self.zk_root, "--log-level", "INFO"]
 
-    def start(self, users: dict[str, str] | None = None, proxy_args: Sequence[str] = ()) -> "Cluster":
+    def start(self, users: dict[str, str] | None = None, proxy_args: Sequence[str] = (),
+              user_options: dict[str, dict[str, Any]] | None = None) -> "Cluster":
+        """`user_options` adds users-file fields per user (e.g. require_ssl, sha2_password_hash)."""
         from minisql.config import native_password_hash
 
         self.secrets.write_text(json.dumps({"backend_user": self.credentials.user, "backend_password": self.credentials.password}))
         os.chmod(self.secrets, 0o600)
         accounts = users or {"root": ""}
-        self.users.write_text(json.dumps({"users": {u: {"native_password_hash": native_password_hash(p)} for u, p in accounts.items()}}))
+        extra = user_options or {}
+        self.users.write_text(json.dumps({"users": {
+            u: {"native_password_hash": native_password_hash(p), **extra.get(u, {})} for u, p in accounts.items()
+        }}))
         os.chmod(self.users, 0o600)
         for i, db in enumerate(self.mariadbs, start=1):
             self.start_region(f"r{i}", db.port)
