@@ -6,6 +6,7 @@
 #   make bench    run the benchmark (bench/run.sh)
 #   make status   show the running cluster's regions, tables and leader
 #   make clean    remove the local stack's data (.minisql)
+#   make fuzz     fuzz the proxy (protocol + SQL) for FUZZ_BUDGET seconds (default 600), report in FUZZ_REPORT
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -83,3 +84,14 @@ clean:
 	@if [ -f $(DATA_DIR)/up.lock ] && ! flock -n $(DATA_DIR)/up.lock true; then \
 	  echo "clean: a 'minisql up' is still running on $(DATA_DIR); stop it first" >&2; exit 1; fi
 	rm -rf $(DATA_DIR)
+
+# The long run of tests/fuzz: every family (including any the default run still
+# excludes as pending), a 10-minute budget, the JSON report kept in $(DATA_DIR).
+FUZZ_BUDGET ?= 600
+FUZZ_SEED   ?= 20240611
+FUZZ_REPORT ?= $(CURDIR)/$(DATA_DIR)/fuzz-report.json
+.PHONY: fuzz
+fuzz: deps
+	MINISQL_FUZZ_BUDGET=$(FUZZ_BUDGET) MINISQL_FUZZ_SEED=$(FUZZ_SEED) MINISQL_FUZZ_FAMILIES=all \
+	  MINISQL_FUZZ_MAX_RESTARTS=$${MINISQL_FUZZ_MAX_RESTARTS:-50} MINISQL_FUZZ_REPORT=$(FUZZ_REPORT) \
+	  $(VENV_PY) -m pytest -q -s -p no:cacheprovider tests/fuzz $(PYTEST_ARGS)
