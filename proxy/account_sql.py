@@ -23,6 +23,8 @@ from typing import Callable
 from minisql.accounts import native_hash, sha2_hash
 from minisql.errors import SqlError, unsupported
 
+from .plugins import ed25519_public_key
+
 _TOKEN = re.compile(
     r"""
     (?P<ws>\s+|/\*(?!!).*?\*/|--[ \t][^\n]*|\#[^\n]*)
@@ -86,6 +88,8 @@ class AccountSpec:
     ref: UserRef
     native_hash: str | None = None  # None: password not changed by this statement
     sha2_hash: str | None = None
+    plugin: str = ""  # the account's plugin when the password changes ("" = mysql_native_password)
+    ed25519_key: str = ""
 
 
 @dataclass
@@ -167,19 +171,27 @@ class _Parser:
         elif self.take("VIA") or self.take("WITH"):
             while True:
                 plugin = unquote(self.next()).lower()
-                if plugin not in ("mysql_native_password", "caching_sha2_password"):
-                    raise unsupported(f"accounts IDENTIFIED VIA {plugin} through the gateway (mysql_native_password and caching_sha2_password are)")
+                if plugin not in ("mysql_native_password", "caching_sha2_password", "ed25519"):
+                    raise unsupported(
+                        f"accounts IDENTIFIED VIA {plugin} through the gateway "
+                        "(mysql_native_password, caching_sha2_password and ed25519 are)"
+                    )
                 if self.take("USING") or self.take("AS") or self.take("BY"):
                     if self.take("PASSWORD"):
                         self.take("(")
                         value = self.next()
                         self.take(")")
                         self._set_password(spec, unquote(value), hashed=False)
+                        if plugin == "ed25519":
+                            spec.ed25519_key = ed25519_public_key(unquote(value).encode()) if unquote(value) else ""
+                    elif plugin == "ed25519":  # USING '<base64 public key>' (MariaDB's auth string)
+                        spec.native_hash, spec.sha2_hash, spec.ed25519_key = "", "", unquote(self.next())
                     else:
                         value = self.next()
                         self._set_password(spec, unquote(value), hashed=plugin == "mysql_native_password")
                 else:
                     self._set_password(spec, "", hashed=False)
+                spec.plugin = "" if plugin == "mysql_native_password" else plugin
                 if not self.take("OR"):
                     break
         else:

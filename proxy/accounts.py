@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from typing import Any, Mapping
 
 import aiomysql
@@ -48,7 +49,8 @@ LOCK_TIMEOUT = 30.0
 
 
 def to_account(record: AccountRecord) -> Account:
-    return Account(record.user, record.host, record.native_hash, record.sha2_hash, record.require_ssl)
+    return Account(record.user, record.host, record.native_hash, record.sha2_hash, record.require_ssl,
+                   record.plugin, record.ed25519_key)
 
 
 class ClusterAccounts:
@@ -85,7 +87,7 @@ async def bootstrap_accounts(topology: Topology, users: Mapping[str, ProxyUser],
             if snap.get(name, "%") is None:
                 new = new.with_account(AccountRecord(
                     user=name, host="%", native_hash=u.native_password_hash,
-                    sha2_hash=getattr(u, "sha2_hash", ""), require_ssl=bool(getattr(u, "require_ssl", False)),
+                    sha2_hash=u.sha2_hash, require_ssl=u.require_ssl, plugin=u.plugin, ed25519_key=u.ed25519_key,
                     grants=superuser_grants(name, "%"),
                 ))
         return new if new is not snap else None
@@ -196,11 +198,10 @@ class AccountAdmin:
                 record = current or AccountRecord(ref.user, ref.host)
                 keep_password = change.verb == "CREATE USER" and change.if_not_exists and current is not None
                 if spec.native_hash is not None and not keep_password:
-                    record = AccountRecord(record.user, record.host, spec.native_hash, spec.sha2_hash or "",
-                                           record.require_ssl, record.grants)
+                    record = replace(record, native_hash=spec.native_hash, sha2_hash=spec.sha2_hash or "",
+                                     plugin=spec.plugin, ed25519_key=spec.ed25519_key)
                 if change.require_ssl is not None and not keep_password:
-                    record = AccountRecord(record.user, record.host, record.native_hash, record.sha2_hash,
-                                           change.require_ssl, record.grants)
+                    record = replace(record, require_ssl=change.require_ssl)
                 new = new.with_account(record.with_grants(found))
             for old, renamed in change.renames:
                 current = new.get(old.user, old.host)
@@ -208,7 +209,7 @@ class AccountAdmin:
                 if current is None or found is None:
                     continue
                 new = new.without(old.user, old.host).with_account(
-                    AccountRecord(renamed.user, renamed.host, current.native_hash, current.sha2_hash, current.require_ssl, found))
+                    replace(current, user=renamed.user, host=renamed.host, grants=found))
             return new
 
         try:

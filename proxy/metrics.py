@@ -34,3 +34,6 @@ REJECTED_BAD_HANDSHAKE = _REJECTED.labels("bad_handshake")
 REJECTED_PACKET_TOO_LARGE = _REJECTED.labels("packet_too_large")
 REJECTED_MALFORMED = _REJECTED.labels("malformed_packet")
 CLIENT_CONNECTIONS = Gauge("minisql_proxy_client_connections", "Client connections open (before and after login)")
+CLIENT_GONE_MID_STATEMENT = Counter(
+    "minisql_proxy_client_gone_mid_statement_total", "Clients that disconnected while a statement ran (its backend statements were killed)"
+)

@@ -36,7 +36,7 @@ from .backend import BackendPool, QueryResult
 from .executor import OK_REPLY, Reply, SessionBackends, TransactionAborted, execute, run_statement
 from .planner import Op, Plan, plan, plan_use_database
 from .routing import RoutingTable
-from .statements import AnalysisCache, Kind, classify, strip_leading_noise, substitute_last_insert_id
+from .statements import DML_KINDS, AnalysisCache, Kind, classify, strip_leading_noise, substitute_last_insert_id
 from .txn import Effect, Event, TxState, transition
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,31 @@ class ProxySession(BaseSession):
             # CLIENT_CONNECT_WITH_DB: validate the database named at login.
             plan_use_database(self.database, self.routing.snapshot)
 
+    def running_statements(self) -> list[tuple[str, Any, int]]:
+        """(region, RegionInfo, MariaDB thread id) of each open backend connection."""
+        snap = self.routing.snapshot
+        out = []
+        for region, conn in self.backends.conns.items():
+            info = snap.regions.get(region)
+            thread_id = getattr(conn, "server_thread_id", None)
+            if info is not None and thread_id and not conn.closed:
+                out.append((region, info, int(thread_id[0])))
+        return out
+
+    async def kill_statements(self, targets: list[tuple[str, Any, int]]) -> None:
+        """KILL QUERY on each target, from the proxy's own account (a dropped
+        client's statement would otherwise keep running on the region)."""
+        pool = self.backends.pool
+        for region, info, thread_id in targets:
+            try:
+                killer = await pool.acquire(region, info.host, info.mysql_port, pool.internal)
+                try:
+                    await killer.run(f"KILL QUERY {thread_id}")
+                finally:
+                    pool.release(killer)
+            except Exception as e:  # noqa: BLE001 - best effort; the statement's own timeout remains
+                log.warning("could not kill the statement of a dropped client on %s: %s", region, e)
+
     async def close(self) -> None:
         metrics.SESSIONS.dec()
         if self.tx.active:
@@ -194,6 +219,8 @@ class ProxySession(BaseSession):
         if kind is Kind.SHOW_GRANTS:
             metrics.QUERIES.labels("show_grants").inc()
             return await self.admin.show_grants(self, sql)
+        if kind in DML_KINDS:
+            await self.cache.prepare(sql, kind)  # big statements: analysed off the event loop
         snap = self.routing.snapshot
         p = plan(sql, kind, snap, self, self.cache)
         metrics.QUERIES.labels(p.op.value).inc()

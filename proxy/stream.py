@@ -62,11 +62,22 @@ class BoundedStream:
         self.timeout = timeout
         self.timeout_reason = "wait_timeout"
         self.seq = 0
+        self._pushback = b""  # bytes read by `client_gone` that belong to the next packet
         self._buffer = bytearray()
         self._flush_at = flush_at
 
     def reset_seq(self) -> None:
         self.seq = 0
+
+    async def client_gone(self) -> bool:
+        """Wait until the client sends something (False: kept for the next read)
+        or closes the connection (True).  Used while a statement runs, to notice
+        a client that went away and stop its work on the regions."""
+        data = await self.reader.read(1)
+        if data:
+            self._pushback += data
+            return False
+        return True
 
     def _frame(self, data: bytes) -> None:
         buf = self._buffer
@@ -110,7 +121,11 @@ class BoundedStream:
         total = 0
         while True:
             try:
-                header = await reader.readexactly(4)
+                if self._pushback:
+                    header = self._pushback + await reader.readexactly(4 - len(self._pushback))
+                    self._pushback = b""
+                else:
+                    header = await reader.readexactly(4)
             except asyncio.IncompleteReadError:
                 raise ConnectionClosed() from None
             length = header[0] | header[1] << 8 | header[2] << 16

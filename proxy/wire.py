@@ -205,6 +205,7 @@ class ProxyConnection(Connection):
             Commands.COM_STMT_SEND_LONG_DATA: self._no_reply,
         }
         stream = self.stream
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 try:
@@ -217,7 +218,12 @@ class ProxyConnection(Connection):
                 try:
                     if handler is None:
                         raise SqlError(1047, "Unknown command", "08S01")
-                    await handler(data[1:])
+                    watch = loop.call_later(DISCONNECT_WATCH_AFTER, self._watch_disconnect)
+                    try:
+                        await handler(data[1:])
+                    finally:
+                        watch.cancel()
+                        self._stop_disconnect_watch()
                 except SqlError as e:
                     if isinstance(e, _FATAL):
                         raise
@@ -244,6 +250,34 @@ class ProxyConnection(Connection):
             await self._write_fatal(e)
         except (ConnectionError, RuntimeError):
             pass  # the client went away mid-reply
+
+    # -- a client that goes away mid-statement --------------------------------------
+    _disconnect_watch: asyncio.Task[None] | None = None
+
+    def _watch_disconnect(self) -> None:
+        """Armed when a command runs longer than DISCONNECT_WATCH_AFTER (so the
+        fast path pays only a timer): if the client closes its connection, the
+        command is cancelled and its statements on the regions are killed, as
+        ProxySQL does -- a dropped client must not leave a query running."""
+        self._disconnect_watch = asyncio.create_task(self._on_disconnect(self._task))
+
+    def _stop_disconnect_watch(self) -> None:
+        watch, self._disconnect_watch = self._disconnect_watch, None
+        if watch is not None and not watch.done():
+            watch.cancel()
+
+    async def _on_disconnect(self, command_task: asyncio.Task[Any] | None) -> None:
+        if not await self.stream.client_gone():
+            return  # the client sent more (pipelining): its bytes wait for the next read
+        metrics.CLIENT_GONE_MID_STATEMENT.inc()
+        log.info("connection %s: client went away mid-statement; killing its statements", self.connection_id)
+        targets = self.session.running_statements()  # before the cancel closes the connections
+        if command_task is not None:
+            self._kill = KillKind.CONNECTION
+            command_task.cancel()
+        killing = asyncio.ensure_future(self.session.kill_statements(targets))
+        _BACKGROUND.add(killing)  # outlives this connection; keep a reference until done
+        killing.add_done_callback(_BACKGROUND.discard)
 
     async def _unknown_statement(self, data: bytes) -> None:
         stmt_id = int.from_bytes(data[:4], "little")
@@ -396,6 +430,8 @@ class ProxyConnection(Connection):
 
 
 _FATAL = (MalformedPacket, PacketTooLarge, ReadTimeout)
+DISCONNECT_WATCH_AFTER = 0.05  # seconds a command runs before we watch for its client leaving
+_BACKGROUND: set[asyncio.Future[None]] = set()
 
 CAPABILITIES = (
     Capabilities.CLIENT_PROTOCOL_41

@@ -50,6 +50,8 @@ class AccountRecord:
     sha2_hash: str = ""  # hex SHA256(SHA256(password)); "" = unknown
     require_ssl: bool = False
     grants: tuple[str, ...] = ()
+    plugin: str = ""  # "" (mysql_native_password), caching_sha2_password or ed25519
+    ed25519_key: str = ""  # MariaDB's ed25519 auth string (base64 public key) for plugin ed25519
 
     @property
     def key(self) -> str:
@@ -58,7 +60,8 @@ class AccountRecord:
     def to_dict(self) -> dict[str, Any]:
         return {
             "user": self.user, "host": self.host, "native_hash": self.native_hash, "sha2_hash": self.sha2_hash,
-            "require_ssl": self.require_ssl, "grants": list(self.grants),
+            "require_ssl": self.require_ssl, "grants": list(self.grants), "plugin": self.plugin,
+            "ed25519_key": self.ed25519_key,
         }
 
     @classmethod
@@ -66,7 +69,8 @@ class AccountRecord:
         return cls(
             user=str(d["user"]), host=str(d["host"]), native_hash=str(d.get("native_hash", "")),
             sha2_hash=str(d.get("sha2_hash", "")), require_ssl=bool(d.get("require_ssl", False)),
-            grants=tuple(str(g) for g in d.get("grants", ())),
+            grants=tuple(str(g) for g in d.get("grants", ())), plugin=str(d.get("plugin", "")),
+            ed25519_key=str(d.get("ed25519_key", "")),
         )
 
     def with_grants(self, grants: tuple[str, ...]) -> "AccountRecord":

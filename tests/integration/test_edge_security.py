@@ -323,3 +323,72 @@ def test_failed_change_user_closes_the_connection(cluster):
     answer = c.command(payload)
     assert error_code(answer) == 1045
     assert c.is_closed()
+
+
+def test_a_big_statement_does_not_freeze_other_clients(cluster, canary):
+    """A 6 MB INSERT is analysed off the event loop: others keep being served."""
+    import threading
+
+    conn = cluster.connect()
+    run_sql = lambda sql: conn.cursor().execute(sql)  # noqa: E731
+    run_sql(f"CREATE TABLE {canary}.bulk (id INT PRIMARY KEY, v VARCHAR(40))")
+    rows = 150_000
+    big = f"INSERT INTO {canary}.bulk VALUES " + ",".join(f"({i}, 'row number {i}')" for i in range(rows))
+    assert len(big) > 3_000_000
+    done = threading.Event()
+    outcome: list[object] = []
+
+    def bulk() -> None:
+        try:
+            c = cluster.connect()
+            c.cursor().execute(big)
+            c.close()
+            outcome.append("ok")
+        except Exception as e:  # noqa: BLE001
+            outcome.append(e)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=bulk)
+    worker.start()
+    latencies = []
+    while not done.is_set():
+        latencies.extend(steady_latencies(cluster, 5))
+    worker.join()
+    assert outcome == ["ok"], outcome
+    assert latencies and max(latencies) < 1.0, max(latencies)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*) FROM {canary}.bulk")
+        assert cur.fetchone() == (rows,)
+    for copy in cluster.rows_on_regions(canary, "bulk", order_by="id").values():
+        assert len(copy) == rows
+    conn.close()
+
+
+def test_a_client_that_disconnects_mid_statement_has_its_statement_killed(cluster, canary):
+    marker = f"SLEEP(31.{uuid.uuid4().int % 1000:03d})"
+    c = RawClient(cluster.proxy_port)
+    assert c.login("root", "")[:1] == b"\x00"
+    c.send(f"SELECT {marker} FROM {canary}.t".encode().join((b"\x03", b"")), 0)
+
+    def running() -> int:
+        total = 0
+        for i in range(1, 4):
+            region = cluster.connect_region(f"r{i}")
+            with region.cursor() as cur:
+                cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE %s", (f"SELECT {marker}%",))
+                total += cur.fetchone()[0]
+            region.close()
+        return total
+
+    deadline = time.monotonic() + 5
+    while running() == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert running() == 1, "the statement should be running on the table's primary"
+    c.close()
+    deadline = time.monotonic() + 5
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert running() == 0, "the dropped client's statement is still running on the region"
+    assert metric(cluster, "minisql_proxy_client_gone_mid_statement_total") >= 1
+    assert_still_serving(cluster)

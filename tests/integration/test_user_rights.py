@@ -186,3 +186,18 @@ def test_a_user_with_create_rights_can_make_tables_in_its_database(cluster, setu
     assert errno_of(conn, "CREATE DATABASE other_" + suffix) == 1044
     run(conn, "DROP TABLE t")
     conn.close()
+
+
+def test_accounts_created_with_other_plugins_log_in(cluster, setup):
+    db1, _, _ = setup
+    user = f"sha2_{uuid.uuid4().hex[:6]}"
+    root = cluster.connect()
+    run(root, f"CREATE USER {user} IDENTIFIED WITH caching_sha2_password BY 'pw2'")
+    run(root, f"GRANT SELECT ON {db1}.* TO {user}")
+    root.close()
+    conn = login(cluster, user, "pw2")  # PyMySQL: switched to caching_sha2_password, fast path
+    assert run(conn, f"SELECT v FROM {db1}.t") == (("public",),)
+    conn.close()
+    with pytest.raises(pymysql.err.OperationalError) as e:
+        login(cluster, user, "nope")
+    assert e.value.args[0] == 1045
