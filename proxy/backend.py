@@ -135,7 +135,7 @@ class BackendConnection(aiomysql.Connection):
 
     async def run(self, sql: str) -> QueryResult:
         """Execute one statement and return its raw result (raises BackendError)."""
-        await self.query(sql.encode(self.sql_encoding))
+        await self.query(sql.encode(self.sql_encoding, "surrogateescape"))
         r: RawResult = self._result  # type: ignore[assignment]
         if r.field_count:
             return QueryResult(r.raw_fields, r.raw_rows, len(r.raw_rows), 0, r.warning_count, r.server_status or 0, b"")

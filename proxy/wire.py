@@ -228,6 +228,10 @@ class ProxyConnection(Connection):
                     if isinstance(e, _FATAL):
                         raise
                     await self.write_error(e)
+                except (ConnectionError, ConnectionClosed):
+                    raise
+                except (UnicodeError, ValueError, LookupError) as e:  # a field the client's charset cannot decode
+                    await self.write_error(SqlError(1835, f"Malformed communication packet ({type(e).__name__})", "08S01"))
                 except asyncio.CancelledError:
                     if self._kill is not KillKind.QUERY:
                         raise
@@ -370,10 +374,13 @@ class ProxyConnection(Connection):
 
     # -- commands ----------------------------------------------------------------
     async def handle_query(self, data: bytes) -> None:
-        com_query = packets.parse_com_query(capabilities=self.capabilities, client_charset=self.client_charset, data=data)
+        # The SQL text stays the client's bytes: bytes that are not valid in its
+        # character set are carried as surrogates and re-encoded unchanged for
+        # the regions (backend.py), so MariaDB judges them, as it would directly.
+        sql = data.decode(self.client_charset.codec, "surrogateescape")
         started = time.perf_counter()
         try:
-            reply = await self.session.execute(com_query.sql)
+            reply = await self.session.execute(sql)
         except SqlError as e:
             await self.write_error(e)
             return
@@ -383,7 +390,7 @@ class ProxyConnection(Connection):
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
         except Exception as e:  # noqa: BLE001 - a bug must not kill the client's connection
-            log.exception("internal error on %r", com_query.sql[:200])
+            log.exception("internal error on %r", sql[:200])
             await self.write_error(SqlError(ER_UNKNOWN, f"Internal proxy error: {type(e).__name__}: {e}"))
             return
         metrics.LATENCY.labels("query").observe(time.perf_counter() - started)
