@@ -286,6 +286,7 @@ class ProxySession(BaseSession):
         autocommit: bool | None = None
         one_shot = False
         charset: str | None = None
+        scopes: set[str] = set()
         for item in items:
             names = _SET_NAMES.match(item)
             if names:
@@ -297,8 +298,7 @@ class ProxySession(BaseSession):
             mt = _SET_TRANSACTION.match(item)
             if mt:
                 scope = (mt.group(1) or "").lower()
-                if scope == "global":
-                    raise unsupported("SET GLOBAL through the gateway (it would change one region only)")
+                scopes.add("global" if scope == "global" else "session")
                 if scope == "session":
                     keys.append("session transaction")
                 else:
@@ -308,8 +308,6 @@ class ProxySession(BaseSession):
             if not m:
                 raise unsupported(f"SET {item.strip()[:40]}")
             scope = (m.group(1) or m.group(2) or "").lower()
-            if scope in ("global", "persist"):
-                raise unsupported("SET GLOBAL through the gateway (it would change one region only)")
             name = m.group(3).strip("`").lower()
             if name.startswith("@@"):
                 name = name[2:]
@@ -317,7 +315,8 @@ class ProxySession(BaseSession):
                 if name.startswith(prefix):
                     name = name[len(prefix):]
             if name.startswith("global."):
-                raise unsupported("SET GLOBAL through the gateway (it would change one region only)")
+                scope = "global"
+            scopes.add("global" if scope in ("global", "persist") else "session")
             if name == "autocommit":
                 value = m.group(4).strip().lower()
                 if value in _TRUE:
@@ -328,6 +327,10 @@ class ProxySession(BaseSession):
                     raise SqlError(1231, f"Variable 'autocommit' can't be set to the value of '{m.group(4).strip()}'")
             keys.append(name)
 
+        if "global" in scopes:
+            if "session" in scopes:
+                raise unsupported("SET mixing GLOBAL and session variables (send them as two statements)")
+            return await self._set_global(sql)
         if charset is not None:
             self.set_charset(charset)  # before running it: refuses a charset we cannot carry
         # Validate on one backend first (a wrong value gets MariaDB's own error),
@@ -350,6 +353,25 @@ class ProxySession(BaseSession):
             self.tx, effects = transition(self.tx, Event.AUTOCOMMIT_ON if autocommit else Event.AUTOCOMMIT_OFF)
             if effects:
                 await self._run_effects(effects)
+        return OK_REPLY
+
+    async def _set_global(self, sql: str) -> Reply:
+        """SET GLOBAL: on every live region, as the client -- MariaDB refuses it to
+        a user without the privilege, and a global on one region only would make
+        the cluster behave differently by region.  The first region's error is the
+        client's; a later region that fails is logged (and differs until fixed)."""
+        snap = self.routing.snapshot
+        regions = sorted(snap.regions)
+        if not regions:
+            raise SqlError(2003, "No region is available")
+        for i, region in enumerate(regions):
+            conn = await self.backends.get(region, snap, self.database, self.tx)
+            try:
+                await run_statement(conn, sql, self.backends)
+            except SqlError:
+                if i == 0:
+                    raise
+                log.error("SET GLOBAL succeeded on %s but failed on %s: the regions now differ", regions[0], region)
         return OK_REPLY
 
     # -- DDL ------------------------------------------------------------------------

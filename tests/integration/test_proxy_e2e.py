@@ -154,8 +154,17 @@ def test_session_variables_reach_every_backend_connection(cluster, db):
         assert {r[0] for r in cur.fetchall()} == {"ANSI_QUOTES,STRICT_ALL_TABLES"}
     cur.execute("SHOW VARIABLES LIKE 'sql_mode'")
     assert cur.fetchone()[1] == "ANSI_QUOTES,STRICT_ALL_TABLES"
+    # root may change a global: it reaches every region, not just one.
+    cur.execute("SET GLOBAL max_connections = 321")
+    for i in range(1, len(cluster.mariadbs) + 1):
+        region = cluster.connect_region(f"r{i}")
+        with region.cursor() as rcur:
+            rcur.execute("SELECT @@global.max_connections")
+            assert rcur.fetchone()[0] == 321
+        region.close()
+    cur.execute("SET GLOBAL max_connections = DEFAULT")
     with pytest.raises(pymysql.err.MySQLError) as info:
-        cur.execute("SET GLOBAL max_connections = 10")
+        cur.execute("SET @a = 1, @@global.max_connections = 10")
     assert info.value.args[0] == 1235
     with pytest.raises(pymysql.err.MySQLError) as info:
         cur.execute("SET sql_mode = 'NO_SUCH_MODE'")
