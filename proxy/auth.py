@@ -8,10 +8,12 @@ Pure logic, no sockets (the handshake itself is in `login.py`).
   (MariaDB does not reveal which users exist).
 * `LoginGuard` throttles guessing, like MySQL's connection_control plugin
   and MariaDB's max_password_errors: after a few consecutive failures for one
-  (client host, user) -- or many for one host, whatever the user -- every
-  further attempt waits a growing delay (on the event loop's timer, never
-  blocking it), and past a threshold the pair is refused outright for a
-  while.  Memory is bounded: the table keeps at most `max_entries` keys and
+  (client host, user) -- or many for one host, whatever the user, which stops
+  spraying many user names -- every further attempt waits a growing delay (on
+  the event loop's timer, never blocking it), and past a threshold the
+  (host, user) pair is refused outright for a while.  A host as a whole is
+  only slowed, never blocked: clients behind one NAT address, or everyone on
+  the local stack, must not be locked out by one bad script.  Memory is bounded: the table keeps at most `max_entries` keys and
   forgets the oldest.
 
 Error handling: the guard's state is per proxy process and lost on restart;
@@ -134,7 +136,7 @@ class LoginGuard:
             self._records.move_to_end(key)
             rec.failures += 1
             rec.last = now
-            if self.block_after and rec.failures >= self.block_after * self._scale(key):
+            if self.block_after and key[1] is not None and rec.failures >= self.block_after:
                 rec.blocked_until = now + self.block_seconds
                 rec.failures = 0
         while len(self._records) > self.max_entries:

@@ -20,16 +20,14 @@ losing `attempts` races, and TopologyUnavailable when ZooKeeper is away.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import random
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .backend import Cancel
-from .errors import BadVersionError, ConflictError, NodeExistsError, NoNodeError
-from .znodes import dump_json
+from .errors import NoNodeError
+from .znodes import dump_json, update_document
 
 if TYPE_CHECKING:
     from .service import Topology
@@ -134,24 +132,9 @@ class AccountStore:
     ) -> AccountsSnapshot:
         """Versioned read-modify-write; `mutate` is pure and may run several times
         (None: no change)."""
-        backend = self._topo.backend
-        for attempt in range(attempts):
-            current = await self.get()
-            new = mutate(current)
-            if new is None:
-                return current
-            data = new.to_json()
-            try:
-                if current.version == -1:
-                    await backend.create(self._path, data, makepath=True)
-                    version = 0
-                else:
-                    version = await backend.set(self._path, data, current.version)
-            except (BadVersionError, NodeExistsError, NoNodeError):
-                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-                continue
-            return AccountsSnapshot.from_json(data, version)
-        raise ConflictError(f"accounts update lost {attempts} races in a row")
+        return await update_document(
+            self._topo.backend, self._path, self.get, mutate, AccountsSnapshot.from_json, "accounts", attempts
+        )
 
     def watch(self, callback: Callable[[AccountsSnapshot], None]) -> Cancel:
         """Call back now and on every change with a whole new snapshot."""

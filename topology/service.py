@@ -52,7 +52,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from typing import Any, Callable, TypeVar
 
 from .auth import ZooKeeperAuth
@@ -62,7 +61,7 @@ from .errors import BadVersionError, ConflictError, NodeExistsError, NoNodeError
 from .model import EMPTY_PLACEMENT, LeaderInfo, Placement, RegionInfo, RegionLoad
 from .queues import Handler, QueueServer, call_queue
 from .serial import SerialJob
-from .znodes import dump_json, sequence_number
+from .znodes import dump_json, sequence_number, update_document
 
 log = logging.getLogger(__name__)
 
@@ -332,27 +331,9 @@ class Topology:
         version), or the current one unchanged when `mutate` returns None.
         Raises ConflictError after `attempts` lost races.
         """
-        path = self._path("placement")
-        for attempt in range(attempts):
-            current = await self.get_placement()
-            new = mutate(current)
-            if new is None:
-                return current
-            data = new.to_json()
-            try:
-                if current.version == -1:
-                    await self._backend.create(path, data, makepath=True)
-                    version = 0
-                else:
-                    version = await self._backend.set(path, data, current.version)
-            except (BadVersionError, NodeExistsError, NoNodeError):
-                # Another writer got there first (or deleted/created the node):
-                # re-read and re-apply, with a little jitter against livelock.
-                if attempt + 1 < attempts:
-                    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-                continue
-            return Placement.from_json(data, version)
-        raise ConflictError(f"placement update lost {attempts} races in a row")
+        return await update_document(
+            self._backend, self._path("placement"), self.get_placement, mutate, Placement.from_json, "placement", attempts
+        )
 
     def watch_placement(self, callback: Callable[[Placement], None]) -> Cancel:
         """Call back now and on every change with a whole new snapshot."""

@@ -8,8 +8,10 @@ sequence suffix means every reader orders candidates and requests the same way.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+import random
+from typing import Any, Awaitable, Callable, Protocol, TypeVar
 
 
 def sequence_number(name: str) -> int:
@@ -21,3 +23,46 @@ def sequence_number(name: str) -> int:
 def dump_json(doc: Any) -> bytes:
     """`doc` as compact, key-sorted JSON bytes (the encoding of every node we write)."""
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+class VersionedDoc(Protocol):
+    """A document read from one znode, carrying that znode's version (-1: absent)."""
+
+    version: int
+
+    def to_json(self) -> bytes: ...
+
+
+D = TypeVar("D", bound=VersionedDoc)
+
+
+async def update_document(
+    backend: Any, path: str, read: Callable[[], Awaitable[D]], mutate: Callable[[D], D | None],
+    parse: Callable[[bytes, int], D], what: str, attempts: int = 20,
+) -> D:
+    """Versioned read-modify-write of a one-znode document (the placement, the
+    accounts): `mutate` is pure and may run several times; None means "no
+    change" and returns the current document.  Creates the znode when absent.
+    Raises ConflictError after `attempts` lost races."""
+    from .errors import BadVersionError, ConflictError, NodeExistsError, NoNodeError
+
+    for attempt in range(attempts):
+        current = await read()
+        new = mutate(current)
+        if new is None:
+            return current
+        data = new.to_json()
+        try:
+            if current.version == -1:
+                await backend.create(path, data, makepath=True)
+                version = 0
+            else:
+                version = await backend.set(path, data, current.version)
+        except (BadVersionError, NodeExistsError, NoNodeError):
+            # Another writer got there first (or deleted/created the node):
+            # re-read and re-apply, with a little jitter against livelock.
+            if attempt + 1 < attempts:
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+            continue
+        return parse(data, version)
+    raise ConflictError(f"{what} update lost {attempts} races in a row")
