@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import signal
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from prometheus_client import start_http_server
 
@@ -101,3 +101,18 @@ async def retry_until_stopped(action: Callable[[], Awaitable[object]], stop: asy
             pass
         delay = min(delay * 2, 5.0)
     return False
+
+
+async def watch_loop_lag(gauge: Any, *, interval: float = 0.25, warn_after: float = 0.5) -> None:
+    """Measure how late the event loop runs a timer: the time every client waited
+    for whatever held the loop.  Exported as `gauge` (the latest lag) and logged
+    when over `warn_after` seconds -- a loop that stalls is a bug to find, and
+    this says when it happened."""
+    loop = asyncio.get_running_loop()
+    while True:
+        expected = loop.time() + interval
+        await asyncio.sleep(interval)
+        lag = max(0.0, loop.time() - expected)
+        gauge.set(lag)
+        if lag > warn_after:
+            log.warning("event loop blocked for %.2f s", lag)

@@ -7,10 +7,11 @@ import asyncio
 import logging
 
 from minisql.config import load_backend_credentials, load_users
-from minisql.runtime import cluster_zk_auth, retry_until_stopped, serve_metrics, stop_on_signals
+from minisql.runtime import cluster_zk_auth, retry_until_stopped, serve_metrics, stop_on_signals, watch_loop_lag
 from topology import Topology
 from topology.accounts import AccountStore
 
+from . import metrics
 from .accounts import AccountAdmin, ClusterAccounts, bootstrap_accounts
 from .auth import LoginGuard
 from .backend import BackendPool
@@ -56,9 +57,9 @@ async def serve(args: argparse.Namespace) -> int:
     routing = RoutingTable(topology)
     pool = BackendPool(credentials.user, credentials.password)
     server: ProxyServer | None = None
+    cache = AnalysisCache()
     try:
         await routing.start()
-        cache = AnalysisCache()
         accounts = ClusterAccounts()
         AccountStore(topology).watch(accounts.update)
         if not await retry_until_stopped(
@@ -96,11 +97,13 @@ async def serve(args: argparse.Namespace) -> int:
         if not serve_metrics(args.metrics_port, args.host):
             return 2
         await server.start_server(host=args.host, port=args.port)
+        lag_watch = asyncio.create_task(watch_loop_lag(metrics.LOOP_LAG))
         log.info(
             "proxy listening on %s:%d (metrics :%s), placement epoch %d",
             args.host, args.port, args.metrics_port, routing.snapshot.epoch,
         )
         await stop.wait()
+        lag_watch.cancel()
         return 0
     finally:
         log.info("proxy stopping")
@@ -109,6 +112,7 @@ async def serve(args: argparse.Namespace) -> int:
             await server.wait_closed()
         routing.close()
         pool.close()
+        cache.close()
         await topology.close()
 
 

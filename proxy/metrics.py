@@ -37,3 +37,4 @@ CLIENT_CONNECTIONS = Gauge("minisql_proxy_client_connections", "Client connectio
 CLIENT_GONE_MID_STATEMENT = Counter(
     "minisql_proxy_client_gone_mid_statement_total", "Clients that disconnected while a statement ran (its backend statements were killed)"
 )
+LOOP_LAG = Gauge("minisql_proxy_event_loop_lag_seconds", "How late the event loop ran its last timer (what every client waited)")

@@ -17,6 +17,7 @@ is under ~100 us.  So:
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ from sqlglot.errors import ParseError, TokenError
 from minisql.errors import ER_EMPTY_QUERY, ER_PARSE, SqlError, unsupported
 
 from .metrics import PLAN_CACHE
+
+# sqlglot warns on every statement it falls back to parsing as a generic Command;
+# the planner turns those into clear errors itself, and a client could flood the log.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 PLAN_CACHE_HITS = PLAN_CACHE.labels("hit")
 PLAN_CACHE_MISSES = PLAN_CACHE.labels("miss")
@@ -208,6 +213,9 @@ def _parse(sql: str) -> exp.Expression:
         statements = sqlglot.parse(sql, read="mysql")
     except (ParseError, TokenError) as e:
         raise SqlError(ER_PARSE, f"You have an error in your SQL syntax: {str(e).splitlines()[0][:200]}")
+    except RecursionError:
+        # sqlglot's recursive descent runs out of Python stack (thousands of nested parentheses).
+        raise unsupported("statements nested this deeply (the gateway cannot analyse them)") from None
     statements = [s for s in statements if s is not None]
     if len(statements) != 1:
         # Multi-statements are not advertised; refusing them also stops a write

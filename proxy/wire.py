@@ -252,8 +252,8 @@ class ProxyConnection(Connection):
             elif isinstance(e, MalformedPacket):
                 metrics.REJECTED_MALFORMED.inc()
             await self._write_fatal(e)
-        except (ConnectionError, RuntimeError):
-            pass  # the client went away mid-reply
+        except (ConnectionError, ConnectionClosed, RuntimeError):
+            pass  # the client went away mid-reply or mid-authentication
 
     # -- a client that goes away mid-statement --------------------------------------
     _disconnect_watch: asyncio.Task[None] | None = None

@@ -303,9 +303,18 @@ def _ends_reply(payload: bytes) -> bool:
 
 
 def is_answer(payload: bytes) -> bool:
-    """An OK packet (0x00) or the column-count packet of a result set (0x01..0xFB).
-    ERR (0xFF) and auth-switch (0xFE) are not answers; mysql_native_password never
-    sends auth-more-data (0x01), so a 0x01 here is a one-column result set."""
+    """An OK packet (0x00) or the column-count packet of a result set.
+
+    ERR (0xFF) and auth-switch (0xFE) are not answers.  A column count is a
+    length-encoded integer, so a packet of exactly that length; an
+    auth-more-data packet (0x01 + data: caching_sha2_password's fast-auth or
+    full-auth status, an RSA key) also starts with 0x01 but is longer, and is
+    part of authentication, not an answer."""
     if not payload:
         return False
-    return payload[0] == 0x00 or 0x01 <= payload[0] <= 0xFB
+    first = payload[0]
+    if first == 0x00:
+        return True
+    if first <= 0xFA:
+        return len(payload) == 1
+    return (first, len(payload)) in ((0xFC, 3), (0xFD, 4))
