@@ -50,9 +50,15 @@ class Token:
         return self.text.upper() if self.kind == "word" else ""
 
 
-def tokenize(sql: str) -> list[Token]:
-    out = []
+MAX_ACCOUNT_STATEMENT = 64 * 1024  # no real account statement is longer; tokenising megabytes would stall the loop
+
+
+def tokenize(sql: str, limit: int | None = None) -> list[Token]:
+    """Tokens of `sql` (at most `limit` of them)."""
+    out: list[Token] = []
     for m in _TOKEN.finditer(sql):
+        if limit is not None and len(out) >= limit:
+            break
         kind = m.lastgroup or "other"
         if kind == "ws":
             continue
@@ -244,7 +250,7 @@ VERBS = ("CREATE USER", "ALTER USER", "DROP USER", "RENAME USER", "GRANT", "REVO
 
 
 def verb_of(sql: str) -> str | None:
-    toks = tokenize(sql)[:4]
+    toks = tokenize(sql, limit=4)
     words = [t.upper for t in toks]
     if words[:2] == ["CREATE", "OR"] and len(words) >= 4 and words[3] == "USER":
         return "CREATE USER"
@@ -260,6 +266,8 @@ def rewrite(sql: str, region_hash: Callable[[UserRef], str]) -> tuple[str, Accou
 
     `region_hash(ref)` gives the native hash of `ref`'s region password.
     """
+    if len(sql) > MAX_ACCOUNT_STATEMENT:
+        raise unsupported(f"account statements longer than {MAX_ACCOUNT_STATEMENT} bytes")
     verb = verb_of(sql)
     if verb is None:
         raise _syntax(sql)

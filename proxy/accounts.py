@@ -233,7 +233,7 @@ class AccountAdmin:
 
     async def show_grants(self, session: Any, sql: str) -> Reply:
         """SHOW GRANTS [FOR user | CURRENT_USER]: checked by MariaDB, answered from ZooKeeper."""
-        toks = tokenize(sql)
+        toks = tokenize(sql, limit=8)
         ref = UserRef("", "", current=True)
         words = [t.upper for t in toks]
         if len(toks) > 2 and words[2] == "FOR":

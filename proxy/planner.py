@@ -186,6 +186,10 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
                     raise unsupported("SELECT ... FOR UPDATE across tables with different primaries")
         _require_live(region, snap)
         return Plan(Op.READ, sql, (region,), Kind.SELECT, tables, uses_last_insert_id=analysis.uses_last_insert_id, epoch=snap.epoch)
+    if not writes:
+        # A write whose target the analyser could not name (an odd form of
+        # INSERT/UPDATE/DELETE): refusing it is right, guessing a region is not.
+        raise unsupported(f"this form of {analysis.kind.value.upper()} statement (no table to write found)")
     regions = _write_regions(analysis, writes, reads)
     for region in regions:
         _require_live(region, snap)

@@ -43,41 +43,60 @@ log = logging.getLogger(__name__)
 
 DDL_TIMEOUT = 60.0
 
+# The name and the operator only: the value is the rest of the item (a pattern
+# ending in `(.*?)\s*$` is quadratic on long runs of spaces -- a client-controlled stall).
 _SET_ITEM = re.compile(
     r"^\s*(?:(global|session|local|persist)\s+|@@(global|session|local)\.|@@)?"
-    r"(`(?:[^`]|``)+`|@?[\w$.]+|'[^']*')\s*(?::=|=)\s*(.*?)\s*$",
+    r"(`(?:[^`]|``)+`|@?[\w$.]+|'[^']*')\s*(?::=|=)",
     re.I | re.S,
 )
 _SET_NAMES = re.compile(r"^\s*(names|character\s+set|charset)\b", re.I)
 _SET_TRANSACTION = re.compile(r"^\s*(?:(global|session)\s+)?transaction\b", re.I)
-_SAVEPOINT_NAME = re.compile(r"(?:savepoint\s+)?(`(?:[^`]|``)+`|[\w$]+)\s*;?\s*$", re.I)
 _TRUE = {"1", "on", "true", "'on'", "'1'", "yes"}
 _FALSE = {"0", "off", "false", "'off'", "'0'", "no"}
 
 
+_TOP_LEVEL_TOKEN = re.compile(r"""'[^'\\]*(?:\\.[^'\\]*)*'?|"[^"\\]*(?:\\.[^"\\]*)*"?|`[^`]*`?|[(),]|[^'"`(),]+""", re.S)
+
+
 def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split on `sep` outside quotes and parentheses."""
-    parts, depth, quote, start = [], 0, "", 0
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif ch in "'\"`":
-            quote = ch
-        elif ch == "(":
+    """Split on `sep` (',') outside quotes and parentheses.
+
+    Tokenised by one regex (quoted strings and runs of ordinary characters are
+    single tokens), so a multi-megabyte SET value costs a few tokens, not a
+    Python loop over every character on the event loop."""
+    assert sep == ","
+    parts, depth, start = [], 0, 0
+    for m in _TOP_LEVEL_TOKEN.finditer(text):
+        tok = m.group()
+        if tok == "(":
             depth += 1
-        elif ch == ")":
+        elif tok == ")":
             depth -= 1
-        elif ch == sep and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-        i += 1
+        elif tok == "," and depth == 0:
+            parts.append(text[start:m.start()])
+            start = m.end()
     parts.append(text[start:])
     return parts
+
+
+def savepoint_name(sql: str) -> str:
+    """The name at the end of SAVEPOINT / ROLLBACK TO / RELEASE SAVEPOINT, scanned
+    from the end in linear time (a regex `search` for it was quadratic -- and a
+    multi-megabyte statement froze the proxy)."""
+    body = strip_leading_noise(sql).rstrip().rstrip(";").rstrip()
+    if body.endswith("`"):
+        start = body.rfind("`", 0, len(body) - 1)
+        while start > 0 and body[start - 1] == "`":  # `` inside a quoted name
+            start = body.rfind("`", 0, start - 1)
+        if start >= 0 and start < len(body) - 2:
+            return body[start + 1:-1].replace("``", "`")
+    i = len(body)
+    while i > 0 and (body[i - 1].isalnum() or body[i - 1] in "_$"):
+        i -= 1
+    if i == len(body) or i == 0:
+        raise SqlError(1064, "You have an error in your SQL syntax near 'SAVEPOINT'", "42000")
+    return body[i:]
 
 
 class ProxySession(BaseSession):
@@ -267,10 +286,7 @@ class ProxySession(BaseSession):
             await self.backends.end_transaction(commit=effect is Effect.COMMIT_ALL)
 
     async def _savepoint(self, kind: Kind, sql: str) -> Reply:
-        m = _SAVEPOINT_NAME.search(strip_leading_noise(sql))
-        if not m:
-            raise SqlError(1064, "You have an error in your SQL syntax near 'SAVEPOINT'", "42000")
-        name = m.group(1).strip("`")
+        name = savepoint_name(sql)
         event = {Kind.SAVEPOINT: Event.SAVEPOINT, Kind.ROLLBACK_TO: Event.ROLLBACK_TO, Kind.RELEASE: Event.RELEASE}[kind]
         self.tx, _ = transition(self.tx, event, savepoint=name)
         if self.tx.active:
@@ -317,14 +333,15 @@ class ProxySession(BaseSession):
             if name.startswith("global."):
                 scope = "global"
             scopes.add("global" if scope in ("global", "persist") else "session")
+            raw_value = item[m.end():].strip()
             if name == "autocommit":
-                value = m.group(4).strip().lower()
+                value = raw_value.lower()
                 if value in _TRUE:
                     autocommit = True
                 elif value in _FALSE:
                     autocommit = False
                 else:
-                    raise SqlError(1231, f"Variable 'autocommit' can't be set to the value of '{m.group(4).strip()}'")
+                    raise SqlError(1231, f"Variable 'autocommit' can't be set to the value of '{raw_value[:64]}'")
             keys.append(name)
 
         if "global" in scopes:

@@ -1,0 +1,35 @@
+"""The session's text scanners stay linear on hostile sizes (each once froze the proxy)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from minisql.errors import SqlError
+from proxy.account_sql import rewrite, verb_of
+from proxy.session import savepoint_name, split_top_level
+
+
+@pytest.mark.parametrize(
+    ("sql", "name"),
+    [("SAVEPOINT sp1", "sp1"), ("ROLLBACK TO SAVEPOINT `my``sp`;", "my`sp"), ("release savepoint x$1 ;", "x$1"), ("ROLLBACK WORK TO s", "s")],
+)
+def test_savepoint_names(sql, name):
+    assert savepoint_name(sql) == name
+
+
+def test_split_top_level_respects_quotes_and_parentheses():
+    assert split_top_level(" @a = 1, b = (1,2), c = 'x,\\'y', d = \"q,(\" , e=`a,b`") == [
+        " @a = 1", " b = (1,2)", " c = 'x,\\'y'", ' d = "q,(" ', " e=`a,b`",
+    ]
+
+
+def test_megabyte_statements_are_scanned_in_linear_time():
+    started = time.perf_counter()
+    assert savepoint_name("ROLLBACK TO " + "a" * 4_000_000 + " b") == "b"  # a regex search took forever here
+    assert len(split_top_level(" @a = '" + "x," * 2_000_000 + "'")) == 1
+    with pytest.raises(SqlError):
+        rewrite("GRANT SELECT ON db.* TO " + "x" * 4_000_000, lambda ref: "ab" * 20)
+    assert verb_of("GRANT " + "(" * 4_000_000) == "GRANT"
+    assert time.perf_counter() - started < 5.0
