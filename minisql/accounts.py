@@ -27,8 +27,9 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import re
 from typing import Iterable, Sequence, TypeVar
+
+from .like import like
 
 
 def region_password(secret: str, user: str, host: str) -> str:
@@ -53,11 +54,6 @@ def sha2_hash(password: str) -> str:
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
-def _like(pattern: str, value: str) -> bool:
-    regex = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern)
-    return re.fullmatch(regex, value, re.I | re.S) is not None
-
-
 def host_matches(pattern: str, client_host: str) -> bool:
     """MariaDB's host check: 'localhost' for loopback, LIKE wildcards, ip/netmask."""
     pattern = pattern.lower()
@@ -71,7 +67,7 @@ def host_matches(pattern: str, client_host: str) -> bool:
             return ipaddress.ip_address(client_host) in net
         except ValueError:
             return False
-    return _like(pattern, client_host)
+    return like(pattern, client_host, escapes=False)
 
 
 def host_specificity(pattern: str) -> tuple[int, int]:

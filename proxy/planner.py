@@ -31,6 +31,7 @@ from minisql.errors import (
     SqlError,
     unsupported,
 )
+from minisql.like import LikePattern
 from topology import Placement, RegionInfo, TablePlacement
 
 from .statements import SYSTEM_SCHEMAS, Analysis, AnalysisCache, Kind, TableRef, classify, strip_leading_noise
@@ -85,7 +86,7 @@ class Plan:
 
 
 # -- helpers -------------------------------------------------------------------
-_IDENT = r"(?:`(?:[^`]|``)+`|[\w$]+)"
+_IDENT = r"(?:`[^`]+(?:``[^`]*)*`|[\w$]+)"
 _QUALIFIED = rf"({_IDENT})(?:\s*\.\s*({_IDENT}))?"
 
 
@@ -201,9 +202,9 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
 
 # -- SHOW / DESCRIBE -------------------------------------------------------------
 _SHOW_TABLES = re.compile(
-    rf"^show\s+(full\s+)?tables(?:\s+(?:from|in)\s+({_IDENT}))?(?:\s+like\s+'((?:[^'\\]|\\.|'')*)')?\s*;?\s*$", re.I
+    rf"^show\s+(full\s+)?tables(?:\s+(?:from|in)\s+({_IDENT}))?(?:\s+like\s+'([^'\\]*(?:(?:\\.|'')[^'\\]*)*)')?\s*;?\s*$", re.I
 )
-_SHOW_DATABASES = re.compile(r"^show\s+(?:databases|schemas)(?:\s+like\s+'((?:[^'\\]|\\.|'')*)')?\s*;?\s*$", re.I)
+_SHOW_DATABASES = re.compile(r"^show\s+(?:databases|schemas)(?:\s+like\s+'([^'\\]*(?:(?:\\.|'')[^'\\]*)*)')?\s*;?\s*$", re.I)
 _SHOW_TABLE_META = re.compile(
     rf"^show\s+(?:create\s+table|(?:full\s+)?(?:columns|fields)\s+(?:from|in)|(?:index|indexes|keys)\s+(?:from|in))\s+{_QUALIFIED}(?:\s+(?:from|in)\s+({_IDENT}))?",
     re.I,
@@ -221,21 +222,8 @@ _SHOW_ANY = re.compile(
 _SHOW_STICKY = re.compile(r"^show\s+(?:warnings|errors|count\s*\(\s*\*\s*\)\s+(?:warnings|errors))\b", re.I)
 
 
-def _like(pattern: str | None) -> re.Pattern[str] | None:
-    if pattern is None:
-        return None
-    pattern = pattern.replace("''", "'")
-    out = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
-        i += 1
-    return re.compile("^" + "".join(out) + "$", re.I | re.S)
+def _like(pattern: str | None) -> LikePattern | None:
+    return None if pattern is None else LikePattern(pattern.replace("''", "'"))
 
 
 def plan_show(sql: str, snap: RoutingSnapshot, session: SessionView, cache: AnalysisCache) -> Plan:

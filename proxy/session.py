@@ -47,7 +47,7 @@ DDL_TIMEOUT = 60.0
 # ending in `(.*?)\s*$` is quadratic on long runs of spaces -- a client-controlled stall).
 _SET_ITEM = re.compile(
     r"^\s*(?:(global|session|local|persist)\s+|@@(global|session|local)\.|@@)?"
-    r"(`(?:[^`]|``)+`|@?[\w$.]+|'[^']*')\s*(?::=|=)",
+    r"(`[^`]+(?:``[^`]*)*`|@?[\w$.]+|'[^']*')\s*(?::=|=)",
     re.I | re.S,
 )
 _SET_NAMES = re.compile(r"^\s*(names|character\s+set|charset)\b", re.I)

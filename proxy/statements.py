@@ -67,7 +67,10 @@ WRITE_KINDS = frozenset({Kind.INSERT, Kind.UPDATE, Kind.DELETE, Kind.REPLACE})
 SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
 
 # Leading comments and whitespace: /* ... */ (not /*! executable */), -- ..., # ...
-_LEADING_NOISE = re.compile(r"(?:\s+|/\*(?!!)(?:.|\n)*?\*/|--[ \t][^\n]*(?:\n|$)|#[^\n]*(?:\n|$))*")
+# No `(?:.|\n)*?`: the regex engine keeps state per repetition of a group, so a
+# 4 MiB unterminated comment cost 500 MB.  Single-character classes and unrolled
+# quoted strings below keep every scan linear in time and constant in memory.
+_LEADING_NOISE = re.compile(r"(?:\s+|/\*(?!!).*?\*/|--[ \t][^\n]*(?:\n|$)|#[^\n]*(?:\n|$))*", re.S)
 _FIRST_WORDS = re.compile(r"([A-Za-z]+)(?:\s+([A-Za-z]+))?(?:\s+([A-Za-z]+))?")
 
 _SIMPLE = {
@@ -151,15 +154,15 @@ def classify(sql: str) -> Kind:
 # -- digests ----------------------------------------------------------------
 _LITERALS = re.compile(
     r"""
-    (`(?:[^`]|``)*`                           # 1: kept: quoted identifier,
-    |"(?:[^"\\]|\\.|"")*")                    #    or "..." (an identifier under ANSI_QUOTES)
-    |(/\*(?:.|\n)*?\*/)                       # 2: comment, kept
-    |'(?:[^'\\]|\\.|'')*'                     # single-quoted string
+    (`[^`]*(?:``[^`]*)*`                      # 1: kept: quoted identifier,
+    |"[^"\\]*(?:(?:\\.|"")[^"\\]*)*")         #    or "..." (an identifier under ANSI_QUOTES)
+    |(/\*.*?\*/)                              # 2: comment, kept
+    |'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'          # single-quoted string
     |\b0x[0-9a-fA-F]+\b|\b[xX]'[0-9a-fA-F]*'|\b[bB]'[01]*'
     |(?<![\w.$])\d+(?:\.\d*)?(?:[eE][-+]?\d+)?  # number, not part of an identifier
     |(?<![\w.$])\.\d+(?:[eE][-+]?\d+)?
     """,
-    re.X,
+    re.X | re.S,
 )
 
 
@@ -354,4 +357,4 @@ def substitute_last_insert_id(sql: str, value: int) -> str:
         text = m.group(0)
         return str(value) if _LAST_INSERT_ID.fullmatch(text) else text
 
-    return re.sub(r"`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|\blast_insert_id\s*\(\s*\)", repl, sql, flags=re.I)
+    return re.sub(r"`[^`]*(?:``[^`]*)*`|'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"|\blast_insert_id\s*\(\s*\)", repl, sql, flags=re.I | re.S)

@@ -33,3 +33,31 @@ def test_megabyte_statements_are_scanned_in_linear_time():
         rewrite("GRANT SELECT ON db.* TO " + "x" * 4_000_000, lambda ref: "ab" * 20)
     assert verb_of("GRANT " + "(" * 4_000_000) == "GRANT"
     assert time.perf_counter() - started < 5.0
+
+
+def test_like_matches_like_mariadb_and_in_bounded_time():
+    from minisql.like import like
+
+    for pattern, value, expected in [
+        ("t%", "table", True), ("%able", "TABLE", True), ("t_ble", "table", True), ("t\\_b", "t_b", True),
+        ("t\\_b", "txb", False), ("%a%b%", "xxaxxbxx", True), ("%a%b%", "xxbxxaxx", False), ("%", "", True), ("_", "", False),
+    ]:
+        assert like(pattern, value) is expected, (pattern, value)
+    started = time.perf_counter()
+    assert not like("%a" * 60 + "b", "a" * 64)  # as a regex this backtracks for ages
+    assert time.perf_counter() - started < 1.0
+
+
+def test_scanning_a_huge_unterminated_comment_or_string_costs_no_memory():
+    import resource
+
+    from proxy.statements import classify, digest, strip_leading_noise
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    comment = "/*999999 SELECT LENGTH('" + "x" * 4_000_000 + "')"
+    assert strip_leading_noise(comment) == comment  # unterminated: not a comment
+    with pytest.raises(SqlError):
+        classify(comment)
+    assert digest("SELECT '" + "y" * 4_000_000 + "'") == "SELECT ?"
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 100, grown_mib  # a `(?:.|\n)*?` scan of that comment took 500 MB
