@@ -13,7 +13,8 @@ Pure logic, no sockets (the handshake itself is in `login.py`).
   the event loop's timer, never blocking it), and past a threshold the
   (host, user) pair is refused outright for a while.  A host as a whole is
   only slowed, never blocked: clients behind one NAT address, or everyone on
-  the local stack, must not be locked out by one bad script.  Memory is bounded: the table keeps at most `max_entries` keys and
+  the local stack, must not be locked out by one bad script; and a (host,
+  user) that logged in recently is not slowed by the host's failures either.  Memory is bounded: the table keeps at most `max_entries` keys and
   forgets the oldest.
 
 Error handling: the guard's state is per proxy process and lost on restart;
@@ -99,6 +100,9 @@ class LoginGuard:
         self.max_entries = max_entries
         self.clock = clock
         self._records: OrderedDict[tuple[str, str | None], _Record] = OrderedDict()
+        # (host, user) pairs that logged in recently: a guesser spraying other
+        # user names from the same address does not slow them down.
+        self._trusted: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     def _get(self, key: tuple[str, str | None]) -> _Record | None:
         rec = self._records.get(key)
@@ -114,7 +118,9 @@ class LoginGuard:
         """Seconds to wait before answering this attempt (success or failure alike,
         so the delay does not tell a guesser which answer is coming)."""
         worst = 0.0
-        for key in ((host, user), (host, None)):
+        trusted_at = self._trusted.get((host, user))
+        trusted = trusted_at is not None and self.clock() - trusted_at <= self.forget_after
+        for key in ((host, user),) if trusted else ((host, user), (host, None)):
             rec = self._get(key)
             if rec is None:
                 continue
@@ -144,3 +150,7 @@ class LoginGuard:
 
     def succeeded(self, host: str, user: str) -> None:
         self._records.pop((host, user), None)
+        self._trusted[(host, user)] = self.clock()
+        self._trusted.move_to_end((host, user))
+        while len(self._trusted) > self.max_entries:
+            self._trusted.popitem(last=False)

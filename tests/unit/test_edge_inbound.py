@@ -148,3 +148,15 @@ def test_login_guard_success_resets_the_pair_and_memory_is_bounded():
     for i in range(1000):
         g.failed(f"10.0.{i // 256}.{i % 256}", f"user{i}")
     assert len(g._records) <= 100
+
+
+def test_a_recent_good_login_is_not_slowed_by_its_hosts_failures():
+    clock = Clock()
+    g = LoginGuard(free_failures=1, base_delay=0.1, host_factor=2, clock=clock)
+    g.succeeded("h", "alice")
+    for i in range(10):
+        g.failed("h", f"spray{i}")
+    assert g.delay("h", "mallory") > 0  # the host is slowed for everyone else ...
+    assert g.delay("h", "alice") == 0  # ... but not for the user who logged in from it
+    clock.now += 601
+    assert g.delay("h", "alice") == 0 or g._get(("h", None)) is None
