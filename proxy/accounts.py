@@ -121,7 +121,9 @@ def _quote_user(ref: UserRef) -> str:
 def grants_for_client(record: AccountRecord) -> list[str]:
     """The record's grants as MariaDB's SHOW GRANTS prints them for this account."""
     extra = ""
-    if record.native_hash:
+    if record.plugin == "ed25519" and record.ed25519_key:
+        extra += f" IDENTIFIED VIA ed25519 USING '{record.ed25519_key}'"
+    elif record.native_hash:
         extra += f" IDENTIFIED BY PASSWORD '*{record.native_hash.upper()}'"
     if record.require_ssl:
         extra += " REQUIRE SSL"

@@ -201,3 +201,23 @@ def test_accounts_created_with_other_plugins_log_in(cluster, setup):
     with pytest.raises(pymysql.err.OperationalError) as e:
         login(cluster, user, "nope")
     assert e.value.args[0] == 1045
+
+
+def test_an_ed25519_account_logs_in_with_the_mariadb_client(cluster, setup):
+    import shutil
+    import subprocess
+
+    db1, _, _ = setup
+    user = f"ed_{uuid.uuid4().hex[:6]}"
+    root = cluster.connect()
+    run(root, f"CREATE USER {user} IDENTIFIED VIA ed25519 USING PASSWORD('secret')")
+    run(root, f"GRANT SELECT ON {db1}.* TO {user}")
+    assert "IDENTIFIED VIA ed25519 USING" in run(root, f"SHOW GRANTS FOR {user}")[0][0]
+    root.close()
+    mariadb = shutil.which("mariadb")
+    assert mariadb, "the mariadb client must be installed (make deps)"
+    base = [mariadb, "-h", "127.0.0.1", "-P", str(cluster.proxy_port), "--skip-ssl", "-u", user, "--batch", "--skip-column-names"]
+    ok = subprocess.run(base + ["-psecret", "-e", f"SELECT v FROM {db1}.t"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and ok.stdout.split() == ["public"], ok.stderr
+    bad = subprocess.run(base + ["-pwrong", "-e", "SELECT 1"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "1045" in bad.stderr
