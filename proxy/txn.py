@@ -79,7 +79,11 @@ def transition(
         return state, ()
     if event is Event.SAVEPOINT:
         if not state.active:
-            return state, ()  # MariaDB accepts it and does nothing
+            if state.autocommit:
+                return state, ()  # MariaDB accepts it and does nothing
+            # autocommit=0: like any statement, SAVEPOINT opens the transaction
+            # (then RELEASE/ROLLBACK TO find it, as on one MariaDB).
+            return replace(state, active=True, begin_sql="START TRANSACTION", savepoints=(savepoint,)), ()
         kept = tuple(s for s in state.savepoints if s.lower() != savepoint.lower())
         return replace(state, savepoints=kept + (savepoint,)), ()
     if event in (Event.ROLLBACK_TO, Event.RELEASE):

@@ -149,6 +149,18 @@ def test_pymysql_default_autocommit_off_then_rollback_leaves_nothing(cluster, ca
         assert rows == [(1, "one")]
 
 
+def test_pymysql_default_savepoint_then_release(cluster, canary):
+    conn = pymysql.connect(host="127.0.0.1", port=cluster.proxy_port, user="root", password="")  # autocommit=False
+    with conn.cursor() as cur:
+        cur.execute("SAVEPOINT a")  # opens the transaction, as on one MariaDB
+        cur.execute(f"INSERT INTO {canary}.t VALUES (60, 'after savepoint')")
+        cur.execute("ROLLBACK TO SAVEPOINT a")
+        cur.execute("RELEASE SAVEPOINT a")
+    conn.commit()
+    conn.close()
+    assert canary_rows(cluster, canary) == [(1, "one")]
+
+
 # -- no packet stalls the gateway ---------------------------------------------------
 KILLER_HANDSHAKE = struct.pack("<IIB", 0x200 | 0x8000, 0, 33) + bytes(23) + b"x"
 

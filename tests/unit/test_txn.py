@@ -56,3 +56,11 @@ def test_savepoints():
     assert info.value.errno == 1305
     # outside a transaction a savepoint is accepted and forgotten
     assert transition(IDLE, Event.SAVEPOINT, savepoint="x")[0].savepoints == ()
+
+
+def test_savepoint_with_autocommit_off_opens_the_transaction():
+    off = TxState(autocommit=False)
+    state, effects = transition(off, Event.SAVEPOINT, savepoint="a")
+    assert state.active and state.savepoints == ("a",) and effects == ()
+    released, _ = transition(state, Event.RELEASE, savepoint="a")  # was 1305 before
+    assert released.active and released.savepoints == ()
