@@ -42,6 +42,7 @@ from .txn import Effect, Event, TxState, transition
 log = logging.getLogger(__name__)
 
 DDL_TIMEOUT = 60.0
+SERVER_STATUS_NO_BACKSLASH_ESCAPES = 0x0200
 
 # The name and the operator only: the value is the rest of the item (a pattern
 # ending in `(.*?)\s*$` is quadratic on long runs of spaces -- a client-controlled stall).
@@ -115,10 +116,17 @@ class ProxySession(BaseSession):
         self.cache = cache
         self.backends = SessionBackends(pool)
         self.tx = TxState()
+        self.no_backslash_escapes = False
         self.last_insert_id = 0
         self.last_insert_region: str | None = None
         self.connection: Any = None
         metrics.SESSIONS.inc()
+
+    @property
+    def server_status(self) -> int:
+        """The status flags of our OK/EOF packets: transaction state plus sql_mode's
+        NO_BACKSLASH_ESCAPES."""
+        return self.tx.server_status | (SERVER_STATUS_NO_BACKSLASH_ESCAPES if self.no_backslash_escapes else 0)
 
     def authenticated(self, account: Account) -> None:
         """The client logged in (or changed user) as `account`: its statements run as it."""
@@ -186,6 +194,7 @@ class ProxySession(BaseSession):
         self.backends.found_rows = old.found_rows
         self.backends.login = old.login
         self.tx = TxState()
+        self.no_backslash_escapes = False
         self.set_charset(str(self.variables.get("character_set_client")))
 
     async def use(self, database: str) -> None:
@@ -355,7 +364,10 @@ class ProxySession(BaseSession):
         snap = self.routing.snapshot
         region = self.backends.any_region(snap)
         conn = await self.backends.get(region, snap, self.database, self.tx)
-        await run_statement(conn, sql, self.backends)
+        result = await run_statement(conn, sql, self.backends)
+        # MariaDB tells, in the status flags, whether sql_mode now has
+        # NO_BACKSLASH_ESCAPES; drivers read it to escape strings correctly.
+        self.no_backslash_escapes = bool(result.server_status & SERVER_STATUS_NO_BACKSLASH_ESCAPES)
         conn.dirty = True
         for other, oconn in list(self.backends.conns.items()):
             if other != region and not oconn.closed:

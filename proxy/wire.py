@@ -116,7 +116,7 @@ class ProxyConnection(Connection):
         self.secure = False  # TLS, from the SSLRequest on; COM_CHANGE_USER's REQUIRE SSL check reads it
 
     def _status(self) -> int:
-        return self.session.tx.server_status
+        return self.session.server_status
 
     def _login_context(self) -> LoginContext:
         return LoginContext(

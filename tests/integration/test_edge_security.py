@@ -161,6 +161,16 @@ def test_pymysql_default_savepoint_then_release(cluster, canary):
     assert canary_rows(cluster, canary) == [(1, "one")]
 
 
+def test_no_backslash_escapes_reaches_the_driver(cluster):
+    conn = cluster.connect()
+    assert conn.escape("foo'bar") == "'foo\\'bar'"
+    conn.cursor().execute("SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
+    assert conn.escape("foo'bar") == "'foo''bar'"  # PyMySQL read the status flag
+    conn.cursor().execute("SET sql_mode = DEFAULT")
+    assert conn.escape("foo'bar") == "'foo\\'bar'"
+    conn.close()
+
+
 # -- no packet stalls the gateway ---------------------------------------------------
 KILLER_HANDSHAKE = struct.pack("<IIB", 0x200 | 0x8000, 0, 33) + bytes(23) + b"x"
 
