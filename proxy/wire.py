@@ -44,6 +44,7 @@ from .backend import BackendError, field_list
 from .auth import Account
 from .executor import Reply
 from .inbound import MalformedPacket, parse_change_user, parse_field_list
+from .multistatement import split_statements
 from .login import LoginContext, LoginFailed, authenticate, handshake
 from .planner import LocalResult, read_region, resolve_table
 from .statements import TableRef
@@ -320,21 +321,25 @@ class ProxyConnection(Connection):
         metrics.ERRORS.labels(str(e.errno)).inc()
         await self.stream.write(make_error(e.errno, e.sqlstate, e.message))
 
-    def _end_packet(self, warnings: int) -> bytes:
+    def _end_packet(self, warnings: int, status: int | None = None) -> bytes:
+        status = self._status() if status is None else status
         if self.deprecate_eof():
-            return make_ok(affected_rows=0, insert_id=0, status=self._status(), warnings=warnings, eof=True)
-        return make_eof(status=self._status(), warnings=warnings)
+            return make_ok(affected_rows=0, insert_id=0, status=status, warnings=warnings, eof=True)
+        return make_eof(status=status, warnings=warnings)
 
-    async def write_reply(self, reply: Reply) -> None:
+    async def write_reply(self, reply: Reply, *, more: bool = False) -> None:
+        """Write one statement's answer; `more`: another result of the same
+        multi-statement query follows (SERVER_MORE_RESULTS_EXISTS)."""
+        status = self._status() | (SERVER_MORE_RESULTS_EXISTS if more else 0)
         if reply.local is not None:
-            await self._write_local(reply.local)
+            await self._write_local(reply.local, status)
             return
         result = reply.result
         assert result is not None
         if result.fields is None:
             await self.stream.write(
                 make_ok(
-                    affected_rows=result.affected_rows, insert_id=result.insert_id, status=self._status(),
+                    affected_rows=result.affected_rows, insert_id=result.insert_id, status=status,
                     warnings=result.warnings, info=result.info,
                 )
             )
@@ -343,7 +348,7 @@ class ProxyConnection(Connection):
         head = [packets.make_column_count(capabilities=self.capabilities, column_count=len(result.fields))]
         head.extend(result.fields)
         if not self.deprecate_eof():
-            head.append(make_eof(status=self._status(), warnings=0))
+            head.append(make_eof(status=status, warnings=0))
         stream.write_many(head)
         rows = result.rows
         for i in range(0, len(rows), 1000):
@@ -355,9 +360,9 @@ class ProxyConnection(Connection):
                 stream.write_many(batch)
             if len(rows) > 1000:
                 await stream.drain()
-        await stream.write(self._end_packet(result.warnings))
+        await stream.write(self._end_packet(result.warnings, status))
 
-    async def _write_local(self, local: LocalResult) -> None:
+    async def _write_local(self, local: LocalResult, status: int | None = None) -> None:
         head = [packets.make_column_count(capabilities=self.capabilities, column_count=len(local.columns))]
         for name in local.columns:
             head.append(
@@ -370,7 +375,7 @@ class ProxyConnection(Connection):
         self.stream.write_many(head)
         codec = self.server_charset.codec
         self.stream.write_many([encode_local_row(r, codec) for r in local.rows])
-        await self.stream.write(self._end_packet(0))
+        await self.stream.write(self._end_packet(0, status))
 
     # -- commands ----------------------------------------------------------------
     async def handle_query(self, data: bytes) -> None:
@@ -378,23 +383,34 @@ class ProxyConnection(Connection):
         # character set are carried as surrogates and re-encoded unchanged for
         # the regions (backend.py), so MariaDB judges them, as it would directly.
         sql = data.decode(self.client_charset.codec, "surrogateescape")
+        statements = split_statements(sql) if Capabilities.CLIENT_MULTI_STATEMENTS in self.capabilities else None
+        if statements is None:
+            await self._run_statement(sql, more=False)
+            return
+        for i, statement in enumerate(statements):
+            if not await self._run_statement(statement, more=i + 1 < len(statements)):
+                return  # an error ends a multi-statement query, as in MariaDB
+
+    async def _run_statement(self, sql: str, *, more: bool) -> bool:
+        """Run one statement and write its answer; False when that was an error."""
         started = time.perf_counter()
         try:
             reply = await self.session.execute(sql)
         except SqlError as e:
             await self.write_error(e)
-            return
+            return False
         except BackendError as e:
             await self.write_error(e.to_sql_error())
-            return
+            return False
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
         except Exception as e:  # noqa: BLE001 - a bug must not kill the client's connection
             log.exception("internal error on %r", sql[:200])
             await self.write_error(SqlError(ER_UNKNOWN, f"Internal proxy error: {type(e).__name__}: {e}"))
-            return
+            return False
         metrics.LATENCY.labels("query").observe(time.perf_counter() - started)
-        await self.write_reply(reply)
+        await self.write_reply(reply, more=more)
+        return True
 
     async def handle_init_db(self, data: bytes) -> None:
         database = packets.parse_com_init_db(self.client_charset, data)
@@ -437,6 +453,7 @@ class ProxyConnection(Connection):
 
 
 _FATAL = (MalformedPacket, PacketTooLarge, ReadTimeout)
+SERVER_MORE_RESULTS_EXISTS = 0x0008
 DISCONNECT_WATCH_AFTER = 0.05  # seconds a command runs before we watch for its client leaving
 _BACKGROUND: set[asyncio.Future[None]] = set()
 
@@ -452,4 +469,6 @@ CAPABILITIES = (
     | Capabilities.CLIENT_TRANSACTIONS
     | Capabilities.CLIENT_INTERACTIVE
     | Capabilities.CLIENT_FOUND_ROWS
+    | Capabilities.CLIENT_MULTI_STATEMENTS
+    | Capabilities.CLIENT_MULTI_RESULTS
 )

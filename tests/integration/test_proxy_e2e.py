@@ -414,3 +414,31 @@ def test_client_found_rows_is_honoured(cluster, db):
     orm = cluster.connect(database=db, client_flag=CLIENT.FOUND_ROWS)  # what SQLAlchemy asks for
     assert orm.cursor().execute("UPDATE fr SET v = 1") == 2  # rows matched, not changed
     orm.close()
+
+
+def test_multi_statements_return_every_result_in_order(cluster, db):
+    from pymysql.constants import CLIENT
+
+    conn = cluster.connect(database=db, client_flag=CLIENT.MULTI_STATEMENTS)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE ms (id INT PRIMARY KEY, v VARCHAR(10))")
+    cur.execute("INSERT INTO ms VALUES (1, 'a;b'); SELECT v FROM ms WHERE id = 1; /* c;omment */ SELECT 2; UPDATE ms SET v = 'x' WHERE id = 1")
+    assert cur.rowcount == 1  # the INSERT
+    assert cur.nextset() and cur.fetchall() == (("a;b",),)
+    assert cur.nextset() and cur.fetchall() == ((2,),)
+    assert cur.nextset() and cur.rowcount == 1  # the UPDATE
+    assert not cur.nextset()
+    # An error ends the query: what follows it does not run.
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cur.execute("SELECT 1; SELECT * FROM no_such_table; INSERT INTO ms VALUES (9, 'never')")
+        while cur.nextset():
+            pass
+    assert info.value.args[0] == 1146
+    conn.close()
+    check = cluster.connect(database=db)
+    with check.cursor() as c2:
+        c2.execute("SELECT id, v FROM ms ORDER BY id")
+        assert c2.fetchall() == ((1, "x"),)
+    check.close()
+    for rows in cluster.rows_on_regions(db, "ms").values():
+        assert rows == [(1, "x")]

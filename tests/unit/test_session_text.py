@@ -61,3 +61,17 @@ def test_scanning_a_huge_unterminated_comment_or_string_costs_no_memory():
     assert digest("SELECT '" + "y" * 4_000_000 + "'") == "SELECT ?"
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 100, grown_mib  # a `(?:.|\n)*?` scan of that comment took 500 MB
+
+
+def test_split_statements():
+    from proxy.multistatement import split_statements
+
+    assert split_statements("SELECT 1") is None
+    assert split_statements("SELECT 1;") is None
+    assert split_statements("SELECT 'a;b'; SELECT `c;d`; /* ; */ SELECT 3 -- x;y\n") == ["SELECT 'a;b'", " SELECT `c;d`", " /* ; */ SELECT 3 -- x;y\n"]
+    assert split_statements("BEGIN; INSERT INTO t VALUES (1); COMMIT") == ["BEGIN", " INSERT INTO t VALUES (1)", " COMMIT"]
+    assert split_statements("/*!40101 SET NAMES utf8 */; SELECT 1") == ["/*!40101 SET NAMES utf8 */", " SELECT 1"]
+    # compound statements keep their inner semicolons
+    assert split_statements("CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END") is None
+    assert split_statements("BEGIN NOT ATOMIC DECLARE x INT; SET x = 1; END") is None
+    assert split_statements("IF 1 THEN SELECT 1; END IF") is None
