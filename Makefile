@@ -6,6 +6,7 @@
 #   make bench    run the benchmark (bench/run.sh)
 #   make status   show the running cluster's regions, tables and leader
 #   make clean    remove the local stack's data (.minisql)
+#   make compat   third-party suites through a cluster (so far: PyMySQL 0.10.1's, with its known-failures list)
 #   make fuzz     fuzz the proxy (protocol + SQL) for FUZZ_BUDGET seconds (default 600), report in FUZZ_REPORT
 
 SHELL := /bin/bash
@@ -95,3 +96,9 @@ fuzz: deps
 	MINISQL_FUZZ_BUDGET=$(FUZZ_BUDGET) MINISQL_FUZZ_SEED=$(FUZZ_SEED) MINISQL_FUZZ_FAMILIES=all \
 	  MINISQL_FUZZ_MAX_RESTARTS=$${MINISQL_FUZZ_MAX_RESTARTS:-50} MINISQL_FUZZ_REPORT=$(FUZZ_REPORT) \
 	  $(VENV_PY) -m pytest -q -s -p no:cacheprovider tests/fuzz $(PYTEST_ARGS)
+
+# Third-party suites through a 3-region cluster; each compares with its known-failures list
+# (tests/compat/*-known-failures.txt), which may only shrink.  Also part of `make test`.
+.PHONY: compat
+compat: deps
+	$(VENV_PY) -m pytest -q -s -p no:cacheprovider tests/compat $(PYTEST_ARGS)
