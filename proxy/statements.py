@@ -291,9 +291,18 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
     )
 
 
+MAX_CACHED_DIGEST = 16 * 1024  # longer shapes are analysed every time (ProxySQL caps digests too)
+
+
 class AnalysisCache:
     """A bounded LRU of `Analysis` by digest (errors are cached too: a shape that
-    fails to parse fails again, and re-parsing it on every retry is waste)."""
+    fails to parse fails again, and re-parsing it on every retry is waste).
+
+    Bounded in entries *and* in key size: a digest is as long as its statement's
+    structure, and ten thousand client-chosen 200 kB shapes would be 2 GB.
+    Errors are kept as data and raised anew each time -- re-raising one stored
+    exception object grows its traceback (and keeps every caller's frame, SQL
+    text included) forever."""
 
     def __init__(self, capacity: int = 10_000) -> None:
         self.capacity = capacity
@@ -333,16 +342,17 @@ class AnalysisCache:
             try:
                 entry = analyze(sql, kind, shape)
             except SqlError as e:
-                entry = e
-            self._entries[key] = entry
-            if len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+                entry = SqlError(e.errno, e.message, e.sqlstate)  # no traceback kept
+            if len(key) <= MAX_CACHED_DIGEST:
+                self._entries[key] = entry
+                if len(self._entries) > self.capacity:
+                    self._entries.popitem(last=False)
         else:
             self.hits += 1
             PLAN_CACHE_HITS.inc()
             self._entries.move_to_end(key)
         if isinstance(entry, SqlError):
-            raise entry
+            raise SqlError(entry.errno, entry.message, entry.sqlstate)
         return entry
 
 

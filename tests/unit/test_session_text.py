@@ -75,3 +75,20 @@ def test_split_statements():
     assert split_statements("CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END") is None
     assert split_statements("BEGIN NOT ATOMIC DECLARE x INT; SET x = 1; END") is None
     assert split_statements("IF 1 THEN SELECT 1; END IF") is None
+
+
+def test_cached_errors_do_not_grow_and_huge_shapes_are_not_cached():
+    from proxy.statements import AnalysisCache, Kind
+
+    cache = AnalysisCache()
+    depths = []
+    for _ in range(5):
+        with pytest.raises(SqlError) as info:
+            cache.get("SELECT FROM WHERE", Kind.SELECT)
+        tb, depth = info.value.__traceback__, 0
+        while tb is not None:
+            depth, tb = depth + 1, tb.tb_next
+        depths.append(depth)
+    assert len(set(depths)) == 1, depths  # a stored exception re-raised grows its traceback forever
+    cache.get("SELECT " + ", ".join(f"c{i}" for i in range(5000)) + " FROM t", Kind.SELECT)
+    assert all(len(k) <= 16 * 1024 for k in cache._entries)
