@@ -51,6 +51,7 @@ _SET_ITEM = re.compile(
     r"(`[^`]+(?:``[^`]*)*`|@?[\w$.]+|'[^']*')\s*(?::=|=)",
     re.I | re.S,
 )
+_FLUSH_LOCKING = re.compile(r"\bwith\s+read\s+lock\b|\bfor\s+export\b", re.I)
 _SET_NAMES = re.compile(r"^\s*(names|character\s+set|charset)\b", re.I)
 _SET_TRANSACTION = re.compile(r"^\s*(?:(global|session)\s+)?transaction\b", re.I)
 _TRUE = {"1", "on", "true", "'on'", "'1'", "yes"}
@@ -247,6 +248,8 @@ class ProxySession(BaseSession):
         if kind is Kind.SHOW_GRANTS:
             metrics.QUERIES.labels("show_grants").inc()
             return await self.admin.show_grants(self, sql)
+        if kind is Kind.FLUSH:
+            return await self._flush(sql)
         if kind in DML_KINDS:
             await self.cache.prepare(sql, kind)  # big statements: analysed off the event loop
         snap = self.routing.snapshot
@@ -384,11 +387,25 @@ class ProxySession(BaseSession):
                 await self._run_effects(effects)
         return OK_REPLY
 
+    async def _flush(self, sql: str) -> Reply:
+        """FLUSH TABLES / PRIVILEGES / STATUS / ...: on every live region as the
+        client (MariaDB checks RELOAD).  The forms that lock or export tables
+        would hold one session's locks on every region: refused."""
+        metrics.QUERIES.labels("flush").inc()
+        if _FLUSH_LOCKING.search(sql):
+            raise unsupported("FLUSH TABLES ... WITH READ LOCK / FOR EXPORT through the gateway")
+        self.tx, effects = transition(self.tx, Event.IMPLICIT_COMMIT)
+        await self._run_effects(effects)
+        return await self._on_every_region(sql, "FLUSH")
+
     async def _set_global(self, sql: str) -> Reply:
         """SET GLOBAL: on every live region, as the client -- MariaDB refuses it to
         a user without the privilege, and a global on one region only would make
         the cluster behave differently by region.  The first region's error is the
         client's; a later region that fails is logged (and differs until fixed)."""
+        return await self._on_every_region(sql, "SET GLOBAL")
+
+    async def _on_every_region(self, sql: str, what: str) -> Reply:
         snap = self.routing.snapshot
         regions = sorted(snap.regions)
         if not regions:
@@ -400,7 +417,7 @@ class ProxySession(BaseSession):
             except SqlError:
                 if i == 0:
                     raise
-                log.error("SET GLOBAL succeeded on %s but failed on %s: the regions now differ", regions[0], region)
+                log.error("%s succeeded on %s but failed on %s: the regions now differ", what, regions[0], region)
         return OK_REPLY
 
     # -- DDL ------------------------------------------------------------------------

@@ -59,6 +59,7 @@ class Kind(Enum):
     DDL = "ddl"
     ACCOUNT = "account"  # CREATE/ALTER/DROP/RENAME USER, GRANT, REVOKE, SET PASSWORD
     SHOW_GRANTS = "show_grants"
+    FLUSH = "flush"  # FLUSH TABLES / PRIVILEGES / STATUS ...: every region
     UNSUPPORTED = "unsupported"
 
 
@@ -102,7 +103,7 @@ _SIMPLE = {
 
 # Real statements the gateway does not route yet (anything else is a syntax error).
 _KNOWN_UNSUPPORTED = frozenset(
-    "lock unlock call load handler xa prepare execute deallocate do flush kill analyze optimize "
+    "lock unlock call load handler xa prepare execute deallocate do kill analyze optimize "
     "check repair checksum install uninstall reset purge change stop shutdown help binlog cache signal resignal "
     "get declare return start".split()
 )
@@ -143,6 +144,8 @@ def classify(sql: str) -> Kind:
         return Kind.ACCOUNT
     if (first, second) == ("show", "grants"):
         return Kind.SHOW_GRANTS
+    if first == "flush":
+        return Kind.FLUSH
     kind = _SIMPLE.get(first)
     if kind is not None:
         return kind

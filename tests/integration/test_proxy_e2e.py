@@ -442,3 +442,17 @@ def test_multi_statements_return_every_result_in_order(cluster, db):
     check.close()
     for rows in cluster.rows_on_regions(db, "ms").values():
         assert rows == [(1, "x")]
+
+
+def test_flush_reaches_every_region_and_locking_forms_are_refused(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE fl (id INT PRIMARY KEY)")
+    for sql in ("FLUSH TABLES", "FLUSH TABLES fl", "FLUSH PRIVILEGES", "FLUSH STATUS"):
+        cur.execute(sql)
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cur.execute("FLUSH TABLES WITH READ LOCK")
+    assert info.value.args[0] == 1235
+    cur.execute("SELECT COUNT(*) FROM fl")  # the session still works
+    assert cur.fetchone() == (0,)
+    conn.close()

@@ -93,6 +93,8 @@ def test_reader_logs_in_and_reads_its_database(cluster, setup):
         "SET GLOBAL max_connections = 501",
         "SET @a = 1, @@global.max_connections = 501",
         "SHOW GRANTS FOR root",
+        "FLUSH TABLES",
+        "FLUSH PRIVILEGES",
     ],
 )
 def test_reader_cannot_escape_its_grants(cluster, setup, attack):
