@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 from topology.accounts import AccountRecord
 
-from .accounts import native_hash, region_password
+from .accounts import native_hash, quote_account, region_password
 
 log = logging.getLogger(__name__)
 
@@ -82,5 +82,4 @@ async def ensure_account(conn: Any, record: AccountRecord, secret: str) -> bool:
 
 def superuser_grants(user: str, host: str) -> tuple[str, ...]:
     """What a users-file account gets when the file names no grants: everything."""
-    quoted = "`" + user.replace("`", "``") + "`@`" + host.replace("`", "``") + "`"
-    return (f"GRANT ALL PRIVILEGES ON *.* TO {quoted} WITH GRANT OPTION",)
+    return (f"GRANT ALL PRIVILEGES ON *.* TO {quote_account(user, host)} WITH GRANT OPTION",)

@@ -37,6 +37,11 @@ def region_password(secret: str, user: str, host: str) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:40]
 
 
+def quote_account(user: str, host: str) -> str:
+    """`user`@`host` as MariaDB's SHOW GRANTS writes it."""
+    return "`" + user.replace("`", "``") + "`@`" + host.replace("`", "``") + "`"
+
+
 def native_hash(password: str) -> str:
     """SHA1(SHA1(password)) in hex, "" for no password (what MariaDB stores, minus '*')."""
     if password == "":

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 import aiomysql
 
 from minisql.account_sync import ensure_account, read_grants, superuser_grants
-from minisql.accounts import best_match, native_hash, region_password
+from minisql.accounts import best_match, native_hash, quote_account, region_password
 from minisql.config import ProxyUser
 from minisql.errors import ER_UNKNOWN, SqlError
 from topology import Topology, TopologyError
@@ -114,10 +114,6 @@ async def _ensure_on_regions(snapshot: AccountsSnapshot, names: list[str], regio
             conn.close()
 
 
-def _quote_user(ref: UserRef) -> str:
-    return "`" + ref.user.replace("`", "``") + "`@`" + ref.host.replace("`", "``") + "`"
-
-
 def grants_for_client(record: AccountRecord) -> list[str]:
     """The record's grants as MariaDB's SHOW GRANTS prints them for this account."""
     extra = ""
@@ -134,7 +130,7 @@ def grants_for_client(record: AccountRecord) -> list[str]:
             line, done = m.group(1) + extra + m.group(2), True
         lines.append(line)
     if not done:
-        lines.insert(0, f"GRANT USAGE ON *.* TO {_quote_user(UserRef(record.user, record.host))}{extra}")
+        lines.insert(0, f"GRANT USAGE ON *.* TO {quote_account(record.user, record.host)}{extra}")
     return lines
 
 
@@ -159,21 +155,12 @@ class AccountAdmin:
     async def execute(self, session: Any, sql: str) -> Reply:
         region_sql, change = rewrite(sql, lambda ref: self.region_hash(self._resolve(ref, session)))
         snap = session.routing.snapshot
-        live = sorted(snap.regions)
-        if not live:
-            raise SqlError(2003, "No region is available to run the account statement")
-        first, *others = live
         # Under the accounts lock: the regions and ZooKeeper change together, and
         # no region agent syncs from the record in between (topology/locks.py).
+        # A region that fails after the first is converged by its agent.
         async with zk_lock(self.topology, ACCOUNTS_LOCK, timeout=LOCK_TIMEOUT):
-            conn = await session.backends.get(first, snap, session.database, session.tx)
-            result = await _run(conn, region_sql)
-            for region in others:
-                try:
-                    await _run(await session.backends.get(region, snap, session.database, session.tx), region_sql)
-                except SqlError as e:
-                    log.warning("account statement failed on region %s (its agent will converge it): %s", region, e)
-            await self._record(change, session, snap.regions[first], snap.regions)
+            result = await session.on_every_region(region_sql, "account statement")
+            await self._record(change, session, snap.regions[min(snap.regions)], snap.regions)
         return Reply(result)
 
     async def _record(self, change: AccountChange, session: Any, first: Any, regions: Mapping[str, Any]) -> None:

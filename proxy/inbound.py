@@ -156,6 +156,15 @@ def _connect_attrs(c: Cursor, charset: CharacterSet) -> dict[str, str]:
     return attrs
 
 
+def _plugin_and_attrs(c: Cursor, caps: Capabilities, charset: CharacterSet) -> tuple[str | None, dict[str, str]]:
+    """The optional tail of a handshake response or COM_CHANGE_USER."""
+    plugin = None
+    if Capabilities.CLIENT_PLUGIN_AUTH in caps and c.remaining:
+        plugin = _decode(c.null_str(MAX_PLUGIN_BYTES, allow_eof=True), charset, c) or None
+    attrs = _connect_attrs(c, charset) if Capabilities.CLIENT_CONNECT_ATTRS in caps and c.remaining else {}
+    return plugin, attrs
+
+
 def parse_handshake_response(server_capabilities: Capabilities, data: bytes) -> HandshakeResponse | SslRequest:
     """HandshakeResponse41 (or the 32-byte SSLRequest); 1043 "Bad handshake" otherwise."""
     c = Cursor(data, errno=ER_HANDSHAKE_ERROR, message="Bad handshake")
@@ -181,10 +190,7 @@ def parse_handshake_response(server_capabilities: Capabilities, data: bytes) -> 
     if Capabilities.CLIENT_CONNECT_WITH_DB in caps and c.remaining:
         # mysql-connector-python sends an empty name when no database is given.
         response.database = _decode(c.null_str(MAX_DB_BYTES, allow_eof=True), charset, c) or None
-    if Capabilities.CLIENT_PLUGIN_AUTH in caps and c.remaining:
-        response.client_plugin = _decode(c.null_str(MAX_PLUGIN_BYTES, allow_eof=True), charset, c) or None
-    if Capabilities.CLIENT_CONNECT_ATTRS in caps and c.remaining:
-        response.connect_attrs = _connect_attrs(c, charset)
+    response.client_plugin, response.connect_attrs = _plugin_and_attrs(c, caps, charset)
     return response
 
 
@@ -211,10 +217,7 @@ def parse_change_user(capabilities: Capabilities, charset: CharacterSet, data: b
     if c.remaining >= 2:
         change.client_charset = _charset(c.uint(2), c)
         charset = change.client_charset
-    if Capabilities.CLIENT_PLUGIN_AUTH in capabilities and c.remaining:
-        change.client_plugin = _decode(c.null_str(MAX_PLUGIN_BYTES, allow_eof=True), charset, c) or None
-    if Capabilities.CLIENT_CONNECT_ATTRS in capabilities and c.remaining:
-        change.connect_attrs = _connect_attrs(c, charset)
+    change.client_plugin, change.connect_attrs = _plugin_and_attrs(c, capabilities, charset)
     return change
 
 

@@ -31,9 +31,9 @@ from concurrent.futures.process import BrokenProcessPool
 
 from minisql.errors import ER_UNKNOWN, SqlError
 
-from .statements import Analysis, Kind, analyze, digest
+from .statements import BIG_STATEMENT, Analysis, Kind, analyze, digest
 
-BIG_STATEMENT = 256 * 1024
+__all__ = ["BIG_STATEMENT", "Offloader", "analyze_big", "collapse_rows"]
 RECYCLE_AFTER = 16
 
 _VALUES = re.compile(r"\bvalues?\b", re.I)

@@ -85,10 +85,6 @@ class ProxyServer:
         self._per_user: Counter[tuple[str, str]] = Counter()
         self._server: asyncio.base_events.Server | None = None
 
-    @property
-    def open_connections(self) -> int:
-        return self._open
-
     async def start_server(self, host: str, port: int, **kwargs: Any) -> None:
         raise_fd_limit()
         # A backlog as deep as the connection limit (the kernel caps it at somaxconn),

@@ -36,7 +36,7 @@ from .backend import BackendPool, QueryResult
 from .executor import OK_REPLY, Reply, SessionBackends, TransactionAborted, execute, run_statement
 from .planner import Op, Plan, plan, plan_use_database
 from .routing import RoutingTable
-from .statements import DML_KINDS, AnalysisCache, Kind, classify, strip_leading_noise, substitute_last_insert_id
+from .statements import BIG_STATEMENT, DML_KINDS, AnalysisCache, Kind, classify, strip_leading_noise, substitute_last_insert_id
 from .txn import Effect, Event, TxState, transition
 
 log = logging.getLogger(__name__)
@@ -250,8 +250,8 @@ class ProxySession(BaseSession):
             return await self.admin.show_grants(self, sql)
         if kind is Kind.FLUSH:
             return await self._flush(sql)
-        if kind in DML_KINDS:
-            await self.cache.prepare(sql, kind)  # big statements: analysed off the event loop
+        if len(sql) >= BIG_STATEMENT and kind in DML_KINDS:
+            await self.cache.prepare(sql, kind)  # analysed off the event loop
         snap = self.routing.snapshot
         p = plan(sql, kind, snap, self, self.cache)
         metrics.QUERIES.labels(p.op.value).inc()
@@ -396,29 +396,38 @@ class ProxySession(BaseSession):
             raise unsupported("FLUSH TABLES ... WITH READ LOCK / FOR EXPORT through the gateway")
         self.tx, effects = transition(self.tx, Event.IMPLICIT_COMMIT)
         await self._run_effects(effects)
-        return await self._on_every_region(sql, "FLUSH")
+        await self.on_every_region(sql, "FLUSH")
+        return OK_REPLY
 
     async def _set_global(self, sql: str) -> Reply:
         """SET GLOBAL: on every live region, as the client -- MariaDB refuses it to
         a user without the privilege, and a global on one region only would make
         the cluster behave differently by region.  The first region's error is the
         client's; a later region that fails is logged (and differs until fixed)."""
-        return await self._on_every_region(sql, "SET GLOBAL")
+        await self.on_every_region(sql, "SET GLOBAL")
+        return OK_REPLY
 
-    async def _on_every_region(self, sql: str, what: str) -> Reply:
+    async def on_every_region(self, sql: str, what: str) -> QueryResult:
+        """Run `sql` on every live region as the client, in region order; the
+        first region's error is the client's (nothing ran), a later region's is
+        logged (the regions differ until repaired).  Returns the first result."""
         snap = self.routing.snapshot
         regions = sorted(snap.regions)
         if not regions:
             raise SqlError(2003, "No region is available")
-        for i, region in enumerate(regions):
-            conn = await self.backends.get(region, snap, self.database, self.tx)
+        first: QueryResult | None = None
+        for region in regions:
             try:
-                await run_statement(conn, sql, self.backends)
+                conn = await self.backends.get(region, snap, self.database, self.tx)
+                result = await run_statement(conn, sql, self.backends)
             except SqlError:
-                if i == 0:
+                if first is None:
                     raise
                 log.error("%s succeeded on %s but failed on %s: the regions now differ", what, regions[0], region)
-        return OK_REPLY
+                continue
+            first = first or result
+        assert first is not None
+        return first
 
     # -- DDL ------------------------------------------------------------------------
     async def _ddl(self, p: Plan) -> Reply:

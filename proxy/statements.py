@@ -294,6 +294,7 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
     )
 
 
+BIG_STATEMENT = 256 * 1024  # analysed off the event loop (proxy/offload.py)
 MAX_CACHED_DIGEST = 16 * 1024  # longer shapes are analysed every time (ProxySQL caps digests too)
 
 
@@ -318,10 +319,8 @@ class AnalysisCache:
     async def prepare(self, sql: str, kind: Kind) -> None:
         """Analyse a big statement off the event loop (proxy/offload.py), so the
         `get` that follows (with no await in between) returns it at once."""
-        from .offload import BIG_STATEMENT, Offloader
+        from .offload import Offloader  # lazily: offload imports this module
 
-        if len(sql) < BIG_STATEMENT:
-            return
         if self._offloader is None:
             self._offloader = Offloader()
         analysis = await self._offloader.analyze(sql, kind)
