@@ -1,42 +1,78 @@
-"""Connections from the proxy to the regions' MariaDB servers.
+"""Connections from the proxy to the regions' MariaDB servers: our own client side
+of the MySQL protocol, over asyncio streams.
 
-Built on aiomysql, extended in three ways the proxy needs:
+Why our own: the proxy relays what MariaDB sends, packet by packet, and a
+driver decodes it.  Here results stay raw -- column definitions as the server
+sent them, text or binary rows as their bytes -- so types, UNSIGNED, DECIMAL
+scale and charsets survive, and nothing is decoded and re-encoded.  Results are
+*streamed*: `query_stream` returns the result's head and reads rows in batches
+as the client drains them, so a 1M-row SELECT never sits in proxy memory.
+Errors keep their SQLSTATE (1062 reaches the client as 23000).
+Multi-statements are never enabled on a backend connection: a client could
+otherwise hide a write behind a read that goes to one copy only.
 
-* results stay raw: column definitions are kept as the server sent them and
-  rows as their text-protocol bytes, so the proxy relays them to the client
-  without decoding and re-encoding values (types, UNSIGNED, DECIMAL scale and
-  charsets all survive; that is also the cheapest path);
-* errors keep their SQLSTATE: pymysql drops it, we read it from the ERR
-  packet so 1062 reaches the client as 23000, not HY000;
-* multi-statements are switched off: aiomysql enables them by default, and a
-  client could otherwise hide a write behind a read that goes to one copy only.
+Reads take whatever the socket has (up to 256 KiB) and cut every complete
+packet out of it, so a batch of rows costs one await, not two per row.
 
-Error handling: a connection that raised anything but a server error (ERR
-packet) is broken -- the caller must close it and never return it to the pool.
+Error handling -- where state can be lost: a connection whose command was
+interrupted (cancelled, a socket error, a protocol surprise, a result not read
+to its end) is *broken*: `closed` turns true, and it is never reused or
+returned to the pool; whatever transaction it held is rolled back by MariaDB
+when the socket closes.  `BackendError` is an ERR packet (the connection is
+fine); `BackendLost` is everything else (the connection is gone).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import struct
-from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from typing import AsyncIterator
 
-import aiomysql
-from aiomysql.connection import MySQLResult
-from pymysql.connections import MysqlPacket
-from pymysql.constants import CLIENT
-from pymysql.err import MySQLError
+from minisql.errors import CR_SERVER_LOST, SqlError
 
-from minisql.accounts import region_password
-from minisql.errors import CR_CONN_HOST_ERROR, CR_SERVER_LOST, SqlError
+from .protocol import (
+    CLIENT_FOUND_ROWS,
+    CLIENT_LONG_FLAG,
+    CLIENT_LONG_PASSWORD,
+    CLIENT_MULTI_RESULTS,
+    CLIENT_PLUGIN_AUTH,
+    CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA,
+    CLIENT_PROTOCOL_41,
+    CLIENT_PS_MULTI_RESULTS,
+    CLIENT_SECURE_CONNECTION,
+    CLIENT_TRANSACTIONS,
+    COM_FIELD_LIST,
+    COM_INIT_DB,
+    COM_QUERY,
+    COM_QUIT,
+    COM_STMT_CLOSE,
+    COM_STMT_EXECUTE,
+    COM_STMT_FETCH,
+    COM_STMT_PREPARE,
+    COM_STMT_RESET,
+    COM_STMT_SEND_LONG_DATA,
+    MAX_PAYLOAD,
+    SERVER_MORE_RESULTS_EXISTS,
+    SERVER_STATUS_CURSOR_EXISTS,
+    eof_fields,
+    is_eof,
+    lenenc_str,
+    native_password_scramble,
+    parse_error,
+    parse_ok,
+    read_lenenc_int,
+)
 
 log = logging.getLogger(__name__)
 
+READ_CHUNK = 1 << 18  # bytes asked of the socket per read
+BATCH_BYTES = 1 << 18  # row bytes handed to the client writer per batch
+UTF8MB4_GENERAL_CI = 45
 
-class BackendError(MySQLError):
-    """An ERR packet from MariaDB, with its SQLSTATE kept."""
+
+class BackendError(Exception):
+    """An ERR packet from MariaDB, with its SQLSTATE kept; the connection is fine."""
 
     def __init__(self, errno: int, message: str, sqlstate: str) -> None:
         super().__init__(errno, message)
@@ -48,55 +84,13 @@ class BackendError(MySQLError):
         return SqlError(self.errno, self.message, self.sqlstate)
 
 
-class _ErrPacket(MysqlPacket):
-    def raise_for_error(self) -> None:
-        data = self._data
-        errno = struct.unpack("<H", data[1:3])[0]
-        if data[3:4] == b"#":
-            sqlstate = data[4:9].decode("ascii", "replace")
-            message = data[9:].decode("utf-8", "replace")
-        else:
-            sqlstate, message = "HY000", data[3:].decode("utf-8", "replace")
-        raise BackendError(errno, message, sqlstate)
-
-
-class RawResult(MySQLResult):
-    """A buffered result that keeps raw column-definition payloads and row bytes."""
-
-    raw_fields: list[bytes]
-    raw_rows: list[bytes]
-
-    async def _get_descriptions(self) -> None:
-        self.raw_fields = []
-        for _ in range(self.field_count):
-            packet = await self.connection._read_packet()
-            self.raw_fields.append(packet._data)
-        eof = await self.connection._read_packet()
-        if not eof.is_eof_packet():
-            raise SqlError(CR_SERVER_LOST, "Protocol error from region: expected EOF after column definitions")
-
-    async def _read_rowdata_packet(self) -> None:
-        rows: list[bytes] = []
-        conn = self.connection
-        while True:
-            packet = await conn._read_packet()
-            if self._check_packet_is_eof(packet):
-                self.server_status = _eof_status(packet)
-                self.connection = None
-                break
-            rows.append(packet._data)
-        self.raw_rows = rows
-        self.affected_rows = len(rows)
-
-
-def _eof_status(packet: MysqlPacket) -> int:
-    data = packet._data
-    return struct.unpack("<H", data[3:5])[0] if len(data) >= 5 else 0
+class BackendLost(Exception):
+    """The connection broke (socket error, cancelled mid-command, protocol error)."""
 
 
 @dataclass(slots=True)
 class QueryResult:
-    """What one statement returned, ready to relay."""
+    """One statement's whole result, ready to relay (writes, SET, internal use)."""
 
     fields: list[bytes] | None  # raw column definitions; None for an OK result
     rows: list[bytes]
@@ -105,51 +99,443 @@ class QueryResult:
     warnings: int
     server_status: int
     info: bytes
+    more: "QueryResult | None" = None  # the next result of a CALL
 
 
-class BackendConnection(aiomysql.Connection):
-    """One connection to one region's MariaDB."""
+@dataclass(slots=True)
+class PreparedOnBackend:
+    """COM_STMT_PREPARE's answer: the backend's id and the raw definitions."""
 
-    def __init__(self, *, region_id: str, **kwargs: object) -> None:
-        super().__init__(use_unicode=False, conv={}, charset="utf8mb4", autocommit=True, **kwargs)  # type: ignore[arg-type]
-        self.client_flag &= ~CLIENT.MULTI_STATEMENTS
+    stmt_id: int
+    params: list[bytes]
+    columns: list[bytes]
+    warnings: int
+
+
+class ResultStream:
+    """A result being read from a backend: its head now, its rows in batches.
+
+    `fields is None`: an OK result (`affected_rows`... are set).  Otherwise
+    iterate `batches()` to the end; then `warnings` and `server_status` are the
+    final EOF's.  `more_results` tells whether another result follows (a CALL);
+    `next_result()` reads its head.  A stream not read to its end must be
+    `abort()`ed: the connection is then closed.
+    """
+
+    __slots__ = ("conn", "fields", "affected_rows", "insert_id", "warnings", "server_status", "info", "done", "cursor")
+
+    def __init__(self, conn: "BackendConnection") -> None:
+        self.conn = conn
+        self.fields: list[bytes] | None = None
+        self.affected_rows = 0
+        self.insert_id = 0
+        self.warnings = 0
+        self.server_status = 0
+        self.info = b""
+        self.done = True
+        self.cursor = False  # a COM_STMT_EXECUTE that opened a cursor: rows come by COM_STMT_FETCH
+
+    @property
+    def more_results(self) -> bool:
+        return self.done and bool(self.server_status & SERVER_MORE_RESULTS_EXISTS)
+
+    async def _read_head(self) -> None:
+        conn = self.conn
+        first = await conn._read()
+        kind = first[0] if first else 0
+        if kind == 0x00:
+            self.fields = None
+            self.affected_rows, self.insert_id, self.server_status, self.warnings, self.info = parse_ok(first)
+            self.done = True
+            conn._settle(self.server_status)
+            return
+        if kind == 0xFF:
+            conn._busy = False
+            raise BackendError(*_error_args(first))
+        if kind == 0xFB:  # LOCAL INFILE request: we never offer CLIENT_LOCAL_FILES
+            conn._broken("the server asked for a local file")
+        count, _ = read_lenenc_int(first, 0)
+        fields = [await conn._read() for _ in range(count or 0)]
+        eof = await conn._read()
+        if not is_eof(eof):
+            conn._broken("expected EOF after column definitions")
+        self.fields = fields
+        self.warnings, self.server_status = eof_fields(eof)
+        if self.server_status & SERVER_STATUS_CURSOR_EXISTS:
+            self.cursor = True
+            self.done = True
+            conn._settle(self.server_status)
+        else:
+            self.done = False
+
+    async def batches(self) -> AsyncIterator[list[bytes]]:
+        """Row payloads in batches of about BATCH_BYTES, until the final EOF.
+        An ERR packet in place of the EOF (e.g. the query was killed) raises
+        BackendError after the rows before it were yielded."""
+        conn = self.conn
+        while not self.done:
+            batch = await conn._read_batch()
+            last = batch[-1]
+            if is_eof(last):
+                batch.pop()
+                self.warnings, self.server_status = eof_fields(last)
+                self.done = True
+                conn._settle(self.server_status)
+            elif last[:1] == b"\xff":
+                batch.pop()
+                self.done = True
+                conn._settle(0)
+                if batch:
+                    yield batch
+                raise BackendError(*_error_args(last))
+            if batch:
+                yield batch
+
+    async def read_all(self) -> QueryResult:
+        rows: list[bytes] = []
+        if self.fields is not None:
+            async for batch in self.batches():
+                rows.extend(batch)
+        result = QueryResult(self.fields, rows, self.affected_rows if self.fields is None else len(rows), self.insert_id,
+                             self.warnings, self.server_status, self.info)
+        if self.more_results:
+            nxt = await self.next_result()
+            result.more = await nxt.read_all()
+        return result
+
+    async def next_result(self) -> "ResultStream":
+        nxt = ResultStream(self.conn)
+        self.conn._busy = True
+        await nxt._read_head()
+        return nxt
+
+    def abort(self) -> None:
+        if not self.done or self.more_results:
+            self.conn.close()
+
+
+def _error_args(payload: bytes) -> tuple[int, str, str]:
+    errno, sqlstate, message = parse_error(payload)
+    return errno, message, sqlstate
+
+
+class BackendConnection:
+    """One connection to one region's MariaDB; see the module docstring."""
+
+    def __init__(self, region_id: str, host: str, port: int, *, found_rows: bool = False) -> None:
         self.region_id = region_id
-        self.login: BackendLogin | None = None
+        self.host = host
+        self.port = port
+        self.found_rows = found_rows
+        self.login: object = None  # the pool's BackendLogin
+        self.thread_id = 0
+        self.server_version = ""
+        self.server_status = 0
         self.current_db: str | None = None
         self.dirty = False  # session state changed: never back to the pool
-        # The client's character set: its SQL is sent in the same bytes it
-        # arrived in, and the backend answers in it (see ProxySession.set_charset).
+        # The client's character set: its SQL goes out in the bytes it arrived
+        # in, and the backend answers in it (ProxySession.set_charset).
         self.sql_encoding = "utf8"
+        self.prepared: dict[object, int] = {}  # client statement -> backend statement id
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._buf = bytearray()
+        self._pos = 0
+        self._seq = 0
+        self._busy = False
+        self._closed = True
 
-    async def _read_packet(self, packet_type: type = _ErrPacket) -> MysqlPacket:  # type: ignore[override]
-        return await super()._read_packet(packet_type)
+    # -- life ------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """Unusable for a new command: closed, broken, or mid-result."""
+        return self._closed or self._busy
 
-    async def _read_query_result(self, unbuffered: bool = False) -> None:  # type: ignore[override]
-        self._result = None
-        result = RawResult(self)
-        await result.read()
-        self._result = result
-        self._affected_rows = result.affected_rows
-        if result.server_status is not None:
-            self.server_status = result.server_status
+    @property
+    def is_open(self) -> bool:
+        """The socket is open (a command may be running on it)."""
+        return not self._closed
+
+    async def connect(self, user: str, password: str, timeout: float) -> None:
+        """Open the socket and log in (mysql_native_password, with auth switch)."""
+        async with asyncio.timeout(timeout):
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port, limit=READ_CHUNK)
+            self._closed = False
+            self._busy = True
+            try:
+                await self._login(user, password)
+            except BaseException:
+                self.close()
+                raise
+            self._busy = False
+
+    async def _login(self, user: str, password: str) -> None:
+        greeting = await self._read()
+        if greeting[:1] == b"\xff":
+            raise BackendError(*_error_args(greeting))
+        if greeting[0] != 10:
+            self._broken(f"unsupported protocol version {greeting[0]}")
+        end = greeting.index(b"\0", 1)
+        self.server_version = greeting[1:end].decode("ascii", "replace")
+        pos = end + 1
+        self.thread_id = int.from_bytes(greeting[pos:pos + 4], "little")
+        nonce = greeting[pos + 4:pos + 12]
+        pos += 13
+        pos += 2 + 1 + 2 + 2  # capabilities (low), charset, status, capabilities (high)
+        auth_len = greeting[pos]
+        pos += 11
+        nonce += greeting[pos:pos + max(13, auth_len - 8)].rstrip(b"\0")
+        flags = (CLIENT_LONG_PASSWORD | CLIENT_LONG_FLAG | CLIENT_PROTOCOL_41 | CLIENT_TRANSACTIONS
+                 | CLIENT_SECURE_CONNECTION | CLIENT_MULTI_RESULTS | CLIENT_PS_MULTI_RESULTS | CLIENT_PLUGIN_AUTH
+                 | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA | (CLIENT_FOUND_ROWS if self.found_rows else 0))
+        scramble = native_password_scramble(password, nonce)
+        response = b"".join((
+            flags.to_bytes(4, "little"), MAX_PAYLOAD.to_bytes(4, "little"), bytes((UTF8MB4_GENERAL_CI,)), bytes(23),
+            user.encode() + b"\0", lenenc_str(scramble), b"mysql_native_password\0",
+        ))
+        self._send(response, seq=self._seq)
+        answer = await self._read()
+        if answer[:1] == b"\xfe":  # auth switch
+            end = answer.index(b"\0", 1)
+            plugin = answer[1:end].decode("ascii", "replace")
+            if plugin != "mysql_native_password":
+                raise BackendError(1251, f"region asked for auth plugin {plugin}, which the proxy does not speak", "08004")
+            self._send(native_password_scramble(password, answer[end + 1:].rstrip(b"\0")), seq=self._seq)
+            answer = await self._read()
+        if answer[:1] == b"\xff":
+            raise BackendError(*_error_args(answer))
+        if answer[:1] != b"\x00":
+            self._broken("unexpected answer to the login")
+        self.server_status = parse_ok(answer)[2]
+
+    def close(self) -> None:
+        """Close the socket (MariaDB rolls back what it held)."""
+        if self._writer is not None and not self._closed:
+            try:
+                if not self._busy:
+                    self._writer.write(b"\x01\x00\x00\x00" + bytes((COM_QUIT,)))
+                self._writer.close()
+            except (OSError, RuntimeError):
+                pass
+        self._closed = True
+
+    def _broken(self, why: str) -> None:
+        self.close()
+        raise BackendLost(f"protocol error from region '{self.region_id}': {why}")
+
+    def _settle(self, status: int) -> None:
+        """A response was read to its end: the connection is usable again."""
+        self.server_status = status
+        self._busy = status & SERVER_MORE_RESULTS_EXISTS != 0
+
+    # -- framing -------------------------------------------------------------------------
+    def _send(self, payload: bytes, seq: int = 0) -> None:
+        writer = self._writer
+        if writer is None or self._closed:
+            raise BackendLost(f"connection to region '{self.region_id}' is closed")
+        if len(payload) < MAX_PAYLOAD:
+            n = len(payload)
+            writer.write(bytes((n & 0xFF, (n >> 8) & 0xFF, n >> 16, seq)) + payload)
+            self._seq = (seq + 1) & 0xFF
+            return
+        view = memoryview(payload)
+        while True:
+            chunk = view[:MAX_PAYLOAD]
+            n = len(chunk)
+            writer.write(bytes((n & 0xFF, (n >> 8) & 0xFF, n >> 16, seq)))
+            writer.write(chunk)
+            seq = (seq + 1) & 0xFF
+            view = view[MAX_PAYLOAD:]
+            if n < MAX_PAYLOAD:
+                break
+        self._seq = seq
+
+    def _command(self, command: int, body: bytes) -> None:
+        if self._closed:
+            raise BackendLost(f"connection to region '{self.region_id}' is closed")
+        if self._busy:
+            self.close()
+            raise BackendLost(f"connection to region '{self.region_id}' was left mid-result")
+        self._busy = True
+        self._send(bytes((command,)) + body)
+
+    async def _fill(self) -> None:
+        reader = self._reader
+        assert reader is not None
+        try:
+            data = await reader.read(READ_CHUNK)
+        except (OSError, asyncio.CancelledError):
+            self.close()
+            raise
+        if not data:
+            self.close()
+            raise BackendLost(f"region '{self.region_id}' closed the connection")
+        if self._pos:
+            del self._buf[:self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def _take(self) -> bytes | None:
+        """Cut one complete packet's payload out of the buffer (multi-packet
+        payloads joined), or None when more bytes are needed."""
+        buf, pos = self._buf, self._pos
+        have = len(buf) - pos
+        if have < 4:
+            return None
+        n = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+        if n == MAX_PAYLOAD:
+            return self._take_long()
+        if have < 4 + n:
+            return None
+        self._seq = (buf[pos + 3] + 1) & 0xFF
+        self._pos = pos + 4 + n
+        return bytes(buf[pos + 4:pos + 4 + n])
+
+    def _take_long(self) -> bytes | None:
+        buf, pos = self._buf, self._pos
+        parts = []
+        while True:
+            if len(buf) - pos < 4:
+                return None
+            n = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+            if len(buf) - pos - 4 < n:
+                return None
+            parts.append((pos + 4, n))
+            seq = buf[pos + 3]
+            pos += 4 + n
+            if n < MAX_PAYLOAD:
+                break
+        self._seq = (seq + 1) & 0xFF
+        self._pos = pos
+        return b"".join(bytes(buf[p:p + n]) for p, n in parts)
+
+    async def _read(self) -> bytes:
+        try:
+            while True:
+                packet = self._take()
+                if packet is not None:
+                    return packet
+                await self._fill()
+        except asyncio.CancelledError:
+            self.close()
+            raise
+        except OSError as e:
+            self.close()
+            raise BackendLost(f"lost connection to region '{self.region_id}': {e}") from None
+
+    async def _read_batch(self) -> list[bytes]:
+        """Every complete packet buffered (at least one, at most ~BATCH_BYTES),
+        stopping after an EOF or ERR packet."""
+        out: list[bytes] = []
+        size = 0
+        while True:
+            packet = self._take()
+            if packet is None:
+                if out:
+                    return out
+                try:
+                    await self._fill()
+                except asyncio.CancelledError:
+                    self.close()
+                    raise
+                except OSError as e:
+                    self.close()
+                    raise BackendLost(f"lost connection to region '{self.region_id}': {e}") from None
+                continue
+            out.append(packet)
+            size += len(packet)
+            first = packet[:1]
+            if (first == b"\xfe" and len(packet) < 9) or first == b"\xff" or size >= BATCH_BYTES:
+                return out
+
+    # -- commands ----------------------------------------------------------------------------
+    async def query_stream(self, sql: bytes) -> ResultStream:
+        """Send COM_QUERY; return the result with its head read, rows still to come."""
+        self._command(COM_QUERY, sql)
+        stream = ResultStream(self)
+        await stream._read_head()
+        return stream
 
     async def run(self, sql: str) -> QueryResult:
-        """Execute one statement and return its raw result (raises BackendError)."""
-        await self.query(sql.encode(self.sql_encoding, "surrogateescape"))
-        r: RawResult = self._result  # type: ignore[assignment]
-        if r.field_count:
-            return QueryResult(r.raw_fields, r.raw_rows, len(r.raw_rows), 0, r.warning_count, r.server_status or 0, b"")
-        message = r.message or b""
-        return QueryResult(
-            None, [], r.affected_rows or 0, r.insert_id or 0, r.warning_count, r.server_status or 0,
-            message if isinstance(message, bytes) else str(message).encode(),
-        )
+        """Execute one statement and return its whole raw result (raises BackendError)."""
+        stream = await self.query_stream(sql.encode(self.sql_encoding, "surrogateescape"))
+        return await stream.read_all()
 
     async def use(self, database: str | None) -> None:
         if database is None or database == self.current_db:
             return
-        await self.select_db(database)
+        self._command(COM_INIT_DB, database.encode(self.sql_encoding, "surrogateescape"))
+        await (await self._head()).read_all()
         self.current_db = database
+
+    async def _head(self) -> ResultStream:
+        stream = ResultStream(self)
+        await stream._read_head()
+        return stream
+
+    async def field_list(self, table: str, wildcard: str = "") -> list[bytes]:
+        """COM_FIELD_LIST (the mariadb CLI's auto-rehash): the raw column packets."""
+        self._command(COM_FIELD_LIST, table.encode(self.sql_encoding, "surrogateescape") + b"\0" + wildcard.encode())
+        out: list[bytes] = []
+        while True:
+            packet = await self._read()
+            if packet[:1] == b"\xff":
+                self._busy = False
+                raise BackendError(*_error_args(packet))
+            if is_eof(packet):
+                self._settle(eof_fields(packet)[1])
+                return out
+            out.append(packet)
+
+    async def prepare(self, sql: bytes) -> PreparedOnBackend:
+        self._command(COM_STMT_PREPARE, sql)
+        first = await self._read()
+        if first[:1] == b"\xff":
+            self._busy = False
+            raise BackendError(*_error_args(first))
+        if first[:1] != b"\x00" or len(first) < 12:
+            self._broken("bad COM_STMT_PREPARE answer")
+        stmt_id = int.from_bytes(first[1:5], "little")
+        columns = first[5] | first[6] << 8
+        params = first[7] | first[8] << 8
+        warnings = first[10] | first[11] << 8
+        param_defs = [await self._read() for _ in range(params)]
+        if params:
+            await self._read()  # EOF
+        column_defs = [await self._read() for _ in range(columns)]
+        if columns:
+            await self._read()  # EOF
+        self._busy = False
+        return PreparedOnBackend(stmt_id, param_defs, column_defs, warnings)
+
+    async def execute_stream(self, payload: bytes) -> ResultStream:
+        """COM_STMT_EXECUTE with a complete payload (statement id first)."""
+        self._command(COM_STMT_EXECUTE, payload)
+        return await self._head()
+
+    async def fetch_stream(self, stmt_id: int, rows: int) -> ResultStream:
+        """COM_STMT_FETCH on an open cursor: rows until an EOF."""
+        self._command(COM_STMT_FETCH, stmt_id.to_bytes(4, "little") + rows.to_bytes(4, "little"))
+        stream = ResultStream(self)
+        stream.fields = []
+        stream.done = False
+        return stream
+
+    def send_long_data(self, stmt_id: int, param: int, data: bytes) -> None:
+        """COM_STMT_SEND_LONG_DATA (no answer)."""
+        self._command(COM_STMT_SEND_LONG_DATA, stmt_id.to_bytes(4, "little") + param.to_bytes(2, "little") + data)
+        self._busy = False
+
+    async def reset_statement(self, stmt_id: int) -> None:
+        self._command(COM_STMT_RESET, stmt_id.to_bytes(4, "little"))
+        await (await self._head()).read_all()
+
+    def close_statement(self, stmt_id: int) -> None:
+        """COM_STMT_CLOSE (no answer)."""
+        if self.closed:
+            return
+        self._command(COM_STMT_CLOSE, stmt_id.to_bytes(4, "little"))
+        self._busy = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,78 +546,6 @@ class BackendLogin:
     password: str = field(repr=False)
 
 
-class BackendPool:
-    """Idle connections per (region address, login), reused by new client sessions.
-
-    Client statements run as the client's own account (`login_for`), never
-    as the proxy's internal account: MariaDB then checks every statement with
-    the client's rights.  Only clean connections come back (no session
-    variables changed, no open transaction); everything else is closed.  A
-    region's address can change when it re-registers, so the pool is keyed by
-    (region, host, port, login).
-    """
-
-    def __init__(self, user: str, password: str, *, max_idle_per_region: int = 64, connect_timeout: float = 5.0) -> None:
-        self.internal = BackendLogin(user, password)
-        self._secret = password
-        self.max_idle = max_idle_per_region
-        self.connect_timeout = connect_timeout
-        self._idle: dict[tuple[str, str, int, bool, str, str], deque[BackendConnection]] = defaultdict(deque)
-        self.opened = 0
-
-    def login_for(self, user: str, host: str) -> BackendLogin:
-        """The region account of client account 'user'@'host' (minisql/accounts.py)."""
-        return BackendLogin(user, region_password(self._secret, user, host))
-
-    async def acquire(self, region_id: str, host: str, port: int, login: BackendLogin, *, found_rows: bool = False) -> BackendConnection:
-        """A connection to one region as `login`; `found_rows` mirrors the client's
-        CLIENT_FOUND_ROWS (UPDATE then reports matched rows, which ORMs rely on)."""
-        idle = self._idle[(region_id, host, port, found_rows, login.user, login.password)]
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                return conn
-        conn = BackendConnection(
-            region_id=region_id, host=host, port=port, user=login.user, password=login.password,
-            connect_timeout=self.connect_timeout, client_flag=CLIENT.FOUND_ROWS if found_rows else 0,
-        )
-        try:
-            await conn._connect()
-        except BackendError as e:
-            if e.errno in (1045, 4151, 1226):  # the client's own account was refused by the region
-                raise SqlError(e.errno, e.message, e.sqlstate)
-            raise SqlError(CR_CONN_HOST_ERROR, f"Can't connect to region '{region_id}' ({host}:{port}): {e.message}")
-        except (OSError, asyncio.TimeoutError, MySQLError) as e:
-            raise SqlError(CR_CONN_HOST_ERROR, f"Can't connect to region '{region_id}' ({host}:{port}): {e}")
-        conn.login = login
-        self.opened += 1
-        return conn
-
-    def release(self, conn: BackendConnection) -> None:
-        if conn.closed:
-            return
-        login = conn.login
-        key = (conn.region_id, conn._host, conn._port, bool(conn.client_flag & CLIENT.FOUND_ROWS), login.user, login.password)
-        idle = self._idle[key]
-        if conn.dirty or len(idle) >= self.max_idle:
-            conn.close()
-            return
-        idle.append(conn)
-
-    def close(self) -> None:
-        for idle in self._idle.values():
-            while idle:
-                idle.pop().close()
-
-
-async def field_list(conn: BackendConnection, table: str, wildcard: str = "") -> list[bytes]:
-    """Forward COM_FIELD_LIST (the mariadb CLI's auto-rehash) and return the raw packets."""
-    from pymysql.constants import COMMAND
-
-    await conn._execute_command(COMMAND.COM_FIELD_LIST, table.encode() + b"\0" + wildcard.encode())
-    packets: list[bytes] = []
-    while True:
-        packet = await conn._read_packet()
-        if packet.is_eof_packet():
-            return packets
-        packets.append(packet._data)
+def lost(conn: BackendConnection, e: BaseException) -> SqlError:
+    """The client's error for a backend connection that broke."""
+    return SqlError(CR_SERVER_LOST, f"Lost connection to region '{conn.region_id}' during query: {e}")

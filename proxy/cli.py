@@ -14,7 +14,7 @@ from topology.accounts import AccountStore
 from . import metrics
 from .accounts import AccountAdmin, ClusterAccounts, bootstrap_accounts
 from .auth import LoginGuard
-from .backend import BackendPool
+from .pool import BackendPool
 from .routing import RoutingTable
 from .server import MIB, EdgeConfig, ProxyServer
 from .tls import add_tls_arguments, edge_crypto

@@ -34,18 +34,16 @@ Error handling -- where state can be lost:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
 from dataclasses import dataclass
 
-from pymysql.err import MySQLError
-
 from minisql.errors import CR_CONN_HOST_ERROR, CR_SERVER_LOST, ER_ACCESS_DENIED, ER_UNKNOWN, SqlError
 
 from . import metrics
-from .backend import BackendConnection, BackendError, BackendLogin, BackendPool, QueryResult
+from .backend import BackendConnection, BackendError, BackendLogin, BackendLost, QueryResult, ResultStream
+from .pool import BackendPool
 from .planner import LocalResult, Op, Plan, RoutingSnapshot
 from .txn import TxState
 
@@ -59,10 +57,12 @@ class TransactionAborted(SqlError):
 
 @dataclass(slots=True)
 class Reply:
-    """What the wire layer sends back: an OK, a relayed result, or a local result."""
+    """What the wire layer sends back: an OK or a whole result, a result still
+    streaming from a backend, or a result the proxy made itself."""
 
     result: QueryResult | None = None
     local: LocalResult | None = None
+    stream: ResultStream | None = None
 
 
 OK_REPLY = Reply(QueryResult(None, [], 0, 0, 0, 0, b""))
@@ -121,7 +121,7 @@ class SessionBackends:
                 self.in_txn.append(region)
         except BackendError as e:
             raise e.to_sql_error()
-        except (MySQLError, OSError) as e:
+        except (BackendLost, OSError) as e:
             self.drop(region)
             raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{region}': {e}")
         return conn
@@ -160,7 +160,7 @@ class SessionBackends:
                     await conn.run("COMMIT" if commit else "ROLLBACK")
             except BackendError as e:
                 first_error = first_error or e.to_sql_error()
-            except (MySQLError, OSError) as e:
+            except (BackendLost, OSError) as e:
                 self.drop(region)
                 first_error = first_error or SqlError(CR_SERVER_LOST, f"Lost connection to region '{region}' at {'COMMIT' if commit else 'ROLLBACK'}: {e}")
         if first_error is not None:
@@ -190,7 +190,18 @@ async def run_statement(conn: BackendConnection, sql: str, backends: SessionBack
         return await conn.run(sql)
     except BackendError as e:
         raise e.to_sql_error()
-    except (MySQLError, OSError, asyncio.IncompleteReadError) as e:
+    except (BackendLost, OSError) as e:
+        backends.drop(conn.region_id)
+        raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{conn.region_id}' during query: {e}")
+
+
+async def stream_statement(conn: BackendConnection, sql: str, backends: SessionBackends) -> ResultStream:
+    """Send one statement and return its result with the rows still to come."""
+    try:
+        return await conn.query_stream(sql.encode(conn.sql_encoding, "surrogateescape"))
+    except BackendError as e:
+        raise e.to_sql_error()
+    except (BackendLost, OSError) as e:
         backends.drop(conn.region_id)
         raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{conn.region_id}' during query: {e}")
 
@@ -218,7 +229,7 @@ async def execute(plan: Plan, backends: SessionBackends, snap: RoutingSnapshot, 
         region = backends.any_region(snap)
     conn = await backends.get(region, snap, database, tx)
     backends.last = conn
-    return Reply(await run_statement(conn, plan.sql, backends))
+    return Reply(stream=await stream_statement(conn, plan.sql, backends))
 
 
 async def _execute_write(plan: Plan, backends: SessionBackends, snap: RoutingSnapshot, database: str | None, tx: TxState) -> Reply:

@@ -32,7 +32,8 @@ from topology import CallTimeout, Topology, TopologyError
 from . import metrics
 from .accounts import AccountAdmin
 from .auth import Account
-from .backend import BackendPool, QueryResult
+from .backend import QueryResult
+from .pool import BackendPool
 from .executor import OK_REPLY, Reply, SessionBackends, TransactionAborted, execute, run_statement
 from .planner import Op, Plan, plan, plan_use_database
 from .routing import RoutingTable
@@ -158,9 +159,8 @@ class ProxySession(BaseSession):
         out = []
         for region, conn in self.backends.conns.items():
             info = snap.regions.get(region)
-            thread_id = getattr(conn, "server_thread_id", None)
-            if info is not None and thread_id and not conn.closed:
-                out.append((region, info, int(thread_id[0])))
+            if info is not None and conn.thread_id and conn.is_open:
+                out.append((region, info, conn.thread_id))
         return out
 
     async def kill_statements(self, targets: list[tuple[str, Any, int]]) -> None:

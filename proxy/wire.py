@@ -40,58 +40,21 @@ from mysql_mimic.types import Capabilities, ColumnType, Commands
 from minisql.errors import ER_NOT_SUPPORTED_YET, ER_UNKNOWN, SqlError
 
 from . import metrics
-from .backend import BackendError, field_list
+from .backend import BackendError, BackendLost, ResultStream
 from .auth import Account
 from .executor import Reply
 from .inbound import MalformedPacket, parse_change_user, parse_field_list
 from .multistatement import split_statements
 from .login import LoginContext, LoginFailed, authenticate, handshake
 from .planner import LocalResult, read_region, resolve_table
+from .protocol import SERVER_MORE_RESULTS_EXISTS, SERVER_STATUS_CURSOR_EXISTS, lenenc_str, make_eof, make_error, make_ok
 from .statements import TableRef
 from .stream import BoundedStream, PacketTooLarge, ReadTimeout
 
 log = logging.getLogger(__name__)
 
-_MAX_PAYLOAD = 0xFFFFFF
-
-
-def _lenenc_int(n: int) -> bytes:
-    if n < 251:
-        return bytes((n,))
-    if n < 1 << 16:
-        return b"\xfc" + n.to_bytes(2, "little")
-    if n < 1 << 24:
-        return b"\xfd" + n.to_bytes(3, "little")
-    return b"\xfe" + n.to_bytes(8, "little")
-
-
-def _lenenc_str(data: bytes) -> bytes:
-    return _lenenc_int(len(data)) + data
-
-
-def make_ok(*, affected_rows: int, insert_id: int, status: int, warnings: int, info: bytes = b"", eof: bool = False) -> bytes:
-    return b"".join(
-        (
-            b"\xfe" if eof else b"\x00",
-            _lenenc_int(affected_rows),
-            _lenenc_int(insert_id),
-            status.to_bytes(2, "little"),
-            warnings.to_bytes(2, "little"),
-            info,
-        )
-    )
-
-
-def make_eof(*, status: int, warnings: int) -> bytes:
-    return b"\xfe" + warnings.to_bytes(2, "little") + status.to_bytes(2, "little")
-
-
-def make_error(errno: int, sqlstate: str, message: str) -> bytes:
-    return b"\xff" + errno.to_bytes(2, "little") + b"#" + sqlstate.encode("ascii")[:5].ljust(5, b"0") + message.encode("utf-8", "replace")
-
-
 def encode_local_row(row: tuple[str | None, ...], codec: str = "utf8") -> bytes:
-    return b"".join(b"\xfb" if v is None else _lenenc_str(v.encode(codec, "replace")) for v in row)
+    return b"".join(b"\xfb" if v is None else lenenc_str(v.encode(codec, "replace")) for v in row)
 
 
 class ProxyConnection(Connection):
@@ -321,21 +284,29 @@ class ProxyConnection(Connection):
         metrics.ERRORS.labels(str(e.errno)).inc()
         await self.stream.write(make_error(e.errno, e.sqlstate, e.message))
 
-    def _end_packet(self, warnings: int, status: int | None = None) -> bytes:
+    def _end_packet(self, warnings: int, status: int | None = None, *, force_eof: bool = False) -> bytes:
         status = self._status() if status is None else status
-        if self.deprecate_eof():
+        if self.deprecate_eof() and not force_eof:
             return make_ok(affected_rows=0, insert_id=0, status=status, warnings=warnings, eof=True)
         return make_eof(status=status, warnings=warnings)
 
     async def write_reply(self, reply: Reply, *, more: bool = False) -> None:
         """Write one statement's answer; `more`: another result of the same
         multi-statement query follows (SERVER_MORE_RESULTS_EXISTS)."""
+        if reply.stream is not None:
+            await self._relay(reply.stream, more)
+            return
         status = self._status() | (SERVER_MORE_RESULTS_EXISTS if more else 0)
         if reply.local is not None:
             await self._write_local(reply.local, status)
             return
         result = reply.result
         assert result is not None
+        while result.more is not None:  # a CALL's results, relayed in order
+            self._write_head(result.fields or [], self._status() | SERVER_MORE_RESULTS_EXISTS)
+            self.stream.write_many(result.rows)
+            await self.stream.write(self._end_packet(result.warnings, self._status() | SERVER_MORE_RESULTS_EXISTS))
+            result = result.more
         if result.fields is None:
             await self.stream.write(
                 make_ok(
@@ -344,23 +315,59 @@ class ProxyConnection(Connection):
                 )
             )
             return
+        self._write_head(result.fields, status)
         stream = self.stream
-        head = [packets.make_column_count(capabilities=self.capabilities, column_count=len(result.fields))]
-        head.extend(result.fields)
-        if not self.deprecate_eof():
-            head.append(make_eof(status=status, warnings=0))
-        stream.write_many(head)
         rows = result.rows
         for i in range(0, len(rows), 1000):
-            batch = rows[i:i + 1000]
-            if any(len(r) >= _MAX_PAYLOAD for r in batch):
-                for r in batch:
-                    await stream.write(r, drain=False)
-            else:
-                stream.write_many(batch)
-            if len(rows) > 1000:
-                await stream.drain()
+            stream.write_many(rows[i:i + 1000])
+            await stream.drain()
         await stream.write(self._end_packet(result.warnings, status))
+
+    def _write_head(self, fields: list[bytes], status: int) -> None:
+        head = [packets.make_column_count(capabilities=self.capabilities, column_count=len(fields))]
+        head.extend(fields)
+        if not self.deprecate_eof():
+            head.append(make_eof(status=status, warnings=0))
+        self.stream.write_many(head)
+
+    async def _relay(self, result: ResultStream, more: bool) -> None:
+        """Relay a result as it streams from a backend: rows are written in
+        batches and drained, so a client that reads slowly slows the backend
+        read instead of filling proxy memory.  A backend error mid-result (the
+        query was killed) reaches the client as the ERR packet MariaDB sends
+        in place of the final EOF."""
+        stream = self.stream
+        try:
+            while True:
+                last = not result.more_results
+                status = self._status() | (SERVER_MORE_RESULTS_EXISTS if more or not last else 0)
+                if result.fields is None:
+                    await stream.write(make_ok(affected_rows=result.affected_rows, insert_id=result.insert_id,
+                                               status=status, warnings=result.warnings, info=result.info))
+                elif result.cursor:  # rows follow by COM_STMT_FETCH
+                    head = [packets.make_column_count(capabilities=self.capabilities, column_count=len(result.fields))]
+                    head.extend(result.fields)
+                    head.append(self._end_packet(result.warnings, status | SERVER_STATUS_CURSOR_EXISTS, force_eof=True))
+                    stream.write_many(head)
+                    await stream.drain()
+                else:
+                    self._write_head(result.fields, status)
+                    async for batch in result.batches():
+                        stream.write_many(batch)
+                        await stream.drain()
+                    last = not result.more_results
+                    status = self._status() | (SERVER_MORE_RESULTS_EXISTS if more or not last else 0)
+                    await stream.write(self._end_packet(result.warnings, status))
+                if last:
+                    return
+                result = await result.next_result()
+        except BackendError as e:
+            await self.write_error(e.to_sql_error())
+        except BackendLost as e:
+            self.session.backends.drop(result.conn.region_id)
+            await self.write_error(SqlError(2013, f"Lost connection to region '{result.conn.region_id}' during query: {e}", "HY000"))
+        finally:
+            result.abort()
 
     async def _write_local(self, local: LocalResult, status: int | None = None) -> None:
         head = [packets.make_column_count(capabilities=self.capabilities, column_count=len(local.columns))]
@@ -429,9 +436,13 @@ class ProxyConnection(Connection):
             table = resolve_table(TableRef(None, com.table), session, snap)
             region = read_region((table,), snap)
             conn = await session.backends.get(region, snap, session.database, session.tx)
-            columns = await field_list(conn, com.table, com.wildcard or "")
+            columns = await conn.field_list(com.table, com.wildcard or "")
         except BackendError as e:
             await self.write_error(e.to_sql_error())
+            return
+        except (BackendLost, OSError) as e:
+            session.backends.drop(region)
+            await self.write_error(SqlError(2013, f"Lost connection to region '{region}': {e}", "HY000"))
             return
         except SqlError as e:
             await self.write_error(e)
@@ -453,7 +464,6 @@ class ProxyConnection(Connection):
 
 
 _FATAL = (MalformedPacket, PacketTooLarge, ReadTimeout)
-SERVER_MORE_RESULTS_EXISTS = 0x0008
 DISCONNECT_WATCH_AFTER = 0.05  # seconds a command runs before we watch for its client leaving
 _BACKGROUND: set[asyncio.Future[None]] = set()
 

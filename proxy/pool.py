@@ -1,0 +1,72 @@
+"""Idle backend connections, reused by new client sessions.
+
+Client statements run as the client's own account (`login_for`), never as
+the proxy's internal account: MariaDB then checks every statement with the
+client's rights.  Only clean connections come back (no session variables
+changed, no prepared statement, no open transaction, no result half read);
+everything else is closed.  A region's address can change when it
+re-registers, so the pool is keyed by (region, host, port, login).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict, deque
+
+from minisql.accounts import region_password
+from minisql.errors import CR_CONN_HOST_ERROR, SqlError
+
+from .backend import BackendConnection, BackendError, BackendLogin, BackendLost
+
+
+class BackendPool:
+    def __init__(self, user: str, password: str, *, max_idle_per_region: int = 64, connect_timeout: float = 5.0) -> None:
+        self.internal = BackendLogin(user, password)
+        self._secret = password
+        self.max_idle = max_idle_per_region
+        self.connect_timeout = connect_timeout
+        self._idle: dict[tuple[str, str, int, bool, str, str], deque[BackendConnection]] = defaultdict(deque)
+        self.opened = 0
+
+    def login_for(self, user: str, host: str) -> BackendLogin:
+        """The region account of client account 'user'@'host' (minisql/accounts.py)."""
+        return BackendLogin(user, region_password(self._secret, user, host))
+
+    async def acquire(self, region_id: str, host: str, port: int, login: BackendLogin, *, found_rows: bool = False) -> BackendConnection:
+        """A connection to one region as `login`; `found_rows` mirrors the client's
+        CLIENT_FOUND_ROWS (UPDATE then reports matched rows, which ORMs rely on)."""
+        idle = self._idle[(region_id, host, port, found_rows, login.user, login.password)]
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        conn = BackendConnection(region_id, host, port, found_rows=found_rows)
+        try:
+            await conn.connect(login.user, login.password, self.connect_timeout)
+        except BackendError as e:
+            if e.errno in (1045, 4151, 1226, 1040):  # the client's own account was refused by the region
+                raise SqlError(e.errno, e.message, e.sqlstate)
+            raise SqlError(CR_CONN_HOST_ERROR, f"Can't connect to region '{region_id}' ({host}:{port}): {e.message}")
+        except (OSError, asyncio.TimeoutError, BackendLost) as e:
+            raise SqlError(CR_CONN_HOST_ERROR, f"Can't connect to region '{region_id}' ({host}:{port}): {e or type(e).__name__}")
+        conn.login = login
+        self.opened += 1
+        return conn
+
+    def release(self, conn: BackendConnection) -> None:
+        if conn.closed:
+            conn.close()
+            return
+        login = conn.login
+        assert isinstance(login, BackendLogin)
+        key = (conn.region_id, conn.host, conn.port, conn.found_rows, login.user, login.password)
+        idle = self._idle[key]
+        if conn.dirty or conn.prepared or len(idle) >= self.max_idle:
+            conn.close()
+            return
+        idle.append(conn)
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            while idle:
+                idle.pop().close()
