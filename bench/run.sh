@@ -39,8 +39,12 @@
 #                              MINISQL_BACKEND_USER / MINISQL_BACKEND_PASSWORD override it
 #   BENCH_REGIONS [3]  BENCH_START_TIMEOUT [300] (s)  BENCH_KEEP_DATA [0]
 #
-# sysbench always runs with --db-ps-mode=disable (text protocol), see
-# docs/benchmarks.md.
+#   BENCH_PS_MODES ["disable auto"]   sysbench --db-ps-mode values: disable = text
+#                              protocol, auto = server-side prepared statements
+#                              (sysbench's default)
+#   BENCH_LATENCY [1]          also run oltp_point_select at 1 thread per mode and
+#                              report p50 latency, direct and through the proxy
+# See docs/benchmarks.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -63,6 +67,9 @@ BENCH_SECRETS="${BENCH_SECRETS:-}"
 BENCH_REGIONS="${BENCH_REGIONS:-3}"
 BENCH_START_TIMEOUT="${BENCH_START_TIMEOUT:-300}"
 BENCH_KEEP_DATA="${BENCH_KEEP_DATA:-0}"
+BENCH_PS_MODES="${BENCH_PS_MODES:-disable auto}"
+BENCH_LATENCY="${BENCH_LATENCY:-1}"
+PS_MODE=disable
 
 HOST=127.0.0.1
 DB=sbtest
@@ -232,7 +239,7 @@ sb() {
         conn=(--mysql-host="$DIRECT_HOST" --mysql-port="$DIRECT_PORT" --mysql-user="$BACKEND_USER" --mysql-password="$BACKEND_PASSWORD")
     fi
     sysbench "$workload" --db-driver=mysql "${conn[@]}" --mysql-db="$DB" \
-        --tables="$BENCH_TABLES" --table-size="$BENCH_TABLE_SIZE" --db-ps-mode=disable "$@" "$command"
+        --tables="$BENCH_TABLES" --table-size="$BENCH_TABLE_SIZE" --db-ps-mode="$PS_MODE" "$@" "$command"
 }
 
 prepare_data() {
@@ -244,16 +251,17 @@ prepare_data() {
     } >>"$out" 2>&1 || { tail -n 20 "$out" | sed 's/^/    /' >&9; die "sysbench prepare through the proxy failed (see $out)"; }
 }
 
-# run <target> <workload>: one timed run; sets QPS_<target>_<workload>, P95_..., ERR_...
+# run <target> <workload> [threads] [percentile] [tag]: one timed run in $PS_MODE;
+# sets QPS_<target>_<mode><tag>_<workload>, P95_..., ERR_... (P95 holds the asked percentile)
 run_one() {
-    local target="$1" workload="$2"
-    local out="$RESULTS_DIR/$target-$workload.log" key="${target}_${workload}"
-    log "$target $workload: $BENCH_THREADS threads, ${BENCH_TIME}s"
-    if sb "$target" "$workload" run --threads="$BENCH_THREADS" --time="$BENCH_TIME" --events=0 \
-        --report-interval=0 --percentile=95 >"$out" 2>&1; then
+    local target="$1" workload="$2" threads="${3:-$BENCH_THREADS}" pct="${4:-95}" tag="${5:-}"
+    local out="$RESULTS_DIR/$target-$PS_MODE$tag-$workload.log" key="${target}_${PS_MODE}${tag}_${workload}"
+    log "$target $workload (ps-mode $PS_MODE): $threads threads, ${BENCH_TIME}s"
+    if sb "$target" "$workload" run --threads="$threads" --time="$BENCH_TIME" --events=0 \
+        --report-interval=0 --percentile="$pct" >"$out" 2>&1; then
         local qps p95 errs
         qps="$(sed -n 's/^ *queries: *[0-9]* *(\([0-9.]*\) per sec\.)/\1/p' "$out")"
-        p95="$(sed -n 's/^ *95th percentile: *\([0-9.]*\)/\1/p' "$out")"
+        p95="$(sed -n 's/^ *[0-9]*th percentile: *\([0-9.]*\)/\1/p' "$out")"
         errs="$(sed -n 's/^ *ignored errors: *\([0-9]*\) .*/\1/p' "$out")"
         if [[ -z "$qps" ]]; then
             log "$target $workload: no qps in the sysbench output ($out)"
@@ -339,9 +347,17 @@ MYSQL_PWD="$BACKEND_PASSWORD" "$MYSQL_CLIENT" --no-defaults --protocol=tcp -h "$
     -u "$BACKEND_USER" --connect-timeout=5 -N -B -e "SELECT 1 FROM $DB.sbtest1 LIMIT 1" >/dev/null \
     || die "cannot read $DB.sbtest1 on $DIRECT_HOST:$DIRECT_PORT as $BACKEND_USER (credentials from ${SECRETS_FILE:-the environment}; set BENCH_SECRETS)"
 
-for w in $BENCH_WORKLOADS; do run_one direct "$w"; done
+for PS_MODE in $BENCH_PS_MODES; do
+    for w in $BENCH_WORKLOADS; do run_one direct "$w"; done
+    [[ "$BENCH_LATENCY" != 1 ]] || run_one direct oltp_point_select 1 50 _1t
+done
+PS_MODE=disable
 prepare_data   # the direct writes reached the primary only: start the proxy runs from equal copies
-for w in $BENCH_WORKLOADS; do run_one proxy "$w"; done
+for PS_MODE in $BENCH_PS_MODES; do
+    for w in $BENCH_WORKLOADS; do run_one proxy "$w"; done
+    [[ "$BENCH_LATENCY" != 1 ]] || run_one proxy oltp_point_select 1 50 _1t
+done
+PS_MODE=disable
 
 if [[ "$BENCH_KEEP_DATA" != 1 ]]; then
     sb proxy oltp_read_write cleanup >>"$RESULTS_DIR/prepare.log" 2>&1 || log "warning: sysbench cleanup failed"
@@ -355,19 +371,30 @@ ratio() {
 {
     echo "MiniSQL Cluster benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "machine:   $(nproc) CPU(s), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1); load average before: $LOAD_BEFORE"
-    echo "sysbench:  $(sysbench --version), mysql driver, --db-ps-mode=disable, $BENCH_THREADS threads, ${BENCH_TIME}s per run,"
+    echo "sysbench:  $(sysbench --version), mysql driver, --db-ps-mode in: $BENCH_PS_MODES, $BENCH_THREADS threads, ${BENCH_TIME}s per run,"
     echo "           $BENCH_TABLES table(s) x $BENCH_TABLE_SIZE rows in $DB (prepared through the proxy)"
     echo "direct:    MariaDB of region $DIRECT_REGION at $DIRECT_HOST:$DIRECT_PORT (primary of $DB.sbtest1; replicas: $REPLICAS), user $BACKEND_USER"
     echo "proxy:     $HOST:$BENCH_PROXY_PORT, user $PROXY_USER ($( [[ $STARTED == 1 ]] && echo "stack started by bench/run.sh in ${BENCH_DATA_DIR#$ROOT/}" || echo "already running stack"))"
     echo
-    printf '%-20s %12s %12s %13s %14s %13s %10s\n' workload "direct qps" "proxy qps" "proxy/direct" "direct p95 ms" "proxy p95 ms" "errors d/p"
-    for w in $BENCH_WORKLOADS; do
-        d="QPS_direct_$w" p="QPS_proxy_$w" dp="P95_direct_$w" pp="P95_proxy_$w" de="ERR_direct_$w" pe="ERR_proxy_$w"
-        printf '%-20s %12s %12s %13s %14s %13s %10s\n' "$w" "${!d:--}" "${!p:--}" "$(ratio "${!p:--}" "${!d:--}")" \
-            "${!dp:--}" "${!pp:--}" "${!de:--}/${!pe:--}"
+    printf '%-20s %-8s %12s %12s %13s %14s %13s %10s\n' workload ps-mode "direct qps" "proxy qps" "proxy/direct" "direct p95 ms" "proxy p95 ms" "errors d/p"
+    for m in $BENCH_PS_MODES; do
+        for w in $BENCH_WORKLOADS; do
+            d="QPS_direct_${m}_$w" p="QPS_proxy_${m}_$w" dp="P95_direct_${m}_$w" pp="P95_proxy_${m}_$w" de="ERR_direct_${m}_$w" pe="ERR_proxy_${m}_$w"
+            printf '%-20s %-8s %12s %12s %13s %14s %13s %10s\n' "$w" "$m" "${!d:--}" "${!p:--}" "$(ratio "${!p:--}" "${!d:--}")" \
+                "${!dp:--}" "${!pp:--}" "${!de:--}/${!pe:--}"
+        done
     done
+    if [[ "$BENCH_LATENCY" == 1 ]]; then
+        echo
+        printf '%-40s %-8s %14s %13s %10s\n' "oltp_point_select, 1 thread" ps-mode "direct p50 ms" "proxy p50 ms" "added ms"
+        for m in $BENCH_PS_MODES; do
+            dp="P95_direct_${m}_1t_oltp_point_select" pp="P95_proxy_${m}_1t_oltp_point_select"
+            printf '%-40s %-8s %14s %13s %10s\n' "" "$m" "${!dp:--}" "${!pp:--}" \
+                "$(awk -v p="${!pp:--}" -v d="${!dp:--}" 'BEGIN { if (p ~ /^[0-9.]+$/ && d ~ /^[0-9.]+$/) printf "%.3f", p - d; else printf "-" }')"
+        done
+    fi
     echo
-    echo "sysbench outputs: bench/results/{direct,proxy}-<workload>.log"
+    echo "sysbench outputs: bench/results/{direct,proxy}-<ps-mode>-<workload>.log"
 } >"$RESULTS"
 cat "$RESULTS"
 

@@ -215,18 +215,22 @@ def _statement_prefix(ts: float, seeds: tuple[int, int] | None, insert_id: int =
     return "SET STATEMENT " + ", ".join(parts) + " FOR "
 
 
+def single_region(plan: Plan, backends: SessionBackends, snap: RoutingSnapshot) -> str:
+    """The region a READ / ANY / STICKY plan runs on."""
+    if plan.op is Op.READ:
+        return plan.regions[0]
+    if plan.op is Op.STICKY and backends.last is not None and not backends.last.closed:
+        return backends.last.region_id
+    return backends.any_region(snap)
+
+
 async def execute(plan: Plan, backends: SessionBackends, snap: RoutingSnapshot, database: str | None, tx: TxState) -> Reply:
     """Run a READ / WRITE / ANY / STICKY plan and return the reply to relay."""
     if plan.op is Op.LOCAL:
         return Reply(local=plan.local)
     if plan.op is Op.WRITE:
         return await _execute_write(plan, backends, snap, database, tx)
-    if plan.op is Op.READ:
-        region = plan.regions[0]
-    elif plan.op is Op.STICKY and backends.last is not None and not backends.last.closed:
-        region = backends.last.region_id
-    else:
-        region = backends.any_region(snap)
+    region = single_region(plan, backends, snap)
     conn = await backends.get(region, snap, database, tx)
     backends.last = conn
     return Reply(stream=await stream_statement(conn, plan.sql, backends))

@@ -32,10 +32,22 @@ from topology import CallTimeout, Topology, TopologyError
 from . import metrics
 from .accounts import AccountAdmin
 from .auth import Account
-from .backend import QueryResult
-from .pool import BackendPool
-from .executor import OK_REPLY, Reply, SessionBackends, TransactionAborted, execute, run_statement
+from .backend import BackendError, BackendLost, QueryResult
+from .executor import OK_REPLY, Reply, SessionBackends, TransactionAborted, execute, run_statement, single_region
+from .prepared import (
+    ER_MAX_PREPARED_STMT_COUNT_REACHED,
+    MAX_STATEMENTS_PER_SESSION,
+    ExecuteRequest,
+    PreparedStatement,
+    Route,
+    backend_execute_payload,
+    interpolate,
+    param_definition,
+    param_literals,
+    placeholder_positions,
+)
 from .planner import Op, Plan, plan, plan_use_database
+from .pool import BackendPool
 from .routing import RoutingTable
 from .statements import BIG_STATEMENT, DML_KINDS, AnalysisCache, Kind, classify, strip_leading_noise, substitute_last_insert_id
 from .txn import Effect, Event, TxState, transition
@@ -122,6 +134,8 @@ class ProxySession(BaseSession):
         self.last_insert_id = 0
         self.last_insert_region: str | None = None
         self.connection: Any = None
+        self.statements: dict[int, PreparedStatement] = {}  # COM_STMT_PREPARE ids
+        self._next_stmt_id = 1
         metrics.SESSIONS.inc()
 
     @property
@@ -196,6 +210,7 @@ class ProxySession(BaseSession):
         self.backends.login = old.login
         self.tx = TxState()
         self.no_backslash_escapes = False
+        self.statements.clear()
         self.set_charset(str(self.variables.get("character_set_client")))
 
     async def use(self, database: str) -> None:
@@ -453,3 +468,114 @@ class ProxySession(BaseSession):
         warnings = result.get("warnings") or []
         return Reply(QueryResult(None, [], int(result.get("affected_rows", 0)), 0, len(warnings), 0, b""))
 
+
+    # -- server-side prepared statements (COM_STMT_*; see prepared.py) ----------------------
+    async def prepare(self, sql: str) -> tuple[PreparedStatement, int]:
+        """COM_STMT_PREPARE: (the statement, warnings).  A read routed to one region
+        is prepared there (RELAY); anything else runs through the text path at
+        execute (TEXT), with a write prepared once on its primary for MariaDB's
+        own checks and parameter count."""
+        if len(self.statements) >= MAX_STATEMENTS_PER_SESSION:
+            raise SqlError(ER_MAX_PREPARED_STMT_COUNT_REACHED,
+                           f"Can't create more than max_prepared_stmt_count statements (current value: {MAX_STATEMENTS_PER_SESSION})", "42000")
+        metrics.QUERIES.labels("prepare").inc()
+        kind = classify(sql)
+        stmt_id = self._next_stmt_id
+        self._next_stmt_id = stmt_id % 0xFFFFFFFF + 1
+        p: Plan | None = None
+        if kind in DML_KINDS or kind in (Kind.SHOW, Kind.DESCRIBE):
+            p = plan(sql, kind, self.routing.snapshot, self, self.cache)
+        if p is not None and p.op in (Op.READ, Op.ANY, Op.STICKY):
+            stmt = PreparedStatement(stmt_id, sql, Route.RELAY, 0, [], [])
+            conn = await self._statement_connection(p)
+            prepared = await self._backend_call(conn, conn.prepare(sql.encode(conn.sql_encoding, "surrogateescape")))
+            conn.prepared[stmt] = prepared.stmt_id
+            conn.dirty = True
+        elif p is not None and p.op is Op.WRITE:
+            stmt = PreparedStatement(stmt_id, sql, Route.TEXT, 0, [], [])
+            conn = await self._statement_connection(p)
+            prepared = await self._backend_call(conn, conn.prepare(sql.encode(conn.sql_encoding, "surrogateescape")))
+            conn.close_statement(prepared.stmt_id)
+        else:
+            count = len(placeholder_positions(sql))
+            stmt = PreparedStatement(stmt_id, sql, Route.TEXT, count, [param_definition()] * count, [])
+            self.statements[stmt_id] = stmt
+            return stmt, 0
+        if stmt.route is Route.TEXT and len(prepared.params) != len(placeholder_positions(sql)):
+            raise unsupported("this prepared statement (its placeholders could not be located in the text)")
+        stmt.param_count, stmt.params, stmt.columns = len(prepared.params), prepared.params, prepared.columns
+        self.statements[stmt_id] = stmt
+        return stmt, prepared.warnings
+
+    async def _statement_connection(self, p: Plan) -> Any:
+        snap = self.routing.snapshot
+        region = p.regions[0] if p.op is Op.WRITE else single_region(p, self.backends, snap)
+        self.tx, _ = transition(self.tx, Event.STATEMENT)
+        conn = await self.backends.get(region, snap, self.database, self.tx)
+        self.backends.last = conn
+        return conn
+
+    async def _backend_call(self, conn: Any, call: Any) -> Any:
+        try:
+            return await call
+        except BackendError as e:
+            raise e.to_sql_error()
+        except (BackendLost, OSError) as e:
+            self.backends.drop(conn.region_id)
+            raise SqlError(2013, f"Lost connection to region '{conn.region_id}' during query: {e}")
+
+    async def execute_prepared(self, stmt: PreparedStatement, req: ExecuteRequest) -> Reply:
+        """COM_STMT_EXECUTE.  RELAY: planned again (the placement may have moved
+        the table), prepared on the target connection if it is new there, and
+        forwarded; TEXT: the parameters become literals in the SQL, which takes
+        the text path (writes fan out with pinned values)."""
+        metrics.QUERIES.labels("execute").inc()
+        if stmt.route is Route.TEXT:
+            literals = param_literals(stmt, req, self.backends.sql_encoding, self.no_backslash_escapes)
+            stmt.long_data.clear()
+            stmt.long_data_size = 0
+            return await self.execute(interpolate(stmt.sql, literals))
+        p = plan(stmt.sql, classify(stmt.sql), self.routing.snapshot, self, self.cache)
+        if p.op not in (Op.READ, Op.ANY, Op.STICKY):
+            raise unsupported("a prepared read whose table now needs another route; prepare it again")
+        conn = await self._statement_connection(p)
+        backend_id = conn.prepared.get(stmt)
+        if backend_id is None:
+            prepared = await self._backend_call(conn, conn.prepare(stmt.sql.encode(conn.sql_encoding, "surrogateescape")))
+            backend_id = conn.prepared[stmt] = prepared.stmt_id
+            conn.dirty = True
+        try:
+            for param, data in stmt.long_data.items():
+                conn.send_long_data(backend_id, param, bytes(data))
+        finally:
+            stmt.long_data.clear()
+            stmt.long_data_size = 0
+        stream = await self._backend_call(conn, conn.execute_stream(backend_execute_payload(backend_id, stmt, req)))
+        stmt.cursor = conn if stream.cursor else None
+        return Reply(stream=stream)
+
+    async def fetch_prepared(self, stmt: PreparedStatement, rows: int) -> Reply:
+        """COM_STMT_FETCH: more rows from the cursor the last execute opened."""
+        conn = stmt.cursor
+        backend_id = conn.prepared.get(stmt) if conn is not None else None
+        if conn is None or backend_id is None or conn.closed:
+            raise SqlError(1421, f"The statement ({stmt.stmt_id}) has no open cursor.", "HY000")
+        return Reply(stream=await self._backend_call(conn, conn.fetch_stream(backend_id, rows)))
+
+    async def reset_prepared(self, stmt: PreparedStatement) -> None:
+        """COM_STMT_RESET: long data dropped, an open cursor closed."""
+        stmt.long_data.clear()
+        stmt.long_data_size = 0
+        conn, stmt.cursor = stmt.cursor, None
+        if conn is not None and not conn.closed and stmt in conn.prepared:
+            await self._backend_call(conn, conn.reset_statement(conn.prepared[stmt]))
+
+    def close_prepared(self, stmt_id: int) -> None:
+        """COM_STMT_CLOSE (no answer): forgotten here and on every backend."""
+        stmt = self.statements.pop(stmt_id, None)
+        if stmt is None:
+            return
+        for conn in self.backends.conns.values():
+            backend_id = conn.prepared.pop(stmt, None)
+            if backend_id is not None and not conn.closed:
+                conn.close_statement(backend_id)

@@ -37,17 +37,26 @@ from mysql_mimic.constants import KillKind
 from mysql_mimic.stream import ConnectionClosed
 from mysql_mimic.types import Capabilities, ColumnType, Commands
 
-from minisql.errors import ER_NOT_SUPPORTED_YET, ER_UNKNOWN, SqlError
+from minisql.errors import ER_UNKNOWN, SqlError
 
 from . import metrics
-from .backend import BackendError, BackendLost, ResultStream
+from .backend import BackendError, BackendLost, QueryResult, ResultStream
 from .auth import Account
 from .executor import Reply
 from .inbound import MalformedPacket, parse_change_user, parse_field_list
 from .multistatement import split_statements
 from .login import LoginContext, LoginFailed, authenticate, handshake
 from .planner import LocalResult, read_region, resolve_table
-from .protocol import SERVER_MORE_RESULTS_EXISTS, SERVER_STATUS_CURSOR_EXISTS, lenenc_str, make_eof, make_error, make_ok
+from .prepared import Route, column_type, parse_execute, prepare_ok, text_row_to_binary
+from .protocol import (
+    SERVER_MORE_RESULTS_EXISTS,
+    SERVER_STATUS_CURSOR_EXISTS,
+    SERVER_STATUS_LAST_ROW_SENT,
+    lenenc_str,
+    make_eof,
+    make_error,
+    make_ok,
+)
 from .statements import TableRef
 from .stream import BoundedStream, PacketTooLarge, ReadTimeout
 
@@ -162,11 +171,11 @@ class ProxyConnection(Connection):
             Commands.COM_CHANGE_USER: self.handle_change_user,
             Commands.COM_RESET_CONNECTION: self.handle_reset_connection,
             Commands.COM_STMT_PREPARE: self.handle_stmt_prepare,
-            Commands.COM_STMT_EXECUTE: self._unknown_statement,
-            Commands.COM_STMT_FETCH: self._unknown_statement,
-            Commands.COM_STMT_RESET: self._unknown_statement,
-            Commands.COM_STMT_CLOSE: self._no_reply,
-            Commands.COM_STMT_SEND_LONG_DATA: self._no_reply,
+            Commands.COM_STMT_EXECUTE: self.handle_stmt_execute,
+            Commands.COM_STMT_FETCH: self.handle_stmt_fetch,
+            Commands.COM_STMT_RESET: self.handle_stmt_reset,
+            Commands.COM_STMT_CLOSE: self.handle_stmt_close,
+            Commands.COM_STMT_SEND_LONG_DATA: self.handle_stmt_send_long_data,
         }
         stream = self.stream
         loop = asyncio.get_running_loop()
@@ -247,13 +256,6 @@ class ProxyConnection(Connection):
         _BACKGROUND.add(killing)  # outlives this connection; keep a reference until done
         killing.add_done_callback(_BACKGROUND.discard)
 
-    async def _unknown_statement(self, data: bytes) -> None:
-        stmt_id = int.from_bytes(data[:4], "little")
-        raise SqlError(1243, f"Unknown prepared statement handler ({stmt_id}) given to mysqld_stmt_execute", "HY000")
-
-    async def _no_reply(self, data: bytes) -> None:
-        """COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA have no response."""
-
     async def handle_change_user(self, data: bytes) -> None:
         """Re-authenticate (same guard); success resets the session, failure ends the connection."""
         change = parse_change_user(self.capabilities, self.client_charset, data)
@@ -284,9 +286,11 @@ class ProxyConnection(Connection):
         metrics.ERRORS.labels(str(e.errno)).inc()
         await self.stream.write(make_error(e.errno, e.sqlstate, e.message))
 
-    def _end_packet(self, warnings: int, status: int | None = None, *, force_eof: bool = False) -> bytes:
+    def _end_packet(self, warnings: int, status: int | None = None) -> bytes:
+        """The end of a result: EOF, or with CLIENT_DEPRECATE_EOF an OK packet with
+        the 0xFE header (also what MariaDB sends after a cursor's metadata)."""
         status = self._status() if status is None else status
-        if self.deprecate_eof() and not force_eof:
+        if self.deprecate_eof():
             return make_ok(affected_rows=0, insert_id=0, status=status, warnings=warnings, eof=True)
         return make_eof(status=status, warnings=warnings)
 
@@ -347,7 +351,7 @@ class ProxyConnection(Connection):
                 elif result.cursor:  # rows follow by COM_STMT_FETCH
                     head = [packets.make_column_count(capabilities=self.capabilities, column_count=len(result.fields))]
                     head.extend(result.fields)
-                    head.append(self._end_packet(result.warnings, status | SERVER_STATUS_CURSOR_EXISTS, force_eof=True))
+                    head.append(self._end_packet(result.warnings, status | SERVER_STATUS_CURSOR_EXISTS))
                     stream.write_many(head)
                     await stream.drain()
                 else:
@@ -369,17 +373,16 @@ class ProxyConnection(Connection):
         finally:
             result.abort()
 
-    async def _write_local(self, local: LocalResult, status: int | None = None) -> None:
-        head = [packets.make_column_count(capabilities=self.capabilities, column_count=len(local.columns))]
-        for name in local.columns:
-            head.append(
-                packets.make_column_definition_41(
-                    server_charset=self.server_charset, name=name, column_type=ColumnType.VAR_STRING, column_length=256
-                )
+    def _local_fields(self, local: LocalResult) -> list[bytes]:
+        return [
+            packets.make_column_definition_41(
+                server_charset=self.server_charset, name=name, column_type=ColumnType.VAR_STRING, column_length=256
             )
-        if not self.deprecate_eof():
-            head.append(make_eof(status=self._status(), warnings=0))
-        self.stream.write_many(head)
+            for name in local.columns
+        ]
+
+    async def _write_local(self, local: LocalResult, status: int | None = None) -> None:
+        self._write_head(self._local_fields(local), self._status() if status is None else status)
         codec = self.server_charset.codec
         self.stream.write_many([encode_local_row(r, codec) for r in local.rows])
         await self.stream.write(self._end_packet(0, status))
@@ -450,10 +453,97 @@ class ProxyConnection(Connection):
         self.stream.write_many(columns)
         await self.stream.write(self._end_packet(0))
 
+    # -- prepared statements (the session owns them; prepared.py has the codecs) -----------
     async def handle_stmt_prepare(self, data: bytes) -> None:
-        await self.write_error(
-            SqlError(ER_NOT_SUPPORTED_YET, "MiniSQL Cluster does not support server-side prepared statements (COM_STMT_PREPARE) yet; use client-side parameters")
-        )
+        sql = data.decode(self.client_charset.codec, "surrogateescape")
+        stmt, warnings = await self.session.prepare(sql)
+        out = [prepare_ok(stmt, warnings)]
+        for defs in (stmt.params, stmt.columns):
+            if defs:
+                out.extend(defs)
+                if not self.deprecate_eof():
+                    out.append(make_eof(status=self._status(), warnings=0))
+        self.stream.write_many(out)
+        await self.stream.drain()
+
+    def _statement(self, data: bytes, command: str) -> Any:
+        stmt_id = int.from_bytes(data[:4], "little")
+        stmt = self.session.statements.get(stmt_id)
+        if len(data) < 4 or stmt is None:
+            raise SqlError(1243, f"Unknown prepared statement handler ({stmt_id}) given to {command}", "HY000")
+        return stmt
+
+    async def handle_stmt_execute(self, data: bytes) -> None:
+        stmt = self._statement(data, "mysqld_stmt_execute")
+        request = parse_execute(stmt, data)
+        started = time.perf_counter()
+        reply = await self.session.execute_prepared(stmt, request)
+        metrics.LATENCY.labels("query").observe(time.perf_counter() - started)
+        if stmt.route is Route.RELAY:
+            await self.write_reply(reply)  # binary rows, relayed as they come
+        else:
+            await self.write_reply(await self._to_binary(reply))
+
+    async def _to_binary(self, reply: Reply) -> Reply:
+        """A text-path answer to COM_STMT_EXECUTE with rows re-encoded in the
+        binary protocol (rare: writes answer OK; a prepared statement the proxy
+        answers itself, or a write with RETURNING, has rows)."""
+        if reply.local is not None:
+            local = reply.local
+            codec = self.server_charset.codec
+            types = [(0xFD, False)] * len(local.columns)
+            rows = [text_row_to_binary(encode_local_row(r, codec), types) for r in local.rows]
+            return Reply(QueryResult(self._local_fields(local), rows, len(rows), 0, 0, 0, b""))
+        if reply.stream is not None:
+            try:
+                result = await reply.stream.read_all()
+            except BackendError as e:
+                raise e.to_sql_error()
+            reply = Reply(result)
+        result = reply.result
+        while result is not None:
+            if result.fields is not None:
+                types = [column_type(f) for f in result.fields]
+                result.rows = [text_row_to_binary(r, types) for r in result.rows]
+            result = result.more
+        return reply
+
+    async def handle_stmt_fetch(self, data: bytes) -> None:
+        stmt = self._statement(data, "mysqld_stmt_fetch")
+        rows = int.from_bytes(data[4:8], "little") if len(data) >= 8 else 1
+        reply = await self.session.fetch_prepared(stmt, rows)
+        result = reply.stream
+        try:
+            async for batch in result.batches():
+                self.stream.write_many(batch)
+                await self.stream.drain()
+            status = self._status() | (result.server_status & (SERVER_STATUS_CURSOR_EXISTS | SERVER_STATUS_LAST_ROW_SENT))
+            await self.stream.write(self._end_packet(result.warnings, status))
+        except BackendError as e:
+            await self.write_error(e.to_sql_error())
+        finally:
+            result.abort()
+
+    async def handle_stmt_reset(self, data: bytes) -> None:
+        await self.session.reset_prepared(self._statement(data, "mysqld_stmt_reset"))
+        await self.stream.write(make_ok(affected_rows=0, insert_id=0, status=self._status(), warnings=0))
+
+    async def handle_stmt_close(self, data: bytes) -> None:
+        """No answer, even for an unknown id (as MariaDB)."""
+        self.session.close_prepared(int.from_bytes(data[:4], "little"))
+
+    async def handle_stmt_send_long_data(self, data: bytes) -> None:
+        """No answer; an unknown statement or too much data is reported by the next execute."""
+        if len(data) < 6:
+            return
+        stmt = self.session.statements.get(int.from_bytes(data[:4], "little"))
+        param = int.from_bytes(data[4:6], "little")
+        if stmt is None or param >= stmt.param_count:
+            return
+        stmt.long_data_size += len(data) - 6
+        if stmt.long_data_size > self.edge.max_allowed_packet:
+            raise PacketTooLarge()
+        stmt.long_data.setdefault(param, bytearray()).extend(data[6:])
 
     async def handle_reset_connection(self, data: bytes) -> None:
         await self.session.reset()
@@ -464,6 +554,8 @@ class ProxyConnection(Connection):
 
 
 _FATAL = (MalformedPacket, PacketTooLarge, ReadTimeout)
+
+
 DISCONNECT_WATCH_AFTER = 0.05  # seconds a command runs before we watch for its client leaving
 _BACKGROUND: set[asyncio.Future[None]] = set()
 
