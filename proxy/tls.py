@@ -74,14 +74,15 @@ def _take_buffered(reader: asyncio.StreamReader) -> bytes:
 
 
 def _feed(protocol: asyncio.BaseProtocol, data: bytes) -> None:
-    """Deliver bytes to a protocol the way a transport does."""
-    if isinstance(protocol, asyncio.BufferedProtocol):
+    """Deliver bytes to a protocol the way a transport does (uvloop's SSLProtocol
+    is buffered without deriving from asyncio.BufferedProtocol)."""
+    if hasattr(protocol, "get_buffer"):
         view = memoryview(data)
         while view:
-            buf = protocol.get_buffer(len(view))
+            buf = protocol.get_buffer(len(view))  # type: ignore[attr-defined]
             n = min(len(buf), len(view))
             buf[:n] = view[:n]
-            protocol.buffer_updated(n)
+            protocol.buffer_updated(n)  # type: ignore[attr-defined]
             view = view[n:]
     else:
         protocol.data_received(data)  # type: ignore[attr-defined]
