@@ -197,7 +197,8 @@ def test_proxies_get_consecutive_ports_and_metrics_ports(tmp_path):
 def test_the_most_proxies_and_masters_fit_the_metrics_range(tmp_path):
     c = _cluster(tmp_path, "--proxies", str(MAX_PROXIES), "--masters", "10", "--regions", "50")
     assert c.port_conflicts() == []
-    assert len({port for port, _ in c.wanted_ports()}) == 2 + 50 + 2 * MAX_PROXIES + 10 + 50 - 1  # zk, mysql, proxies, masters, regions
+    # ZooKeeper, 50 MariaDBs, each proxy twice (MySQL + metrics), 10 masters, 50 regions: all distinct
+    assert len({port for port, _ in c.wanted_ports()}) == 1 + 50 + 2 * MAX_PROXIES + 10 + 50
 
 
 def test_port_conflicts_name_both_sides(tmp_path):
