@@ -79,7 +79,7 @@ bench: deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash bench/run.sh
 
 status: python-deps
-	$(VENV)/bin/minisql status $$([ -f $(DATA_DIR)/secrets.json ] && echo --secrets $(DATA_DIR)/secrets.json)
+	$(VENV)/bin/minisql status --data-dir $(DATA_DIR)
 
 clean:
 	@if [ -f $(DATA_DIR)/up.lock ] && ! flock -n $(DATA_DIR)/up.lock true; then \

@@ -1,6 +1,7 @@
 """The `minisql` command: run one component, the whole local stack, or show status.
 
     minisql up [--data-dir ./.minisql] [--regions 3] ...   # everything on this machine
+    minisql up --proxies 2 --mariadb-option=--character-set-server=latin1
     minisql proxy  --port 6033 --secrets FILE --users FILE  # one component
     minisql master --id m1
     minisql region --id r1 --mysql-port 3307 --secrets FILE
@@ -23,6 +24,7 @@ from typing import Sequence
 from topology import NotAuthorizedError
 
 from .config import ConfigError, _log_level, add_common_arguments, setup_logging
+from .mariadb_options import OptionError, parse_option
 from .status import run_status
 from .up import run_up
 
@@ -66,6 +68,14 @@ def _run_component(name: str, argv: Sequence[str]) -> int:
 
 
 
+def _mariadb_option(text: str) -> str:
+    """argparse type of --mariadb-option: a bad option is a usage error (exit 2)."""
+    try:
+        return parse_option(text)
+    except OptionError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 # -- parser -----------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -76,14 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser(
         "up",
-        help="run the whole stack on this machine (ZooKeeper, MariaDB, regions, masters, proxy)",
-        description="Run ZooKeeper, one MariaDB + region agent per region, the masters and a proxy on "
+        help="run the whole stack on this machine (ZooKeeper, MariaDB, regions, masters, proxies)",
+        description="Run ZooKeeper, one MariaDB + region agent per region, the masters and the proxies on "
         "this machine until Ctrl-C.  Data and logs live in --data-dir and survive restarts.",
     )
     up.add_argument("--data-dir", default="./.minisql", help="where data, secrets and logs live (default: ./.minisql)")
     up.add_argument("--regions", type=int, default=3, help="number of regions, each with its own MariaDB (default: 3)")
     up.add_argument("--masters", type=int, default=2, help="number of master candidates (default: 2)")
-    up.add_argument("--port", type=int, default=6033, help="proxy's MySQL port (default: 6033)")
+    up.add_argument(
+        "--port", type=int, default=6033, help="proxy's MySQL port; with --proxies N, proxy pK uses port+K-1 (default: 6033)"
+    )
+    up.add_argument(
+        "--proxies",
+        type=int,
+        default=1,
+        metavar="N",
+        help="number of proxies, sharing ZooKeeper, accounts and secrets (1..10, default: 1)",
+    )
     up.add_argument("--zk-port", type=int, default=2181, help="ZooKeeper client port (default: 2181)")
     up.add_argument(
         "--mysql-base-port", type=int, default=3307, help="MariaDB port of r1; rK uses base+K-1 (default: 3307)"
@@ -92,7 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-base-port",
         type=int,
         default=9200,
-        help="proxy metrics port; masters use base+10.., region rK base+20+K (default: 9200)",
+        help="proxy pK's metrics port is base+K-1; masters use base+10.., region rK base+20+K (default: 9200)",
+    )
+    up.add_argument(
+        "--mariadb-option",
+        dest="mariadb_options",
+        action="append",
+        default=[],
+        type=_mariadb_option,
+        metavar="OPTION",
+        help="server option for every region's MariaDB, repeatable: --mariadb-option=--character-set-server=latin1 "
+        "or --mariadb-option character-set-server=latin1.  Options the stack manages (--port, --socket, "
+        "--datadir, --user, --secure-file-priv, --local-infile, ...) are refused",
     )
     up.add_argument("--zk-root", default="/minisql", help="ZooKeeper root path of the cluster (default: /minisql)")
     up.add_argument("--log-level", default="INFO", type=_log_level, help="log level of every process (default: INFO)")
@@ -111,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON file with zk_status_user / zk_status_password (the read-only ZooKeeper identity)",
     )
     st.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for ZooKeeper (default: 10)")
+    st.add_argument(
+        "--data-dir",
+        default=None,
+        help="data dir of a `minisql up`: also list its proxies, and read DIR/secrets.json unless --secrets is given",
+    )
     st.set_defaults(func=run_status)
 
     for name, (_, help_text) in COMPONENTS.items():

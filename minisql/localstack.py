@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .mariadb_options import merge_defaults, parse_options
 from .processes import (
     LOOPBACK,
     LocalStackError,
@@ -281,6 +282,15 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
 
 _INSTALL_SERVER_OPTIONS = ("--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M")
 
+#: the stack's choices a region's `server_options` (``minisql up --mariadb-option``) may override
+DEFAULT_SERVER_OPTIONS = (
+    "--skip-log-bin",
+    *_INSTALL_SERVER_OPTIONS,
+    "--max-connections=500",
+    "--character-set-server=utf8mb4",
+    "--collation-server=utf8mb4_general_ci",
+)
+
 
 def install_mariadb_datadir(data_dir: str | os.PathLike[str], log_path: str | os.PathLike[str] | None = None) -> bool:
     """Run mariadb-install-db into `data_dir` unless it is already installed.
@@ -341,6 +351,12 @@ class MariaDBProcess(ManagedProcess):
       before, with a warning.  `run_as`: "auto" (that rule), a user name, or
       None (never switch).  `run_user` says what it chose at the last start.
 
+    `server_options` (``minisql up --mariadb-option``) are checked by
+    `minisql.mariadb_options` (options the stack manages are refused) and
+    override the stack's `DEFAULT_SERVER_OPTIONS` (charset, buffers, binlog
+    off, max connections) but never the managed ones, which come after them
+    on the command line.  `extra_args` come last, unchecked: for tests.
+
     ``start()`` installs the datadir first if needed (``mariadb-install-db``, or
     copy a template with `install_from_template`), waits until a query runs,
     then makes sure the backend account ``backend_user``@'127.0.0.1' and
@@ -363,6 +379,7 @@ class MariaDBProcess(ManagedProcess):
         backend_user: str = DEFAULT_BACKEND_USER,
         backend_password: str | None = None,
         extra_args: Iterable[str] = (),
+        server_options: Iterable[str] = (),
         name: str | None = None,
         secure_file_dir: str | os.PathLike[str] | None = None,
         run_as: str | None = "auto",
@@ -375,6 +392,7 @@ class MariaDBProcess(ManagedProcess):
         self.backend_user = backend_user
         self.backend_password = backend_password
         self.extra_args = list(extra_args)
+        self.server_options = parse_options(server_options)
         self.pid_file = data_dir / "mariadbd.pid"
         self._private_socket_dir = False
         if socket_path is None:
@@ -477,33 +495,35 @@ class MariaDBProcess(ManagedProcess):
         return account
 
     def command(self) -> list[str]:
-        argv = [
-            require_program("mariadbd", "mariadb-server"),
-            "--no-defaults",
+        # Order matters: mariadbd keeps the last value of an option.  The
+        # stack's defaults come first, the user's `server_options` next (so
+        # they override those), then what the stack manages (listening,
+        # paths, account, hardening), so nothing before can change it.
+        managed = [
             f"--datadir={self.data_dir}",
             f"--socket={self.socket}",
             f"--port={self.port}",
             f"--bind-address={self.host}",
         ]
         if self.run_user is not None:
-            argv.append(f"--user={self.run_user}")
+            managed.append(f"--user={self.run_user}")
         elif os.geteuid() == 0:
-            argv.append("--user=root")
-        argv += [
+            managed.append("--user=root")
+        managed += [
             f"--secure-file-priv={self.secure_file_dir}",
             "--local-infile=0",
-            "--skip-log-bin",
-            "--innodb-buffer-pool-size=64M",
-            "--innodb-log-file-size=16M",
             "--skip-name-resolve",
-            "--max-connections=500",
-            "--character-set-server=utf8mb4",
-            "--collation-server=utf8mb4_general_ci",
             f"--log-error={self.log_path}",
             f"--pid-file={self.pid_file}",
+        ]
+        return [
+            require_program("mariadbd", "mariadb-server"),
+            "--no-defaults",
+            *merge_defaults(DEFAULT_SERVER_OPTIONS, self.server_options),
+            *self.server_options,
+            *managed,
             *self.extra_args,
         ]
-        return argv
 
     def root_connection(self, database: str | None = None, timeout: float = 5.0):
         """A PyMySQL connection as the administrative OS user over the unix socket."""

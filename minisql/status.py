@@ -3,6 +3,10 @@
 Kept apart from the argparse entry point (`minisql.cli`) so the rendering
 (`status_document`, `format_status`) can be read and tested without the rest
 of the command line.  It talks to ZooKeeper only through `topology`.
+
+Proxies do not register in ZooKeeper, so the cluster state cannot name them;
+with ``--data-dir`` the proxies a running `minisql up` started there are
+listed from its state file (`local_proxies`).
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .config import ConfigError, setup_logging
@@ -67,6 +74,48 @@ def status_document(regions: Mapping[str, Any], placement: Any, leader: Any) -> 
     }
 
 
+def up_is_running(data_dir: str | os.PathLike[str]) -> bool:
+    """True while a `minisql up` supervises `data_dir` (it holds DIR/up.lock)."""
+    try:
+        fd = os.open(Path(data_dir) / "up.lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def local_proxies(data_dir: str | os.PathLike[str]) -> list[dict[str, Any]] | None:
+    """The proxies the `minisql up` running on `data_dir` started, each with
+    whether its port accepts connections now; None when no `minisql up` runs
+    there (its run/up.json would be stale)."""
+    from .localstack import port_accepts
+
+    data_dir = Path(data_dir).expanduser()
+    if not up_is_running(data_dir):
+        return None
+    try:
+        state = json.loads((data_dir / "run" / "up.json").read_text())
+    except (OSError, ValueError):
+        return []
+    rows = []
+    for p in state.get("proxies", []) if isinstance(state, dict) else []:
+        if not isinstance(p, dict) or not isinstance(p.get("port"), int):
+            continue
+        host = str(p.get("host") or "127.0.0.1")
+        rows.append({
+            "id": p.get("id"), "host": host, "port": p["port"], "metrics_port": p.get("metrics_port"),
+            "serving": port_accepts(p["port"], host, timeout=1.0),
+        })
+    return rows
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     cells = [[str(c) for c in headers]] + [["-" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
@@ -114,6 +163,17 @@ def format_status(doc: Mapping[str, Any]) -> str:
     if doc["empty_databases"]:
         lines.append("")
         lines.append("Databases without tables: " + ", ".join(doc["empty_databases"]))
+    if "proxies" in doc:  # only with --data-dir
+        lines.append("")
+        proxies = doc["proxies"]
+        if proxies is None:
+            lines.append(f"Proxies: no `minisql up` is running on {doc.get('data_dir')}")
+        else:
+            lines.append(f"Proxies ({len(proxies)}, started by `minisql up` on {doc.get('data_dir')}):")
+            lines += _table(
+                ["ID", "ADDRESS", "METRICS PORT", "SERVING"],
+                [[p["id"], f"{p['host']}:{p['port']}", p["metrics_port"], "yes" if p["serving"] else "NO"] for p in proxies],
+            )
     return "\n".join(lines)
 
 
@@ -165,8 +225,12 @@ def run_status(args: argparse.Namespace) -> int:
     if endpoints and not any(port_accepts(port, host, timeout=1.0) for host, port in endpoints):
         print(f"minisql status: nothing listens at ZooKeeper {args.zk} -- is the cluster up (minisql up)?", file=sys.stderr)
         return 2
+    data_dir = getattr(args, "data_dir", None)
+    secrets = getattr(args, "secrets", None)
+    if secrets is None and data_dir is not None and (Path(data_dir).expanduser() / "secrets.json").exists():
+        secrets = str(Path(data_dir).expanduser() / "secrets.json")
     try:
-        auth = status_zk_auth(getattr(args, "secrets", None))
+        auth = status_zk_auth(secrets)
     except ConfigError as exc:
         print(f"minisql status: error: {exc}", file=sys.stderr)
         return 2
@@ -183,6 +247,9 @@ def run_status(args: argparse.Namespace) -> int:
     finally:
         loop.close()
     doc = {"zk": args.zk, "zk_root": args.zk_root, **doc}
+    if data_dir is not None:
+        doc["data_dir"] = str(Path(data_dir).expanduser().resolve())
+        doc["proxies"] = local_proxies(data_dir)
     if args.json:
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:

@@ -1,8 +1,13 @@
 """`minisql up`: the whole stack on one machine, supervised until Ctrl-C.
 
 `LocalCluster` starts ZooKeeper, one MariaDB and region agent per region, the
-master candidates and a proxy (each a `minisql.localstack` process), watches
-them, and stops everything in reverse order when one dies or a signal comes.
+master candidates and one or more proxies (each a `minisql.localstack`
+process), watches them, and stops everything in reverse order when one dies
+or a signal comes.  Several proxies (``--proxies N``) share ZooKeeper, the
+secrets, the users file and the TLS certificate, so a client may use any of
+them; they listen on consecutive ports from ``--port``.  Server options for
+every region's MariaDB (``--mariadb-option``) are checked by
+`minisql.mariadb_options` before anything starts.
 It lives apart from the argparse entry point (`minisql.cli`) because it is a
 supervisor with its own state: a lock file so two supervisors never share a
 data dir, and ``run/up.json`` so children of a SIGKILLed supervisor are found
@@ -42,6 +47,9 @@ log = logging.getLogger("minisql.up")
 #: put on the children's PYTHONPATH so `python -m minisql.cli` finds every package
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
+#: proxies' metrics ports are base..base+N-1 and the masters' start at base+10
+MAX_PROXIES = 10
+
 
 def _pid_running(pid: int) -> bool:
     """True if `pid` exists and is not a zombie."""
@@ -61,7 +69,7 @@ class _Stopped(Exception):
 
 
 class LocalCluster:
-    """Supervises ZooKeeper, N MariaDB servers, N regions, the masters and a proxy."""
+    """Supervises ZooKeeper, N MariaDB servers, N regions, the masters and the proxies."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -72,8 +80,10 @@ class LocalCluster:
         self.users_path = self.data_dir / "users.json"
         self.region_ids = [f"r{k}" for k in range(1, args.regions + 1)]
         self.master_ids = [f"m{i}" for i in range(1, args.masters + 1)]
+        self.proxy_ids = [f"p{i}" for i in range(1, args.proxies + 1)]
         base = args.metrics_base_port
-        self.proxy_metrics_port = base
+        self.proxy_ports = {p: args.port + i for i, p in enumerate(self.proxy_ids)}
+        self.proxy_metrics_ports = {p: base + i for i, p in enumerate(self.proxy_ids)}
         self.master_metrics_ports = {m: base + 10 + i for i, m in enumerate(self.master_ids)}
         self.region_metrics_ports = {r: base + 20 + k for k, r in enumerate(self.region_ids, start=1)}
         self.mysql_ports = {r: args.mysql_base_port + k for k, r in enumerate(self.region_ids)}
@@ -155,6 +165,10 @@ class LocalCluster:
     def _state_path(self) -> Path:
         return self.run_dir / "up.json"
 
+    def _proxy_name(self, p: str) -> str:
+        """"proxy" alone (its log stays logs/proxy.log), else "proxy-p1", "proxy-p2", ..."""
+        return "proxy" if len(self.proxy_ids) == 1 else f"proxy-{p}"
+
     def _write_state(self) -> None:
         children = [
             {"name": p.name, "pid": p.pid, "argv": p.argv}
@@ -162,9 +176,16 @@ class LocalCluster:
             for p in procs
             if p.pid is not None
         ]
+        # What `minisql status --data-dir` lists: proxies do not register in ZooKeeper.
+        proxies = [
+            {"id": p, "name": self._proxy_name(p), "host": "127.0.0.1", "port": self.proxy_ports[p],
+             "metrics_port": self.proxy_metrics_ports[p]}
+            for p in self.proxy_ids
+        ]
         self.run_dir.mkdir(parents=True, exist_ok=True)
         tmp = self._state_path().with_suffix(".tmp")
-        tmp.write_text(json.dumps({"supervisor_pid": os.getpid(), "children": children}, indent=2))
+        state = {"supervisor_pid": os.getpid(), "children": children, "proxies": proxies}
+        tmp.write_text(json.dumps(state, indent=2))
         os.replace(tmp, self._state_path())
 
     def _stop_leftovers(self) -> None:
@@ -201,21 +222,39 @@ class LocalCluster:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
+    def wanted_ports(self) -> list[tuple[int, str]]:
+        """Every port the stack listens on, with who wants it (in start order)."""
+        wanted = [(self.args.zk_port, "ZooKeeper (--zk-port)")]
+        wanted += [(p, f"MariaDB of {r} (--mysql-base-port)") for r, p in self.mysql_ports.items()]
+        many = len(self.proxy_ids) > 1
+        for p in self.proxy_ids:
+            who = f"proxy {p}" if many else "proxy"
+            wanted.append((self.proxy_ports[p], f"{who} (--port)"))
+            wanted.append((self.proxy_metrics_ports[p], f"{who} metrics (--metrics-base-port)"))
+        wanted += [(p, f"metrics of {m} (--metrics-base-port)") for m, p in self.master_metrics_ports.items()]
+        wanted += [(p, f"metrics of region {r} (--metrics-base-port)") for r, p in self.region_metrics_ports.items()]
+        return wanted
+
+    def port_conflicts(self) -> list[str]:
+        """Why the chosen ports cannot work together ([]: they can)."""
+        problems = []
+        owner: dict[int, str] = {}
+        for port, what in self.wanted_ports():
+            if not 1 <= port <= 65535:
+                problems.append(f"{what} would be port {port}, outside 1..65535")
+            elif port in owner:
+                problems.append(f"port {port} is wanted by both {owner[port]} and {what}")
+            else:
+                owner[port] = what
+        return problems
+
     def _check_ports(self) -> None:
         from .localstack import port_is_free
 
-        wanted: dict[int, str] = {self.args.zk_port: "ZooKeeper (--zk-port)", self.args.port: "proxy (--port)"}
-        for r, p in self.mysql_ports.items():
-            wanted[p] = f"MariaDB of {r} (--mysql-base-port)"
-        wanted[self.proxy_metrics_port] = "proxy metrics (--metrics-base-port)"
-        for m, p in self.master_metrics_ports.items():
-            wanted[p] = f"metrics of {m} (--metrics-base-port)"
-        for r, p in self.region_metrics_ports.items():
-            wanted[p] = f"metrics of region {r} (--metrics-base-port)"
-        needed = 3 + 2 * len(self.region_ids) + len(self.master_ids)
-        if len(wanted) != needed:
-            raise _StartupFailed("the chosen ports overlap; pick bases further apart")
-        busy = [f"{port} ({what})" for port, what in sorted(wanted.items()) if not port_is_free(port)]
+        conflicts = self.port_conflicts()
+        if conflicts:
+            raise _StartupFailed("the chosen ports overlap: " + "; ".join(conflicts) + " -- pick bases further apart")
+        busy = [f"{port} ({what})" for port, what in sorted(self.wanted_ports()) if not port_is_free(port)]
         if busy:
             raise _StartupFailed("ports already in use: " + ", ".join(busy) + " -- is another stack running?")
 
@@ -278,6 +317,7 @@ class LocalCluster:
                 log_path=self.logs_dir / f"mysql-{r}.log",
                 backend_user=creds.user,
                 backend_password=creds.password,
+                server_options=self.args.mariadb_options,
                 name=f"mysql-{r}",
             )
             if not m.installed:
@@ -322,30 +362,26 @@ class LocalCluster:
         self._start_group("masters", masters, timeout=60)
 
         self.tls = ensure_local_tls(self.data_dir / "tls")  # client TLS: local CA + server certificate
-        proxy = self._component(
-            "proxy",
-            "proxy",
-            [
-                *self.tls.proxy_args(),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.args.port),
-                "--metrics-port",
-                str(self.proxy_metrics_port),
-                "--secrets",
-                str(self.secrets_path),
-                "--users",
-                str(self.users_path),
-            ],
-            ready_port=self.args.port,
-        )
-        self._start_group("proxy", [proxy], timeout=60)
+        proxies = [
+            self._component(
+                self._proxy_name(p), "proxy",
+                [*self.tls.proxy_args(), "--host", "127.0.0.1", "--port", str(self.proxy_ports[p]),
+                 "--metrics-port", str(self.proxy_metrics_ports[p]),
+                 "--secrets", str(self.secrets_path), "--users", str(self.users_path)],
+                ready_port=self.proxy_ports[p],
+            )
+            for p in self.proxy_ids
+        ]
+        self._start_group("proxy", proxies, timeout=60)
 
     def _banner(self) -> str:
         regions = ", ".join(f"{r} -> MariaDB 127.0.0.1:{self.mysql_ports[r]}" for r in self.region_ids)
         masters = ", ".join(f"{m} :{p}" for m, p in self.master_metrics_ports.items())
         region_metrics = ", ".join(f"{r} :{p}" for r, p in self.region_metrics_ports.items())
+        if len(self.proxy_ids) == 1:
+            proxy_metrics = f"proxy :{self.proxy_metrics_ports[self.proxy_ids[0]]}"
+        else:
+            proxy_metrics = "proxies " + ", ".join(f"{p} :{port}" for p, port in self.proxy_metrics_ports.items())
         zk_arg = "" if self.zk_hosts == "127.0.0.1:2181" else f" --zk {self.zk_hosts}"
         root_arg = "" if self.args.zk_root == "/minisql" else f" --zk-root {self.args.zk_root}"
         return "\n".join(
@@ -353,13 +389,22 @@ class LocalCluster:
                 f"MiniSQL Cluster is up (data in {self.data_dir})",
                 f"  connect:   mariadb -h 127.0.0.1 -P {self.args.port} -u root",
                 *(
+                    ["  proxies:   " + ", ".join(f"{p} 127.0.0.1:{port}" for p, port in self.proxy_ports.items())
+                     + " (any of them: same accounts and tables)"]
+                    if len(self.proxy_ids) > 1 else []
+                ),
+                *(
                     [f"  with TLS:  mariadb -h 127.0.0.1 -P {self.args.port} -u root --ssl-ca={tls.ca} --ssl-verify-server-cert"]
                     if (tls := getattr(self, "tls", None)) is not None else []
                 ),
-                f"  status:    minisql status{zk_arg}{root_arg} --secrets {self.secrets_path}",
+                f"  status:    minisql status{zk_arg}{root_arg} --data-dir {self.data_dir}",
                 f"  zookeeper: {self.zk_hosts}",
                 f"  regions:   {regions}",
-                f"  metrics:   proxy :{self.proxy_metrics_port}; masters {masters}; regions {region_metrics}",
+                *(
+                    ["  mariadbd:  " + " ".join(self.args.mariadb_options) + " (on every region)"]
+                    if self.args.mariadb_options else []
+                ),
+                f"  metrics:   {proxy_metrics}; masters {masters}; regions {region_metrics}",
                 f"  logs:      {self.logs_dir}/",
                 "Press Ctrl-C to stop everything.",
             ]
@@ -466,12 +511,18 @@ class LocalCluster:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    """The `minisql up` command: check the counts, then supervise until stopped."""
+    """The `minisql up` command: check the counts, then supervise until stopped.
+
+    (The --mariadb-option values were already checked by the parser.)
+    """
     setup_logging(args.log_level)
     if not 1 <= args.regions <= 50:
         print("minisql up: --regions must be between 1 and 50", file=sys.stderr)
         return 2
     if not 1 <= args.masters <= 10:
         print("minisql up: --masters must be between 1 and 10", file=sys.stderr)
+        return 2
+    if not 1 <= args.proxies <= MAX_PROXIES:
+        print(f"minisql up: --proxies must be between 1 and {MAX_PROXIES}", file=sys.stderr)
         return 2
     return LocalCluster(args).run()

@@ -214,7 +214,8 @@ def test_minisql_help():
         assert result.returncode == 0, result.stderr
         assert "usage: minisql" in result.stdout
     result = subprocess.run(_minisql_argv() + ["up", "--help"], capture_output=True, text=True, timeout=60, env=_child_env())
-    for flag in ("--data-dir", "--regions", "--port", "--zk-port", "--mysql-base-port", "--metrics-base-port", "--masters"):
+    for flag in ("--data-dir", "--regions", "--port", "--zk-port", "--mysql-base-port", "--metrics-base-port", "--masters",
+                 "--proxies", "--mariadb-option"):
         assert flag in result.stdout
 
 
