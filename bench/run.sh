@@ -126,8 +126,15 @@ proxy_sql() {
         --connect-timeout=5 -N -B -e "$1"
 }
 
+# ZooKeeper is ACL'd: status reads with the stack's read-only identity (secrets.json).
 status_json() {
-    "$MINISQL" status --json --zk "$BENCH_ZK" --zk-root "$BENCH_ZK_ROOT" --timeout 5 2>/dev/null
+    local secrets=()
+    if [[ -n "$BENCH_SECRETS" ]]; then
+        secrets=(--secrets "$BENCH_SECRETS")
+    elif [[ -f "$BENCH_DATA_DIR/secrets.json" ]]; then
+        secrets=(--secrets "$BENCH_DATA_DIR/secrets.json")
+    fi
+    "$MINISQL" status --json --zk "$BENCH_ZK" --zk-root "$BENCH_ZK_ROOT" --timeout 5 "${secrets[@]}" 2>/dev/null
 }
 
 # Exit status 0 when the status JSON on stdin shows >= $1 live regions and a leader.

@@ -40,7 +40,7 @@ from topology.locks import zk_lock
 from .account_sql import AccountChange, UserRef, rewrite, tokenize, unquote
 from .auth import Account
 from .backend import BackendError
-from .executor import Reply
+from .engine import Reply
 from .planner import LocalResult
 
 log = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ class AccountAdmin:
         if (ref.user, ref.host) != (session.account.user, session.account.host):
             snap = session.routing.snapshot
             region = session.backends.any_region(snap)
-            conn = await session.backends.get(region, snap, session.database, session.tx)
+            conn = await session.backends.get(region, snap, session.state)
             await _run(conn, f"SHOW GRANTS FOR {ref.sql()}")  # MariaDB's privilege check
         record = self.accounts.snapshot.get(ref.user, ref.host) or await self._fresh(ref)
         if record is None:

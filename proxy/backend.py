@@ -46,6 +46,7 @@ from .protocol import (
     COM_INIT_DB,
     COM_QUERY,
     COM_QUIT,
+    COM_RESET_CONNECTION,
     COM_STMT_CLOSE,
     COM_STMT_EXECUTE,
     COM_STMT_FETCH,
@@ -232,7 +233,6 @@ class BackendConnection:
         self.server_version = ""
         self.server_status = 0
         self.current_db: str | None = None
-        self.dirty = False  # session state changed: never back to the pool
         # The client's character set: its SQL goes out in the bytes it arrived
         # in, and the backend answers in it (ProxySession.set_charset).
         self.sql_encoding = "utf8"
@@ -248,8 +248,9 @@ class BackendConnection:
     # -- life ------------------------------------------------------------------------
     @property
     def closed(self) -> bool:
-        """Unusable for a new command: closed, broken, or mid-result."""
-        return self._closed or self._busy
+        """Unusable for a new command: closed (by us or, as far as the transport
+        has noticed, by the server), broken, or mid-result."""
+        return self._closed or self._busy or self._writer is None or self._writer.is_closing()
 
     @property
     def is_open(self) -> bool:
@@ -331,8 +332,16 @@ class BackendConnection:
     # -- framing -------------------------------------------------------------------------
     def _send(self, payload: bytes, seq: int = 0) -> None:
         writer = self._writer
-        if writer is None or self._closed:
+        if writer is None or self._closed or writer.is_closing():
+            self.close()
             raise BackendLost(f"connection to region '{self.region_id}' is closed")
+        try:
+            self._write(writer, payload, seq)
+        except (RuntimeError, OSError) as e:  # uvloop raises RuntimeError on a transport closed under us
+            self.close()
+            raise BackendLost(f"lost connection to region '{self.region_id}': {e}") from None
+
+    def _write(self, writer: asyncio.StreamWriter, payload: bytes, seq: int) -> None:
         if len(payload) < MAX_PAYLOAD:
             n = len(payload)
             writer.write(bytes((n & 0xFF, (n >> 8) & 0xFF, n >> 16, seq)) + payload)
@@ -525,6 +534,16 @@ class BackendConnection:
         """COM_STMT_SEND_LONG_DATA (no answer)."""
         self._command(COM_STMT_SEND_LONG_DATA, stmt_id.to_bytes(4, "little") + param.to_bytes(2, "little") + data)
         self._busy = False
+
+    async def reset_session(self) -> None:
+        """COM_RESET_CONNECTION: MariaDB rolls back and drops the session's
+        variables, user variables, temporary tables, prepared statements,
+        table locks and GET_LOCK locks -- a clean connection for the pool."""
+        self._command(COM_RESET_CONNECTION, b"")
+        await (await self._head()).read_all()
+        self.prepared.clear()
+        self.current_db = None
+        self.sql_encoding = "utf8"
 
     async def reset_statement(self, stmt_id: int) -> None:
         self._command(COM_STMT_RESET, stmt_id.to_bytes(4, "little"))

@@ -1,7 +1,7 @@
 """The pure planner: (statement, routing snapshot, session view) -> frozen Plan.
 
 Modelled on Vitess vtgate's planbuilder: no sockets, no clocks, no mutation.
-The executor (executor.py) runs the Plan against backend connections.  Table
+planbuilder.py turns the Plan into an engine primitive (engine.py).  Table
 driven golden tests live in tests/unit/test_planner.py.
 
 Routing rules (issue 2):

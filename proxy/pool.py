@@ -11,12 +11,15 @@ re-registers, so the pool is keyed by (region, host, port, login).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict, deque
 
 from minisql.accounts import region_password
 from minisql.errors import CR_CONN_HOST_ERROR, SqlError
 
 from .backend import BackendConnection, BackendError, BackendLogin, BackendLost
+
+log = logging.getLogger(__name__)
 
 
 class BackendPool:
@@ -27,6 +30,7 @@ class BackendPool:
         self.connect_timeout = connect_timeout
         self._idle: dict[tuple[str, str, int, bool, str, str], deque[BackendConnection]] = defaultdict(deque)
         self.opened = 0
+        self._resets: set[asyncio.Task[None]] = set()
 
     def login_for(self, user: str, host: str) -> BackendLogin:
         """The region account of client account 'user'@'host' (minisql/accounts.py)."""
@@ -60,13 +64,34 @@ class BackendPool:
         login = conn.login
         assert isinstance(login, BackendLogin)
         key = (conn.region_id, conn.host, conn.port, conn.found_rows, login.user, login.password)
-        idle = self._idle[key]
-        if conn.dirty or conn.prepared or len(idle) >= self.max_idle:
+        if len(self._idle[key]) >= self.max_idle:
             conn.close()
             return
-        idle.append(conn)
+        try:
+            task = asyncio.get_running_loop().create_task(self._reset(conn, key))
+        except RuntimeError:  # no loop: shutting down
+            conn.close()
+            return
+        self._resets.add(task)
+        task.add_done_callback(self._resets.discard)
+
+    async def _reset(self, conn: BackendConnection, key: tuple[str, str, int, bool, str, str]) -> None:
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await conn.reset_session()
+        except (BackendError, BackendLost, OSError, asyncio.TimeoutError) as e:
+            log.debug("not pooling a connection to %s: reset failed: %s", conn.region_id, e)
+            conn.close()
+            return
+        idle = self._idle[key]
+        if len(idle) >= self.max_idle:
+            conn.close()
+        else:
+            idle.append(conn)
 
     def close(self) -> None:
+        for task in self._resets:
+            task.cancel()
         for idle in self._idle.values():
             while idle:
                 idle.pop().close()

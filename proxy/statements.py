@@ -60,6 +60,9 @@ class Kind(Enum):
     ACCOUNT = "account"  # CREATE/ALTER/DROP/RENAME USER, GRANT, REVOKE, SET PASSWORD
     SHOW_GRANTS = "show_grants"
     FLUSH = "flush"  # FLUSH TABLES / PRIVILEGES / STATUS ...: every region
+    PREPARE = "prepare"  # SQL-level PREPARE name FROM ...
+    EXECUTE = "execute"  # EXECUTE name [USING ...], EXECUTE IMMEDIATE ...
+    DEALLOCATE = "deallocate"  # DEALLOCATE / DROP PREPARE name
     UNSUPPORTED = "unsupported"
 
 
@@ -98,12 +101,15 @@ _SIMPLE = {
     "commit": Kind.COMMIT,
     "savepoint": Kind.SAVEPOINT,
     "release": Kind.RELEASE,
+    "prepare": Kind.PREPARE,
+    "execute": Kind.EXECUTE,
+    "deallocate": Kind.DEALLOCATE,
 }
 
 
 # Real statements the gateway does not route yet (anything else is a syntax error).
 _KNOWN_UNSUPPORTED = frozenset(
-    "lock unlock call load handler xa prepare execute deallocate do kill analyze optimize "
+    "lock unlock call load handler xa do kill analyze optimize "
     "check repair checksum install uninstall reset purge change stop shutdown help binlog cache signal resignal "
     "get declare return start".split()
 )
@@ -146,6 +152,8 @@ def classify(sql: str) -> Kind:
         return Kind.SHOW_GRANTS
     if first == "flush":
         return Kind.FLUSH
+    if (first, second) == ("drop", "prepare"):
+        return Kind.DEALLOCATE
     kind = _SIMPLE.get(first)
     if kind is not None:
         return kind

@@ -1,12 +1,12 @@
 """Per-connection transaction state as a sans-IO transition table (after h11's _state.py).
 
 The session feeds events (what the client asked for) and gets back the new
-state plus the effects the executor must carry out on the backend
-connections.  No I/O here, so every transition is unit-tested by events alone.
+state plus the effects the engine must carry out on the backend
+connections (sessionstate.py turns them into ordered EndTransaction effects).  No I/O here, so every transition is unit-tested by events alone.
 
 Backends are driven like this:
 * autocommit and no transaction: each write runs as its own short backend
-  transaction on the primary (see executor.py), reads run bare;
+  transaction on the primary (engine.FanOutWrite), reads run bare;
 * inside a transaction (BEGIN, or autocommit=0 plus any statement) every
   backend connection the session touches gets `begin_sql` lazily on first
   touch, plus the savepoints taken so far, and COMMIT/ROLLBACK go to all of them.

@@ -42,7 +42,7 @@ from minisql.errors import ER_UNKNOWN, SqlError
 from . import metrics
 from .backend import BackendError, BackendLost, QueryResult, ResultStream
 from .auth import Account
-from .executor import Reply
+from .engine import Reply
 from .inbound import MalformedPacket, parse_change_user, parse_field_list
 from .multistatement import split_statements
 from .login import LoginContext, LoginFailed, authenticate, handshake
@@ -368,7 +368,7 @@ class ProxyConnection(Connection):
         except BackendError as e:
             await self.write_error(e.to_sql_error())
         except BackendLost as e:
-            self.session.backends.drop(result.conn.region_id)
+            self.session.drop_region(result.conn.region_id)
             await self.write_error(SqlError(2013, f"Lost connection to region '{result.conn.region_id}' during query: {e}", "HY000"))
         finally:
             result.abort()
@@ -438,13 +438,13 @@ class ProxyConnection(Connection):
             snap = session.routing.snapshot
             table = resolve_table(TableRef(None, com.table), session, snap)
             region = read_region((table,), snap)
-            conn = await session.backends.get(region, snap, session.database, session.tx)
+            conn = await session.backends.get(region, snap, session.state)
             columns = await conn.field_list(com.table, com.wildcard or "")
         except BackendError as e:
             await self.write_error(e.to_sql_error())
             return
         except (BackendLost, OSError) as e:
-            session.backends.drop(region)
+            session.drop_region(region)
             await self.write_error(SqlError(2013, f"Lost connection to region '{region}': {e}", "HY000"))
             return
         except SqlError as e:

@@ -8,7 +8,7 @@ import pytest
 
 from minisql.errors import SqlError
 from proxy.account_sql import rewrite, verb_of
-from proxy.session import savepoint_name, split_top_level
+from proxy.planbuilder import savepoint_name, split_top_level
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,231 @@
+"""The one interface between engine primitives and the world (`VCursor`).
+
+`CursorBase` holds what is the same for the real cursor and the unit tests'
+logging fake: a statement about to run on a region first joins the open
+transaction there (BEGIN with the session's begin statement, then the
+savepoints still open), as decided by the session state.  `SessionCursor` is
+the real one: backend connections of the session (`SessionBackends`), the
+master for DDL, the account administration.
+
+Each client session pins at most one connection per region for its lifetime
+(no multiplexing yet), so session variables, user variables, temporary state
+and open transactions behave as on a single MariaDB.  Connections opened
+later replay the session's SETs and its default database.
+
+Error handling: an ERR packet becomes the client's SqlError (the connection
+is fine); a broken connection (BackendLost) is dropped and becomes 2013; if
+it held part of the open transaction, the next statement on that region gets
+2013 too (the transaction is gone there) until the client ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+from minisql.errors import CR_CONN_HOST_ERROR, CR_SERVER_LOST, ER_ACCESS_DENIED, ER_LOCK_WAIT_TIMEOUT, ER_UNKNOWN, SqlError
+from topology import CallTimeout, TopologyError
+
+from . import metrics
+from .backend import BackendConnection, BackendError, BackendLogin, BackendLost, QueryResult, ResultStream
+from .engine import Reply
+from .planner import RoutingSnapshot
+from .pool import BackendPool
+from .sessionstate import SessionState
+
+log = logging.getLogger(__name__)
+
+DDL_TIMEOUT = 60.0
+
+
+class SessionBackends:
+    """The backend connections of one client session, one per region."""
+
+    def __init__(self, pool: BackendPool) -> None:
+        self.pool = pool
+        self.conns: dict[str, BackendConnection] = {}
+        self.last: BackendConnection | None = None
+        self.sql_encoding = "utf8"  # the client's charset codec (ProxySession.set_charset)
+        self.found_rows = False  # the client asked for CLIENT_FOUND_ROWS
+        self.login: BackendLogin | None = None  # the client's region account (set at login)
+
+    def open_regions(self) -> tuple[str, ...]:
+        return tuple(r for r, c in self.conns.items() if not c.closed)
+
+    async def get(self, region: str, snap: RoutingSnapshot, state: SessionState) -> BackendConnection:
+        """The session's connection to `region`: opened (replaying the session's
+        SETs) when needed, with the session's default database selected."""
+        conn = self.conns.get(region)
+        if conn is None or conn.closed:
+            if region in state.broken:
+                raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{region}' during the transaction")
+            info = snap.regions.get(region)
+            if info is None:
+                raise SqlError(CR_CONN_HOST_ERROR, f"Region '{region}' is not available (failover may be in progress); try again")
+            if self.login is None:  # never fall back to the proxy's own account
+                raise SqlError(ER_ACCESS_DENIED, "Access denied: the session has no authenticated account")
+            if conn is not None:
+                conn.close()
+            conn = await self.pool.acquire(region, info.host, info.mysql_port, self.login, found_rows=self.found_rows)
+            metrics.BACKEND_CONNECTS.labels(region).inc()
+            conn.sql_encoding = self.sql_encoding
+            self.conns[region] = conn
+            for stmt in state.replay.values():
+                await self._call(conn, conn.run(stmt))
+        if state.database is not None and state.database != conn.current_db:
+            try:
+                await conn.use(state.database)
+            except BackendError as e:
+                if e.errno != 1049:
+                    raise e.to_sql_error()
+                # The region holds no table of this database; statements that
+                # name no table still run there, with no default database.
+            except (BackendLost, OSError) as e:
+                self.drop(region)
+                raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{region}': {e}")
+        return conn
+
+    async def _call(self, conn: BackendConnection, call: Any) -> Any:
+        try:
+            return await call
+        except BackendError as e:
+            raise e.to_sql_error()
+        except (BackendLost, OSError) as e:
+            self.drop(conn.region_id)
+            raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{conn.region_id}' during query: {e}")
+
+    def any_region(self, snap: RoutingSnapshot) -> str:
+        if self.last is not None and not self.last.closed and self.last.region_id in snap.regions:
+            return self.last.region_id
+        for region in self.open_regions():
+            if region in snap.regions:
+                return region
+        if not snap.regions:
+            raise SqlError(CR_CONN_HOST_ERROR, "No region is available")
+        return random.choice(sorted(snap.regions))
+
+    def drop(self, region: str) -> None:
+        conn = self.conns.pop(region, None)
+        if conn is not None:
+            conn.close()
+        if self.last is conn:
+            self.last = None
+
+    def close(self) -> None:
+        """Give the connections back to the pool (it resets or closes them)."""
+        for conn in self.conns.values():
+            self.pool.release(conn)
+        self.conns.clear()
+        self.last = None
+
+
+class CursorBase:
+    """The transaction-joining rule shared by the real cursor and the fake."""
+
+    state: SessionState
+    snapshot: RoutingSnapshot
+
+    async def _run(self, region: str, sql: str) -> QueryResult:
+        raise NotImplementedError
+
+    async def _stream(self, region: str, sql: str) -> ResultStream:
+        raise NotImplementedError
+
+    async def join(self, region: str) -> None:
+        state = self.state
+        if state.needs_join(region):
+            await self._run(region, state.tx.begin_sql)
+            for name in state.tx.savepoints:
+                await self._run(region, f"SAVEPOINT `{name.replace('`', '``')}`")
+            state.joined(region)
+
+    async def run(self, region: str, sql: str, *, join: bool = True) -> QueryResult:
+        if join:
+            await self.join(region)
+        return await self._run(region, sql)
+
+    async def stream(self, region: str, sql: str) -> ResultStream:
+        await self.join(region)
+        return await self._stream(region, sql)
+
+
+class SessionCursor(CursorBase):
+    """The real VCursor of one statement: the session's backends at one snapshot."""
+
+    def __init__(self, session: Any, snapshot: RoutingSnapshot) -> None:
+        self.session = session
+        self.state = session.state
+        self.snapshot = snapshot
+        self.backends: SessionBackends = session.backends
+
+    async def _run(self, region: str, sql: str) -> QueryResult:
+        backends = self.backends
+        conn = await backends.get(region, self.snapshot, self.state)
+        backends.last = conn
+        return await self._call(conn, conn.run(sql))
+
+    async def _stream(self, region: str, sql: str) -> ResultStream:
+        backends = self.backends
+        conn = await backends.get(region, self.snapshot, self.state)
+        backends.last = conn
+        return await self._call(conn, conn.query_stream(sql.encode(conn.sql_encoding, "surrogateescape")))
+
+    async def _call(self, conn: BackendConnection, call: Any) -> Any:
+        try:
+            return await call
+        except BackendError as e:
+            raise e.to_sql_error()
+        except (BackendLost, OSError) as e:
+            self.drop(conn.region_id)
+            raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{conn.region_id}' during query: {e}")
+
+    def drop(self, region: str) -> None:
+        self.state.lost(region)
+        self.backends.drop(region)
+
+    def any_region(self) -> str:
+        return self.backends.any_region(self.snapshot)
+
+    def last_region(self) -> str | None:
+        last = self.backends.last
+        if last is not None and not last.closed and last.region_id in self.snapshot.regions:
+            return last.region_id
+        return None
+
+    def open_regions(self) -> tuple[str, ...]:
+        return self.backends.open_regions()
+
+    def set_charset(self, name: str) -> None:
+        self.session.set_charset(name)
+
+    async def account_statement(self, sql: str) -> Reply:
+        return await self.session.admin.execute(self.session, sql)
+
+    async def show_grants(self, sql: str) -> Reply:
+        return await self.session.admin.show_grants(self.session, sql)
+
+    async def ddl(self, sql: str) -> Reply:
+        """DDL through the master's queue, as the client; waits until this proxy
+        sees the placement the DDL produced."""
+        session = self.session
+        try:
+            result = await session.topology.call(
+                "master",
+                {"op": "ddl", "sql": sql, "database": self.state.database, "account": session.account_ref()},
+                timeout=DDL_TIMEOUT,
+            )
+        except CallTimeout:
+            raise SqlError(ER_LOCK_WAIT_TIMEOUT, f"No master answered the DDL within {DDL_TIMEOUT:.0f} s (is a master running?)")
+        except TopologyError as e:
+            raise SqlError(ER_UNKNOWN, f"Cannot reach ZooKeeper to run DDL: {e}")
+        if "error" in result:
+            raise SqlError.from_dict(result["error"])
+        version = int(result.get("placement_version", -1))
+        try:
+            await session.routing.wait_for_epoch(version)
+        except asyncio.TimeoutError:
+            log.warning("placement version %d not seen after DDL; answering anyway", version)
+        warnings = result.get("warnings") or []
+        return Reply(QueryResult(None, [], int(result.get("affected_rows", 0)), 0, len(warnings), 0, b""))

@@ -1,0 +1,455 @@
+"""The statement engine's primitives (after Vitess vtgate's `engine` package).
+
+The planner (planbuilder.py) turns every statement -- SET, BEGIN and USE
+included -- into one small primitive; the primitive executes itself through
+a `VCursor`, the one interface to backends, the master and the session's
+state.  Primitives hold no connections and no clocks of their own, so each is
+unit-tested against a logging fake cursor (tests/unit/test_engine.py): which
+statement reaches which region, in which order, what commits when.
+
+Writes to a replicated table (`FanOutWrite`) keep the copies identical
+without MariaDB replication:
+
+* the statement runs on the primary first, inside a transaction, so the
+  primary's row locks order conflicting writers; replicas run it next, while
+  those locks are held; the primary commits last;
+* `SET STATEMENT timestamp=..., rand_seed1/2=..., insert_id=... FOR <sql>`
+  pins NOW(), column defaults, RAND() and the AUTO_INCREMENT value to the
+  primary's, so the copies compute the same rows;
+* a statement that fails on the primary never reaches a replica; one that
+  fails on a replica rolls the primary back (autocommit) or the whole
+  transaction (explicit transaction), and the client gets an error.
+
+Error handling -- where state can be lost:
+* a replica that changed a different number of rows than the primary has
+  diverged (it already differed); the primary is rolled back, the client gets
+  an error, and minisql_proxy_replica_divergence_total counts it;
+* COMMIT goes to replica-only participants first and primaries last; if a
+  primary's COMMIT fails after its replicas committed, the outcome is, as with
+  any lost COMMIT reply, unknown to the client (XA would close this window);
+* a connection that breaks mid-transaction loses that transaction: the other
+  participants are rolled back and the client gets 2013.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from minisql.errors import CR_SERVER_LOST, ER_UNKNOWN, SqlError
+
+from . import metrics
+from .backend import QueryResult, ResultStream
+from .planner import LocalResult, RoutingSnapshot
+from .sessionstate import EndTransaction, SessionState
+from .statements import substitute_last_insert_id
+from .txn import Event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Reply:
+    """What the wire layer sends back: an OK or a whole result, a result still
+    streaming from a backend, or a result the proxy made itself."""
+
+    result: QueryResult | None = None
+    local: LocalResult | None = None
+    stream: ResultStream | None = None
+
+
+def ok(affected_rows: int = 0, warnings: int = 0) -> Reply:
+    return Reply(QueryResult(None, [], affected_rows, 0, warnings, 0, b""))
+
+
+class TransactionAborted(SqlError):
+    """A write failed on a replica inside a transaction: the whole transaction
+    was rolled back, or the copies would differ by that statement."""
+
+
+class VCursor(Protocol):
+    """Everything a primitive may touch (the real one: cursor.SessionCursor)."""
+
+    state: SessionState
+    snapshot: RoutingSnapshot
+
+    async def run(self, region: str, sql: str, *, join: bool = True) -> QueryResult: ...
+    async def stream(self, region: str, sql: str) -> ResultStream: ...
+    def any_region(self) -> str: ...
+    def last_region(self) -> str | None: ...
+    def open_regions(self) -> tuple[str, ...]: ...
+    def drop(self, region: str) -> None: ...
+    def set_charset(self, name: str) -> None: ...
+    async def ddl(self, sql: str) -> Reply: ...
+    async def account_statement(self, sql: str) -> Reply: ...
+    async def show_grants(self, sql: str) -> Reply: ...
+
+
+async def end_transaction(vc: VCursor, effects: tuple[EndTransaction, ...]) -> None:
+    """COMMIT / ROLLBACK each participant in the effect's order; after a failed
+    COMMIT the rest are rolled back; the first error is the client's."""
+    for effect in effects:
+        first_error: SqlError | None = None
+        for region in effect.order:
+            verb = "COMMIT" if effect.commit and first_error is None else "ROLLBACK"
+            try:
+                await vc.run(region, verb, join=False)
+            except SqlError as e:
+                if e.errno == CR_SERVER_LOST:
+                    vc.drop(region)
+                first_error = first_error or e
+        if first_error is not None:
+            raise first_error
+        if effect.lost:
+            raise SqlError(CR_SERVER_LOST, "Lost connection to a region during the transaction; the transaction was rolled back")
+
+
+# -- primitives -----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A statement for one region: `region`, else the connection that ran the
+    previous statement (`sticky`: SHOW WARNINGS), else any.  Rows stream."""
+
+    sql: str
+    region: str | None = None
+    sticky: bool = False
+    last_insert_id: bool = False  # LAST_INSERT_ID() replaced by the session's value
+    label: str = "read"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        vc.state.on(Event.STATEMENT)
+        region = self.region or (vc.last_region() if self.sticky else None) or vc.any_region()
+        sql = substitute_last_insert_id(self.sql, vc.state.last_insert_id) if self.last_insert_id else self.sql
+        return Reply(stream=await vc.stream(region, sql))
+
+    def describe(self) -> dict[str, Any]:
+        target = self.region or ("sticky" if self.sticky else "any")
+        return {"Route": target, **({"last_insert_id": True} if self.last_insert_id else {})}
+
+
+def _pinned(ts: float, seeds: tuple[int, int] | None, insert_id: int = 0) -> str:
+    parts = [f"timestamp={ts:.6f}"]
+    if seeds is not None:
+        parts.append(f"rand_seed1={seeds[0]}, rand_seed2={seeds[1]}")
+    if insert_id:
+        parts.append(f"insert_id={insert_id}")
+    return "SET STATEMENT " + ", ".join(parts) + " FOR "
+
+
+@dataclass(frozen=True, slots=True)
+class FanOutWrite:
+    """A write to the primary, then every in-sync replica (module docstring)."""
+
+    sql: str
+    regions: tuple[str, ...]  # primary first
+    uses_rand: bool = False
+    last_insert_id: bool = False
+    label: str = "write"
+    epoch: int = -1
+    clock: Any = field(default=time.time, compare=False, repr=False)
+    seeds: Any = field(default=lambda: (random.randrange(1, 2**30), random.randrange(1, 2**30)), compare=False, repr=False)
+
+    async def execute(self, vc: VCursor) -> Reply:
+        state = vc.state
+        state.on(Event.STATEMENT)
+        sql = substitute_last_insert_id(self.sql, state.last_insert_id) if self.last_insert_id else self.sql
+        primary, replicas = self.regions[0], self.regions[1:]
+        if not replicas:
+            result = await vc.run(primary, sql)
+            state.inserted(result.insert_id, primary)
+            return Reply(result)
+        ts = self.clock()
+        seeds = self.seeds() if self.uses_rand else None
+        own_txn = not state.tx.active
+        if own_txn:
+            await vc.run(primary, "START TRANSACTION", join=False)
+        else:
+            state.wrote_as_primary(primary)
+        try:
+            result = await vc.run(primary, _pinned(ts, seeds) + sql)
+        except SqlError:
+            if own_txn:
+                await _rollback_quietly(vc, primary)
+            raise
+        failure = await self._replicate(vc, replicas, _pinned(ts, seeds, result.insert_id) + sql, primary, result)
+        if failure is not None:
+            if own_txn:
+                await _rollback_quietly(vc, primary)
+                raise failure
+            metrics.TRANSACTIONS.labels("aborted").inc()
+            try:
+                await end_transaction(vc, state.on(Event.ABORT))
+            except SqlError as e:
+                log.warning("rollback after a failed replica write also failed: %s", e)
+            raise TransactionAborted(failure.errno, failure.message + "; the transaction was rolled back")
+        if own_txn:
+            await vc.run(primary, "COMMIT", join=False)
+        state.inserted(result.insert_id, primary)
+        return Reply(result)
+
+    async def _replicate(self, vc: VCursor, replicas: tuple[str, ...], sql: str, primary: str, result: QueryResult) -> SqlError | None:
+        for region in replicas:
+            try:
+                replica = await vc.run(region, sql)
+            except SqlError as e:
+                return SqlError(e.errno if e.errno >= 2000 else ER_UNKNOWN,
+                                f"Write failed on replica region '{region}' after the primary accepted it: ({e.errno}) {e.message}")
+            if replica.affected_rows != result.affected_rows:
+                metrics.REPLICA_DIVERGENCE.labels(region).inc()
+                log.error("replica divergence: %s affected %d rows on primary %s but %d on replica %s",
+                          self.sql[:200], result.affected_rows, primary, replica.affected_rows, region)
+                return SqlError(ER_UNKNOWN, f"The copies of the table disagree (primary '{primary}' changed {result.affected_rows} rows, "
+                                            f"replica '{region}' {replica.affected_rows}); the statement was rolled back")
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"FanOutWrite": list(self.regions)}
+        if self.uses_rand:
+            out["pin_rand"] = True
+        if self.last_insert_id:
+            out["last_insert_id"] = True
+        return out
+
+
+async def _rollback_quietly(vc: VCursor, region: str) -> None:
+    try:
+        await vc.run(region, "ROLLBACK", join=False)
+    except SqlError as e:
+        log.warning("ROLLBACK on %s failed: %s", region, e)
+
+
+@dataclass(frozen=True, slots=True)
+class Local:
+    """A result the proxy answers from the placement (SHOW TABLES, SELECT DATABASE())."""
+
+    result: LocalResult
+    label: str = "local"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        return Reply(local=self.result)
+
+    def describe(self) -> dict[str, Any]:
+        return {"Local": list(self.result.columns), "rows": len(self.result.rows)}
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """BEGIN / START TRANSACTION ..., COMMIT, ROLLBACK."""
+
+    event: Event
+    begin_sql: str = "START TRANSACTION"
+    label: str = "transaction"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        was_active = vc.state.tx.active
+        await end_transaction(vc, vc.state.on(self.event, begin_sql=self.begin_sql))
+        if self.event is not Event.BEGIN and was_active:
+            metrics.TRANSACTIONS.labels("commit" if self.event is Event.COMMIT else "rollback").inc()
+        return ok()
+
+    def describe(self) -> dict[str, Any]:
+        return {"Transaction": self.event.value, **({"begin": self.begin_sql} if self.event is Event.BEGIN else {})}
+
+
+@dataclass(frozen=True, slots=True)
+class Savepoint:
+    """SAVEPOINT / ROLLBACK TO / RELEASE: on every participant; regions that join
+    later replay the savepoints still open."""
+
+    event: Event
+    name: str
+    sql: str
+    label: str = "transaction"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        state = vc.state
+        state.on(self.event, savepoint=self.name)
+        if state.tx.active:
+            for region in list(state.participants):
+                await vc.run(region, self.sql, join=False)
+        return ok()
+
+    def describe(self) -> dict[str, Any]:
+        return {"Savepoint": self.event.value, "name": self.name}
+
+
+@dataclass(frozen=True, slots=True)
+class SetSession:
+    """Session SETs: checked on one backend (a wrong value gets MariaDB's own
+    error), then on every other open connection, and recorded for replay on
+    connections opened later -- so @@sql_mode, user variables and SHOW
+    VARIABLES tell the truth wherever the next statement runs."""
+
+    sql: str
+    key: str  # replay key: the variables it sets
+    autocommit: bool | None = None
+    charset: str | None = None
+    one_shot: bool = False  # SET TRANSACTION ...: the next transaction only
+    label: str = "set"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        state = vc.state
+        if self.charset is not None:
+            vc.set_charset(self.charset)  # before running it: refuses a charset we cannot carry
+        first = vc.last_region() or vc.any_region()
+        result = await vc.run(first, self.sql, join=False)
+        # MariaDB tells, in the status flags, whether sql_mode now has
+        # NO_BACKSLASH_ESCAPES; drivers read it to escape strings right.
+        state.no_backslash_escapes = bool(result.server_status & 0x0200)
+        for region in vc.open_regions():
+            if region != first:
+                await vc.run(region, self.sql, join=False)
+        if not self.one_shot:
+            state.record_set(self.key, self.sql)
+        if self.autocommit is not None:
+            # The backends already committed (SET autocommit=1 commits); keep our state in step.
+            await end_transaction(vc, state.on(Event.AUTOCOMMIT_ON if self.autocommit else Event.AUTOCOMMIT_OFF))
+        return ok()
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"SetSession": self.key}
+        if self.autocommit is not None:
+            out["autocommit"] = self.autocommit
+        if self.charset is not None:
+            out["charset"] = self.charset
+        if self.one_shot:
+            out["one_shot"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class EveryRegion:
+    """SET GLOBAL, FLUSH ...: on every live region as the client (MariaDB checks
+    the privilege).  The first region's error is the client's (nothing ran);
+    a later region's is logged (the regions differ until repaired)."""
+
+    sql: str
+    what: str
+    implicit_commit: bool = False
+    label: str = "every_region"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        if self.implicit_commit:
+            await end_transaction(vc, vc.state.on(Event.IMPLICIT_COMMIT))
+        regions = sorted(vc.snapshot.regions)
+        if not regions:
+            raise SqlError(2003, "No region is available")
+        first: QueryResult | None = None
+        for region in regions:
+            try:
+                result = await vc.run(region, self.sql, join=False)
+            except SqlError:
+                if first is None:
+                    raise
+                log.error("%s succeeded on %s but failed on %s: the regions now differ", self.what, regions[0], region)
+                continue
+            first = first or result
+        return Reply(first)
+
+    def describe(self) -> dict[str, Any]:
+        return {"EveryRegion": self.what, **({"implicit_commit": True} if self.implicit_commit else {})}
+
+
+@dataclass(frozen=True, slots=True)
+class UseDatabase:
+    database: str
+    label: str = "use"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        vc.state.use(self.database)
+        return ok()
+
+    def describe(self) -> dict[str, Any]:
+        return {"UseDatabase": self.database}
+
+
+@dataclass(frozen=True, slots=True)
+class Ddl:
+    """DDL goes to the master (placement changes with it); commits first, as MariaDB."""
+
+    sql: str
+    label: str = "ddl"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        await end_transaction(vc, vc.state.on(Event.IMPLICIT_COMMIT))
+        return await vc.ddl(self.sql)
+
+    def describe(self) -> dict[str, Any]:
+        return {"Ddl": "master"}
+
+
+@dataclass(frozen=True, slots=True)
+class AccountStatement:
+    """CREATE/ALTER/DROP/RENAME USER, GRANT, REVOKE, SET PASSWORD (accounts.py)."""
+
+    sql: str
+    label: str = "account"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        await end_transaction(vc, vc.state.on(Event.IMPLICIT_COMMIT))
+        return await vc.account_statement(self.sql)
+
+    def describe(self) -> dict[str, Any]:
+        return {"AccountStatement": "every region"}
+
+
+@dataclass(frozen=True, slots=True)
+class ShowGrants:
+    sql: str
+    label: str = "show_grants"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        return await vc.show_grants(self.sql)
+
+    def describe(self) -> dict[str, Any]:
+        return {"ShowGrants": True}
+
+
+@dataclass(frozen=True, slots=True)
+class NamedPrepare:
+    """SQL-level PREPARE name FROM '...': the text is kept (after planning it
+    once, so a wrong statement fails here as in MariaDB); EXECUTE plans it."""
+
+    name: str
+    text: str
+    label: str = "prepare"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        vc.state.named[self.name.lower()] = self.text
+        return ok()
+
+    def describe(self) -> dict[str, Any]:
+        return {"NamedPrepare": self.name}
+
+
+@dataclass(frozen=True, slots=True)
+class NamedDeallocate:
+    name: str
+    label: str = "prepare"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        if vc.state.named.pop(self.name.lower(), None) is None:
+            raise SqlError(1243, f"Unknown prepared statement handler ({self.name}) given to DEALLOCATE PREPARE", "HY000")
+        return ok()
+
+    def describe(self) -> dict[str, Any]:
+        return {"NamedDeallocate": self.name}
+
+
+Primitive = (Route | FanOutWrite | Local | Transaction | Savepoint | SetSession | EveryRegion | UseDatabase | Ddl
+             | AccountStatement | ShowGrants | NamedPrepare | NamedDeallocate)

@@ -1,0 +1,272 @@
+"""Every statement to one engine primitive (after Vitess vtgate's `planbuilder`).
+
+Pure: (statement, kind, routing snapshot, session state, analysis cache) ->
+a primitive from engine.py.  No sockets, no clocks, no mutation of the state
+it reads.  Routed statements (SELECT/INSERT/.../SHOW/USE/DDL) go through the
+routing rules of planner.py; this module adds the statements that used to be
+handled beside the planner -- transaction control, savepoints, SET, FLUSH,
+account statements and SQL-level PREPARE/EXECUTE/DEALLOCATE -- so every
+statement class has a plan, and the golden plans (tests/unit/golden/) cover
+them all.
+"""
+
+from __future__ import annotations
+
+import re
+
+from minisql.errors import ER_PARSE, SqlError, unsupported
+
+from .engine import (
+    AccountStatement,
+    Ddl,
+    EveryRegion,
+    FanOutWrite,
+    Local,
+    NamedDeallocate,
+    NamedPrepare,
+    Primitive,
+    Route,
+    Savepoint,
+    SetSession,
+    ShowGrants,
+    Transaction,
+    UseDatabase,
+)
+from .planner import Op, RoutingSnapshot, SessionView, plan
+from .prepared import placeholder_positions
+from .statements import AnalysisCache, Kind, classify, strip_leading_noise
+from .txn import Event
+
+# -- SET ----------------------------------------------------------------------------------------
+# The name and the operator only: the value is the rest of the item (a pattern
+# ending in `(.*?)\s*$` is quadratic on long runs of spaces -- a client-controlled stall).
+_SET_ITEM = re.compile(
+    r"^\s*(?:(global|session|local|persist)\s+|@@(global|session|local)\.|@@)?"
+    r"(`[^`]+(?:``[^`]*)*`|@?[\w$.]+|'[^']*')\s*(?::=|=)",
+    re.I | re.S,
+)
+_SET_NAMES = re.compile(r"^\s*(names|character\s+set|charset)\b", re.I)
+_SET_TRANSACTION = re.compile(r"^\s*(?:(global|session)\s+)?transaction\b", re.I)
+_TRUE = {"1", "on", "true", "'on'", "'1'", "yes"}
+_FALSE = {"0", "off", "false", "'off'", "'0'", "no"}
+_TOP_LEVEL_TOKEN = re.compile(r"""'[^'\\]*(?:\\.[^'\\]*)*'?|"[^"\\]*(?:\\.[^"\\]*)*"?|`[^`]*`?|[(),]|[^'"`(),]+""", re.S)
+_FLUSH_LOCKING = re.compile(r"\bwith\s+read\s+lock\b|\bfor\s+export\b", re.I)
+
+
+def split_top_level(text: str) -> list[str]:
+    """Split on ',' outside quotes and parentheses, tokenised by one regex (a
+    multi-megabyte SET value costs a few tokens, not a Python loop per character)."""
+    parts, depth, start = [], 0, 0
+    for m in _TOP_LEVEL_TOKEN.finditer(text):
+        tok = m.group()
+        if tok == "(":
+            depth += 1
+        elif tok == ")":
+            depth -= 1
+        elif tok == "," and depth == 0:
+            parts.append(text[start:m.start()])
+            start = m.end()
+    parts.append(text[start:])
+    return parts
+
+
+def plan_set(sql: str, epoch: int = -1) -> SetSession | EveryRegion:
+    body = strip_leading_noise(sql).strip().rstrip(";")
+    keys: list[str] = []
+    autocommit: bool | None = None
+    one_shot = False
+    charset: str | None = None
+    scopes: set[str] = set()
+    for item in split_top_level(body[3:]):
+        names = _SET_NAMES.match(item)
+        if names:
+            keys.append("names")
+            words = item[names.end():].split()
+            charset = words[0] if words else ""
+            if charset.strip("'\"`").lower() == "default":
+                charset = "utf8mb4"
+            scopes.add("session")
+            continue
+        mt = _SET_TRANSACTION.match(item)
+        if mt:
+            scope = (mt.group(1) or "").lower()
+            scopes.add("global" if scope == "global" else "session")
+            if scope == "session":
+                keys.append("session transaction")
+            else:
+                one_shot = True
+            continue
+        m = _SET_ITEM.match(item)
+        if not m:
+            raise unsupported(f"SET {item.strip()[:40]}")
+        scope = (m.group(1) or m.group(2) or "").lower()
+        name = m.group(3).strip("`").lower()
+        if name.startswith("@@"):
+            name = name[2:]
+        for prefix in ("session.", "local."):
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+        if name.startswith("global."):
+            scope = "global"
+        scopes.add("global" if scope in ("global", "persist") else "session")
+        if name == "autocommit":
+            value = item[m.end():].strip().lower()
+            if value in _TRUE:
+                autocommit = True
+            elif value in _FALSE:
+                autocommit = False
+            else:
+                raise SqlError(1231, f"Variable 'autocommit' can't be set to the value of '{value[:64]}'", "42000")
+        keys.append(name)
+    if "global" in scopes:
+        if "session" in scopes:
+            raise unsupported("SET mixing GLOBAL and session variables (send them as two statements)")
+        return EveryRegion(sql, "SET GLOBAL", epoch=epoch)
+    return SetSession(sql, ",".join(keys), autocommit, charset, one_shot, epoch=epoch)
+
+
+# -- savepoints ---------------------------------------------------------------------------------
+def savepoint_name(sql: str) -> str:
+    """The name at the end of SAVEPOINT / ROLLBACK TO / RELEASE SAVEPOINT, scanned
+    from the end in linear time (a regex search for it was quadratic)."""
+    body = strip_leading_noise(sql).rstrip().rstrip(";").rstrip()
+    if body.endswith("`"):
+        start = body.rfind("`", 0, len(body) - 1)
+        while start > 0 and body[start - 1] == "`":  # `` inside a quoted name
+            start = body.rfind("`", 0, start - 1)
+        if start >= 0 and start < len(body) - 2:
+            return body[start + 1:-1].replace("``", "`")
+    i = len(body)
+    while i > 0 and (body[i - 1].isalnum() or body[i - 1] in "_$"):
+        i -= 1
+    if i == len(body) or i == 0:
+        raise SqlError(ER_PARSE, "You have an error in your SQL syntax near 'SAVEPOINT'", "42000")
+    return body[i:]
+
+
+_SAVEPOINT_EVENTS = {Kind.SAVEPOINT: Event.SAVEPOINT, Kind.ROLLBACK_TO: Event.ROLLBACK_TO, Kind.RELEASE: Event.RELEASE}
+
+# -- SQL-level prepared statements --------------------------------------------------------------
+_NAME = r"(`[^`]+`|[\w$]+)"
+_PREPARE = re.compile(rf"^prepare\s+{_NAME}\s+from\s+", re.I)
+_EXECUTE = re.compile(rf"^execute\s+{_NAME}\s*(?:using\s+(.*?))?\s*;?\s*$", re.I | re.S)
+_EXECUTE_IMMEDIATE = re.compile(r"^execute\s+immediate\s+", re.I)
+_DEALLOCATE = re.compile(rf"^(?:deallocate|drop)\s+prepare\s+{_NAME}\s*;?\s*$", re.I)
+_STRING = re.compile(r"""^('(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")\s*(?:using\s+(.*?))?\s*;?\s*$""", re.S | re.I)
+_USER_VARIABLE = re.compile(r"^@[\w$.]+$|^@`[^`]+`$")
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "b": "\b", "Z": "\x1a"}
+
+
+def _unquote_name(name: str) -> str:
+    return name[1:-1] if name.startswith("`") else name
+
+
+def _string_value(literal: str) -> str:
+    quote, body = literal[0], literal[1:-1]
+    body = body.replace(quote * 2, quote)
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body, flags=re.S)
+
+
+def bind_user_variables(text: str, using: str | None, what: str) -> str:
+    """EXECUTE ... USING @a, @b: each `?` becomes the variable itself, which
+    keeps its type (user variables reach every connection: SetSession)."""
+    variables = [v.strip() for v in split_top_level(using)] if using else []
+    for v in variables:
+        if not _USER_VARIABLE.match(v) and not re.fullmatch(r"[-+]?\d+(?:\.\d+)?|'(?:[^'\\]|\\.|'')*'|NULL", v, re.I):
+            raise unsupported(f"EXECUTE ... USING {v[:30]} (user variables and literals only)")
+    positions = placeholder_positions(text)
+    if len(positions) != len(variables):
+        raise SqlError(1210, f"Incorrect arguments to {what}", "HY000")
+    out, last = [], 0
+    for pos, v in zip(positions, variables):
+        out.append(text[last:pos])
+        out.append(v)
+        last = pos + 1
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _plan_prepared_sql(sql: str, snap: RoutingSnapshot, state: SessionView, cache: AnalysisCache, depth: int) -> Primitive:
+    body = strip_leading_noise(sql).strip()
+    kind = classify(body)
+    if kind in (Kind.PREPARE, Kind.EXECUTE, Kind.DEALLOCATE):
+        raise SqlError(1295, "This command is not supported in the prepared statement protocol yet", "HY000")
+    return plan_statement(body, kind, snap, state, cache, depth + 1)
+
+
+def _plan_named(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionView, cache: AnalysisCache, depth: int) -> Primitive:
+    body = strip_leading_noise(sql).strip()
+    if kind is Kind.DEALLOCATE:
+        m = _DEALLOCATE.match(body)
+        if not m:
+            raise SqlError(ER_PARSE, "You have an error in your SQL syntax near 'PREPARE'", "42000")
+        return NamedDeallocate(_unquote_name(m.group(1)), epoch=snap.epoch)
+    if kind is Kind.PREPARE:
+        m = _PREPARE.match(body)
+        rest = body[m.end():] if m else ""
+        literal = _STRING.match(rest)
+        if not m or not literal or literal.group(2):
+            raise unsupported("PREPARE ... FROM anything but a string literal")
+        text = _string_value(literal.group(1))
+        # Planned once now: a wrong statement fails at PREPARE, as in MariaDB.
+        dummy = bind_user_variables(text, ", ".join(["NULL"] * len(placeholder_positions(text))) or None, "PREPARE")
+        _plan_prepared_sql(dummy, snap, state, cache, depth)
+        return NamedPrepare(_unquote_name(m.group(1)), text, epoch=snap.epoch)
+    m = _EXECUTE_IMMEDIATE.match(body)
+    if m:
+        literal = _STRING.match(body[m.end():])
+        if not literal:
+            raise unsupported("EXECUTE IMMEDIATE with anything but a string literal")
+        text = bind_user_variables(_string_value(literal.group(1)), literal.group(2), "EXECUTE IMMEDIATE")
+        return _plan_prepared_sql(text, snap, state, cache, depth)
+    m = _EXECUTE.match(body)
+    if not m:
+        raise SqlError(ER_PARSE, "You have an error in your SQL syntax near 'EXECUTE'", "42000")
+    name = _unquote_name(m.group(1))
+    text = getattr(state, "named", {}).get(name.lower())
+    if text is None:
+        raise SqlError(1243, f"Unknown prepared statement handler ({name}) given to EXECUTE", "HY000")
+    return _plan_prepared_sql(bind_user_variables(text, m.group(2), "EXECUTE"), snap, state, cache, depth)
+
+
+# -- the entry point ------------------------------------------------------------------------------
+def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionView, cache: AnalysisCache,
+                   depth: int = 0) -> Primitive:
+    """The primitive that runs `sql` (kind from statements.classify)."""
+    epoch = snap.epoch
+    if kind is Kind.BEGIN:
+        return Transaction(Event.BEGIN, strip_leading_noise(sql).rstrip().rstrip(";"), epoch=epoch)
+    if kind is Kind.COMMIT:
+        return Transaction(Event.COMMIT, epoch=epoch)
+    if kind is Kind.ROLLBACK:
+        return Transaction(Event.ROLLBACK, epoch=epoch)
+    if kind in _SAVEPOINT_EVENTS:
+        return Savepoint(_SAVEPOINT_EVENTS[kind], savepoint_name(sql), sql, epoch=epoch)
+    if kind is Kind.SET:
+        return plan_set(sql, epoch)
+    if kind is Kind.ACCOUNT:
+        return AccountStatement(sql, epoch=epoch)
+    if kind is Kind.SHOW_GRANTS:
+        return ShowGrants(sql, epoch=epoch)
+    if kind is Kind.FLUSH:
+        if _FLUSH_LOCKING.search(sql):
+            raise unsupported("FLUSH TABLES ... WITH READ LOCK / FOR EXPORT through the gateway")
+        return EveryRegion(sql, "FLUSH", implicit_commit=True, epoch=epoch)
+    if kind in (Kind.PREPARE, Kind.EXECUTE, Kind.DEALLOCATE):
+        if depth > 2:
+            raise SqlError(1295, "This command is not supported in the prepared statement protocol yet", "HY000")
+        return _plan_named(sql, kind, snap, state, cache, depth)
+    p = plan(sql, kind, snap, state, cache)
+    if p.op is Op.USE:
+        return UseDatabase(p.database or "", epoch=epoch)
+    if p.op is Op.DDL:
+        return Ddl(p.sql, epoch=epoch)
+    if p.op is Op.LOCAL:
+        assert p.local is not None
+        return Local(p.local, epoch=epoch)
+    if p.op is Op.WRITE:
+        return FanOutWrite(p.sql, p.regions, p.uses_rand, p.uses_last_insert_id, epoch=epoch)
+    if p.op is Op.READ:
+        return Route(p.sql, p.regions[0], last_insert_id=p.uses_last_insert_id, epoch=epoch)
+    return Route(p.sql, None, sticky=p.op is Op.STICKY, last_insert_id=p.uses_last_insert_id,
+                 label="any" if p.op is Op.ANY else "sticky", epoch=epoch)

@@ -1,0 +1,126 @@
+"""All per-session state in one sans-IO object (after h11's `_state.py`).
+
+Everything that a statement can change about a client session lives here and
+only here: the transaction (autocommit, open, savepoints -- the transition
+table is txn.py's), the backend connections that joined the open transaction
+and which of them were written as a primary, the default database, the SET
+statements to replay on a connection opened later, LAST_INSERT_ID() and the
+region that produced it, NO_BACKSLASH_ESCAPES, and the prepared statements
+(COM_STMT_* ids and SQL-level names).  No I/O: engine primitives read it,
+feed it events and carry out the effects it returns; unit tests drive it by
+events alone.
+
+Illegal events raise (ROLLBACK TO an unknown savepoint is 1305, a prepared
+statement beyond max_prepared_stmt_count is 1461) before anything is sent to
+a backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from minisql.errors import SqlError
+
+from .prepared import ER_MAX_PREPARED_STMT_COUNT_REACHED, MAX_STATEMENTS_PER_SESSION, PreparedStatement
+from .protocol import SERVER_STATUS_NO_BACKSLASH_ESCAPES
+from .txn import Effect, Event, TxState, transition
+
+
+@dataclass(frozen=True, slots=True)
+class EndTransaction:
+    """Effect: COMMIT (or ROLLBACK) each region, in `order` -- replica-only
+    participants first, regions written as a primary last (a primary's COMMIT
+    is what makes the write durable for the client)."""
+
+    commit: bool
+    order: tuple[str, ...]
+    lost: bool = False  # a participant's connection broke: everything is rolled back, COMMIT fails
+
+
+@dataclass(slots=True)
+class SessionState:
+    tx: TxState = field(default_factory=TxState)
+    database: str | None = None
+    replay: dict[str, str] = field(default_factory=dict)  # variable key -> SET statement, in order
+    last_insert_id: int = 0
+    last_insert_region: str | None = None
+    no_backslash_escapes: bool = False
+    participants: list[str] = field(default_factory=list)  # regions in the open transaction, join order
+    primaries: set[str] = field(default_factory=set)  # participants written as a primary
+    broken: set[str] = field(default_factory=set)  # participants whose connection broke
+    statements: dict[int, PreparedStatement] = field(default_factory=dict)  # COM_STMT_PREPARE ids
+    named: dict[str, str] = field(default_factory=dict)  # SQL-level PREPARE name (lower) -> text
+    next_stmt_id: int = 1
+
+    # -- derived ----------------------------------------------------------------------
+    @property
+    def server_status(self) -> int:
+        """Status flags of OK/EOF packets: transaction state and NO_BACKSLASH_ESCAPES."""
+        return self.tx.server_status | (SERVER_STATUS_NO_BACKSLASH_ESCAPES if self.no_backslash_escapes else 0)
+
+    # -- transaction events --------------------------------------------------------------
+    def on(self, event: Event, *, begin_sql: str = "START TRANSACTION", savepoint: str = "") -> tuple[EndTransaction, ...]:
+        """Feed one transaction event; returns the backend work to do, in order."""
+        self.tx, effects = transition(self.tx, event, begin_sql=begin_sql, savepoint=savepoint)
+        out = []
+        for effect in effects:
+            out.append(self._end(commit=effect is Effect.COMMIT_ALL))
+        return tuple(out)
+
+    def _end(self, commit: bool) -> EndTransaction:
+        alive = [r for r in self.participants if r not in self.broken]
+        order = tuple(r for r in alive if r not in self.primaries) + tuple(r for r in alive if r in self.primaries)
+        lost = bool(self.broken)
+        self.participants = []
+        self.primaries = set()
+        self.broken = set()
+        return EndTransaction(commit and not lost, order, lost and commit)
+
+    def needs_join(self, region: str) -> bool:
+        """A statement is about to run on `region`: must it first BEGIN there?"""
+        return self.tx.active and region not in self.participants
+
+    def joined(self, region: str) -> None:
+        self.participants.append(region)
+
+    def wrote_as_primary(self, region: str) -> None:
+        self.primaries.add(region)
+
+    def lost(self, region: str) -> None:
+        """A connection broke; if it held part of the open transaction, that
+        transaction can no longer commit."""
+        if region in self.participants:
+            self.broken.add(region)
+
+    # -- other session facts ------------------------------------------------------------------
+    def use(self, database: str | None) -> None:
+        self.database = database
+
+    def record_set(self, key: str, sql: str) -> None:
+        """A SET to replay on connections opened later (the latest per key, in order)."""
+        self.replay.pop(key, None)
+        self.replay[key] = sql
+
+    def inserted(self, insert_id: int, region: str) -> None:
+        if insert_id:
+            self.last_insert_id = insert_id
+            self.last_insert_region = region
+
+    def add_statement(self, **fields: object) -> PreparedStatement:
+        """Allocate a COM_STMT id (1461 past MariaDB's max_prepared_stmt_count)."""
+        if len(self.statements) >= MAX_STATEMENTS_PER_SESSION:
+            raise SqlError(ER_MAX_PREPARED_STMT_COUNT_REACHED,
+                           f"Can't create more than max_prepared_stmt_count statements (current value: {MAX_STATEMENTS_PER_SESSION})",
+                           "42000")
+        stmt_id = self.next_stmt_id
+        self.next_stmt_id = stmt_id % 0xFFFFFFFF + 1
+        stmt = PreparedStatement(stmt_id=stmt_id, **fields)  # type: ignore[arg-type]
+        self.statements[stmt_id] = stmt
+        return stmt
+
+    def reset(self) -> None:
+        """COM_RESET_CONNECTION / COM_CHANGE_USER: a fresh session (the caller
+        rolls back and closes the backends first)."""
+        fresh = SessionState()
+        for name in self.__slots__:  # type: ignore[attr-defined]
+            setattr(self, name, getattr(fresh, name))

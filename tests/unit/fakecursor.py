@@ -1,0 +1,112 @@
+"""A logging fake VCursor for engine unit tests: records every statement that
+would reach a region, in order, and answers from a script.  It shares the
+transaction-joining rule with the real cursor (cursor.CursorBase), so what it
+logs is what the real one would send."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable
+
+from minisql.errors import CR_SERVER_LOST, SqlError
+from proxy.backend import QueryResult
+from proxy.cursor import CursorBase
+from proxy.engine import Reply
+from proxy.planner import RoutingSnapshot
+from proxy.sessionstate import SessionState
+from topology import EMPTY_PLACEMENT, RegionInfo, ReplicaState, TablePlacement
+
+IN_SYNC = ReplicaState.IN_SYNC
+
+
+def placement():
+    p = EMPTY_PLACEMENT.with_database("shop").with_database("empty")
+    p = p.with_table(TablePlacement("shop", "users", "r1", {"r2": IN_SYNC}))
+    p = p.with_table(TablePlacement("shop", "orders", "r2", {"r1": IN_SYNC}))
+    p = p.with_table(TablePlacement("shop", "items", "r3", {"r2": IN_SYNC}))
+    p = p.with_table(TablePlacement("shop", "logs", "r3", {"r1": ReplicaState.COPYING}))
+    p = p.with_table(TablePlacement("shop", "solo", "r1", {}))
+    return p
+
+
+REGIONS = MappingProxyType({r: RegionInfo(r, "127.0.0.1", 3300 + i) for i, r in enumerate(("r1", "r2", "r3"), 1)})
+SNAP = RoutingSnapshot(placement(), REGIONS)
+
+
+def ok_result(affected: int = 1, insert_id: int = 0, status: int = 0) -> QueryResult:
+    return QueryResult(None, [], affected, insert_id, 0, status, b"")
+
+
+@dataclass
+class FakeStream:
+    region: str
+    sql: str
+    fields: list = field(default_factory=list)
+
+
+Responder = Callable[[str, str], "QueryResult | SqlError | None"]
+
+
+class LoggingCursor(CursorBase):
+    def __init__(self, state: SessionState | None = None, respond: Responder | None = None, snapshot: RoutingSnapshot = SNAP) -> None:
+        self.state = state or SessionState(database="shop")
+        self.snapshot = snapshot
+        self.log: list[tuple[str, str]] = []
+        self.respond = respond or (lambda region, sql: None)
+        self.open: list[str] = []
+        self.last: str | None = None
+        self.dropped: list[str] = []
+        self.charsets: list[str] = []
+        self.ddls: list[str] = []
+
+    def _answer(self, region: str, sql: str) -> QueryResult:
+        if region in self.dropped and region in self.state.broken:
+            raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{region}' during the transaction")
+        self.log.append((region, sql))
+        if region not in self.open:
+            self.open.append(region)
+        self.last = region
+        answer = self.respond(region, sql)
+        if isinstance(answer, SqlError):
+            if answer.errno == CR_SERVER_LOST:
+                self.drop(region)
+            raise answer
+        return answer or ok_result(0)
+
+    async def _run(self, region: str, sql: str) -> QueryResult:
+        return self._answer(region, sql)
+
+    async def _stream(self, region: str, sql: str) -> FakeStream:  # type: ignore[override]
+        self._answer(region, sql)
+        return FakeStream(region, sql)
+
+    def any_region(self) -> str:
+        return self.last or "r1"
+
+    def last_region(self) -> str | None:
+        return self.last
+
+    def open_regions(self) -> tuple[str, ...]:
+        return tuple(self.open)
+
+    def drop(self, region: str) -> None:
+        self.state.lost(region)
+        self.dropped.append(region)
+        if region in self.open:
+            self.open.remove(region)
+
+    def set_charset(self, name: str) -> None:
+        self.charsets.append(name)
+
+    async def ddl(self, sql: str) -> Reply:
+        self.ddls.append(sql)
+        return Reply(ok_result(0))
+
+    async def account_statement(self, sql: str) -> Reply:
+        self.log.append(("accounts", sql))
+        return Reply(ok_result(0))
+
+    async def show_grants(self, sql: str) -> Reply:
+        self.log.append(("accounts", sql))
+        return Reply(ok_result(0))
