@@ -16,6 +16,8 @@ import re
 
 from minisql.errors import ER_PARSE, SqlError, unsupported
 
+from .metrics import PRIMITIVE_MISSES
+
 from .engine import (
     AccountStatement,
     Ddl,
@@ -270,3 +272,44 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         return Route(p.sql, p.regions[0], last_insert_id=p.uses_last_insert_id, epoch=epoch)
     return Route(p.sql, None, sticky=p.op is Op.STICKY, last_insert_id=p.uses_last_insert_id,
                  label="any" if p.op is Op.ANY else "sticky", epoch=epoch)
+
+
+# -- the fast path ---------------------------------------------------------------------------------
+STATE_DEPENDENT = re.compile(r"last_insert_id|connection_id", re.I)
+
+
+class PrimitiveCache:
+    """Planned routes by exact statement text and default database, for one
+    routing snapshot (any new snapshot -- placement or live regions -- empties
+    it).  Only Route and FanOutWrite are kept: they read the session's
+    transaction state when they run, not when planned; statements whose plan
+    depends on other session facts (LAST_INSERT_ID()) are never kept.  A hit
+    skips classify, the digest and the planner: the proxy's fast path."""
+
+    MAX_ENTRIES = 8192
+    MAX_SQL = 4096
+
+    def __init__(self) -> None:
+        self._snapshot: RoutingSnapshot | None = None
+        self._plans: dict[tuple[str, str | None], Primitive] = {}
+
+    def get(self, sql: str, snapshot: RoutingSnapshot, database: str | None) -> Primitive | None:
+        if snapshot is not self._snapshot:
+            self._plans.clear()
+            self._snapshot = snapshot
+        primitive = self._plans.get((sql, database))
+        if primitive is None:
+            PRIMITIVE_MISSES.inc()  # hits = minisql_proxy_queries_total - misses: not counted on the fast path
+        return primitive
+
+    def put(self, sql: str, snapshot: RoutingSnapshot, database: str | None, primitive: Primitive) -> None:
+        if snapshot is not self._snapshot or not isinstance(primitive, (Route, FanOutWrite)) or len(sql) > self.MAX_SQL:
+            return
+        if STATE_DEPENDENT.search(sql):
+            return
+        if len(self._plans) >= self.MAX_ENTRIES:
+            self._plans.clear()
+        self._plans[(sql, database)] = primitive
+
+
+SHARED_PRIMITIVES = PrimitiveCache()

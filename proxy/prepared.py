@@ -69,6 +69,7 @@ class PreparedStatement:
     long_data: dict[int, bytearray] = field(default_factory=dict)
     long_data_size: int = 0
     cursor: object = None  # the backend connection with this statement's open cursor
+    plan: tuple[object, str | None, object] | None = None  # (snapshot, database, primitive) of the last execute
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,6 +149,7 @@ class ProxyServer:
             metrics.CLIENT_CONNECTIONS.dec()
             if user_key:
                 self._release(user_key.pop())
+            stream.close_watchdog()
             writer.close()
 
     def _release(self, key: tuple[str, str]) -> None:

@@ -17,6 +17,7 @@ table and the master.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from mysql_mimic.charset import CharacterSet
@@ -32,8 +33,8 @@ from .accounts import AccountAdmin
 from .auth import Account
 from .backend import QueryResult
 from .cursor import SessionBackends, SessionCursor
-from .engine import EveryRegion, Reply, Route, end_transaction
-from .planbuilder import plan_statement
+from .engine import EveryRegion, FanOutWrite, Reply, Route, end_transaction
+from .planbuilder import SHARED_PRIMITIVES, STATE_DEPENDENT, PrimitiveCache, plan_statement
 from .planner import plan_use_database
 from .pool import BackendPool
 from .prepared import (
@@ -58,7 +59,8 @@ class ProxySession(BaseSession):
     """One client connection; see the module docstring."""
 
     def __init__(self, routing: RoutingTable, pool: BackendPool, topology: Topology, cache: AnalysisCache, version: str,
-                 admin: AccountAdmin) -> None:
+                 admin: AccountAdmin, primitives: PrimitiveCache = SHARED_PRIMITIVES) -> None:
+        self.primitives = primitives
         self.variables = SessionVariables(GlobalVariables())
         self.variables.set("version", version, force=True)
         self.username: str | None = None
@@ -201,12 +203,16 @@ class ProxySession(BaseSession):
 
     # -- the statement path -------------------------------------------------------
     async def execute(self, sql: str) -> Reply:
-        kind = classify(sql)
-        if len(sql) >= BIG_STATEMENT and kind in DML_KINDS:
-            await self.cache.prepare(sql, kind)  # analysed off the event loop
         cursor = self.cursor()
-        primitive = plan_statement(sql, kind, cursor.snapshot, self.state, self.cache)
-        metrics.QUERIES.labels(primitive.label).inc()
+        snapshot, database = cursor.snapshot, self.state.database
+        primitive = self.primitives.get(sql, snapshot, database)
+        if primitive is None:
+            kind = classify(sql)
+            if len(sql) >= BIG_STATEMENT and kind in DML_KINDS:
+                await self.cache.prepare(sql, kind)  # analysed off the event loop
+            primitive = plan_statement(sql, kind, snapshot, self.state, self.cache)
+            self.primitives.put(sql, snapshot, database, primitive)
+        metrics.count_query(primitive.label)
         return await primitive.execute(cursor)
 
     async def on_every_region(self, sql: str, what: str) -> QueryResult:
@@ -221,7 +227,7 @@ class ProxySession(BaseSession):
         is prepared there (RELAY); anything else runs through the text path at
         execute (TEXT), with a write prepared once on its primary for MariaDB's
         own checks and parameter count."""
-        metrics.QUERIES.labels("prepare").inc()
+        metrics.count_query("prepare")
         kind = classify(sql)
         cursor = self.cursor()
         primitive = None
@@ -259,18 +265,22 @@ class ProxySession(BaseSession):
         return conn
 
     async def execute_prepared(self, stmt: PreparedStatement, req: ExecuteRequest) -> Reply:
-        """COM_STMT_EXECUTE.  RELAY: planned again (the placement may have moved
-        the table), prepared on the target connection if it is new there, and
-        forwarded; TEXT: the parameters become literals in the SQL, which takes
-        the text path (writes fan out with pinned values)."""
-        metrics.QUERIES.labels("execute").inc()
+        """COM_STMT_EXECUTE.  The statement's plan is kept on it for the snapshot
+        and database it was made for (the parameters never change a route).
+        RELAY: prepared on the target connection if it is new there, and
+        forwarded; TEXT: the parameters become literals in the SQL, which runs
+        as a text statement (writes fan out with pinned values)."""
+        metrics.count_query("execute")
+        cursor = self.cursor()
+        primitive, kept = self._prepared_plan(stmt, cursor)
         if stmt.route is PsRoute.TEXT:
             literals = param_literals(stmt, req, self.backends.sql_encoding, self.state.no_backslash_escapes)
             stmt.long_data.clear()
             stmt.long_data_size = 0
-            return await self.execute(interpolate(stmt.sql, literals))
-        cursor = self.cursor()
-        primitive = plan_statement(stmt.sql, classify(stmt.sql), cursor.snapshot, self.state, self.cache)
+            sql = interpolate(stmt.sql, literals)
+            if not kept:
+                return await self.execute(sql)
+            return await replace(primitive, sql=sql).execute(cursor)  # type: ignore[type-var]
         if not isinstance(primitive, Route):
             raise unsupported("a prepared read whose table now needs another route; prepare it again")
         conn = await self._statement_connection(cursor, primitive)
@@ -278,15 +288,33 @@ class ProxySession(BaseSession):
         if backend_id is None:
             prepared = await cursor._call(conn, conn.prepare(stmt.sql.encode(conn.sql_encoding, "surrogateescape")))
             backend_id = conn.prepared[stmt] = prepared.stmt_id
-        try:
-            for param, data in stmt.long_data.items():
-                conn.send_long_data(backend_id, param, bytes(data))
-        finally:
-            stmt.long_data.clear()
-            stmt.long_data_size = 0
+        if stmt.long_data:
+            try:
+                for param, data in stmt.long_data.items():
+                    conn.send_long_data(backend_id, param, bytes(data))
+            finally:
+                stmt.long_data.clear()
+                stmt.long_data_size = 0
         stream = await cursor._call(conn, conn.execute_stream(backend_execute_payload(backend_id, stmt, req)))
         stmt.cursor = conn if stream.cursor else None
         return Reply(stream=stream)
+
+    def _prepared_plan(self, stmt: PreparedStatement, cursor: SessionCursor) -> tuple[Any, bool]:
+        """(primitive, kept): the plan of a prepared statement at this snapshot
+        and database; `kept` when it is a Route / FanOutWrite that does not
+        depend on session facts, so the next execute reuses it."""
+        snapshot, database = cursor.snapshot, self.state.database
+        kept = stmt.plan
+        if kept is not None and kept[0] is snapshot and kept[1] == database:
+            return kept[2], True
+        kind = classify(stmt.sql)
+        if kind not in DML_KINDS and kind not in (Kind.SHOW, Kind.DESCRIBE):
+            return None, False
+        primitive = plan_statement(stmt.sql, kind, snapshot, self.state, self.cache)
+        if isinstance(primitive, (Route, FanOutWrite)) and not STATE_DEPENDENT.search(stmt.sql):
+            stmt.plan = (snapshot, database, primitive)
+            return primitive, True
+        return primitive, False
 
     async def fetch_prepared(self, stmt: PreparedStatement, rows: int) -> Reply:
         """COM_STMT_FETCH: more rows from the cursor the last execute opened."""

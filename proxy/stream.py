@@ -65,6 +65,9 @@ class BoundedStream:
         self._pushback = b""  # bytes read by `client_gone` that belong to the next packet
         self._buffer = bytearray()
         self._flush_at = flush_at
+        self._reading_since: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._timed_out = False
 
     def reset_seq(self) -> None:
         self.seq = 0
@@ -91,6 +94,11 @@ class BoundedStream:
                 return
             data = data[_MAX_PAYLOAD:]
 
+    @property
+    def pending(self) -> int:
+        """Bytes framed but not yet written."""
+        return len(self._buffer)
+
     def write_many(self, packets: Sequence[bytes]) -> None:
         """Frame packets into the buffer without sending (the next drain sends)."""
         for data in packets:
@@ -108,12 +116,41 @@ class BoundedStream:
         await self.writer.drain()
 
     async def read(self) -> bytes:
+        """The next client message.  With `timeout`, a read that waits longer
+        ends the connection (ReadTimeout).  One watchdog timer per connection,
+        re-armed only when it fires, instead of a timeout scope per read: the
+        statement fast path pays for an attribute store, not a timer."""
         if self.timeout is None:
             return await self._read()
+        loop = asyncio.get_running_loop()
+        self._reading_since = loop.time()
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(self._reading_since + self.timeout, self._check_idle)
         try:
-            return await asyncio.wait_for(self._read(), self.timeout)
-        except asyncio.TimeoutError:
-            raise ReadTimeout(self.timeout_reason) from None
+            return await self._read()
+        except ConnectionClosed:
+            if self._timed_out:
+                raise ReadTimeout(self.timeout_reason) from None
+            raise
+        finally:
+            self._reading_since = None
+
+    def _check_idle(self) -> None:
+        self._watchdog = None
+        since, timeout = self._reading_since, self.timeout
+        if since is None or timeout is None:
+            return  # not waiting for the client now; the next read re-arms
+        loop = asyncio.get_running_loop()
+        if loop.time() - since >= timeout - 0.001:
+            self._timed_out = True
+            self.reader.feed_eof()  # the pending read ends; `read` reports the timeout
+        else:
+            self._watchdog = loop.call_at(since + timeout, self._check_idle)
+
+    def close_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
     async def _read(self) -> bytes:
         reader = self.reader

@@ -87,6 +87,7 @@ class ProxyConnection(Connection):
         self.account: Account | None = None
         self.nonce = b""
         self.secure = False  # TLS, from the SSLRequest on; COM_CHANGE_USER's REQUIRE SSL check reads it
+        self._deprecate_eof = False  # the client's CLIENT_DEPRECATE_EOF, read once at login
 
     def _status(self) -> int:
         return self.session.server_status
@@ -119,6 +120,7 @@ class ProxyConnection(Connection):
                 login = await handshake(self._login_context())
                 response = login.response
                 self.capabilities = response.capabilities
+                self._deprecate_eof = Capabilities.CLIENT_DEPRECATE_EOF in response.capabilities
                 self.max_packet_size = response.max_packet_size
                 self.client_connect_attrs = response.connect_attrs
                 self.client_plugin_name = response.client_plugin
@@ -196,7 +198,8 @@ class ProxyConnection(Connection):
                         await handler(data[1:])
                     finally:
                         watch.cancel()
-                        self._stop_disconnect_watch()
+                        if self._disconnect_watch is not None:
+                            await self._stop_disconnect_watch()
                 except SqlError as e:
                     if isinstance(e, _FATAL):
                         raise
@@ -238,10 +241,19 @@ class ProxyConnection(Connection):
         ProxySQL does -- a dropped client must not leave a query running."""
         self._disconnect_watch = asyncio.create_task(self._on_disconnect(self._task))
 
-    def _stop_disconnect_watch(self) -> None:
+    async def _stop_disconnect_watch(self) -> None:
+        """Cancel the watch and wait until it is gone: its read of the client
+        socket must end before the command loop reads the next command."""
         watch, self._disconnect_watch = self._disconnect_watch, None
         if watch is not None and not watch.done():
             watch.cancel()
+            try:
+                await watch
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise  # we are being cancelled ourselves
+            except Exception:  # noqa: BLE001 - the watch's own failure is not the command's
+                pass
 
     async def _on_disconnect(self, command_task: asyncio.Task[Any] | None) -> None:
         if not await self.stream.client_gone():
@@ -290,7 +302,7 @@ class ProxyConnection(Connection):
         """The end of a result: EOF, or with CLIENT_DEPRECATE_EOF an OK packet with
         the 0xFE header (also what MariaDB sends after a cursor's metadata)."""
         status = self._status() if status is None else status
-        if self.deprecate_eof():
+        if self._deprecate_eof:
             return make_ok(affected_rows=0, insert_id=0, status=status, warnings=warnings, eof=True)
         return make_eof(status=status, warnings=warnings)
 
@@ -330,7 +342,7 @@ class ProxyConnection(Connection):
     def _write_head(self, fields: list[bytes], status: int) -> None:
         head = [packets.make_column_count(capabilities=self.capabilities, column_count=len(fields))]
         head.extend(fields)
-        if not self.deprecate_eof():
+        if not self._deprecate_eof:
             head.append(make_eof(status=status, warnings=0))
         self.stream.write_many(head)
 
@@ -358,7 +370,8 @@ class ProxyConnection(Connection):
                     self._write_head(result.fields, status)
                     async for batch in result.batches():
                         stream.write_many(batch)
-                        await stream.drain()
+                        if stream.pending >= FLUSH_AT:  # one write for a small result, bounded memory for a big one
+                            await stream.drain()
                     last = not result.more_results
                     status = self._status() | (SERVER_MORE_RESULTS_EXISTS if more or not last else 0)
                     await stream.write(self._end_packet(result.warnings, status))
@@ -418,7 +431,7 @@ class ProxyConnection(Connection):
             log.exception("internal error on %r", sql[:200])
             await self.write_error(SqlError(ER_UNKNOWN, f"Internal proxy error: {type(e).__name__}: {e}"))
             return False
-        metrics.LATENCY.labels("query").observe(time.perf_counter() - started)
+        metrics.QUERY_LATENCY.observe(time.perf_counter() - started)
         await self.write_reply(reply, more=more)
         return True
 
@@ -461,7 +474,7 @@ class ProxyConnection(Connection):
         for defs in (stmt.params, stmt.columns):
             if defs:
                 out.extend(defs)
-                if not self.deprecate_eof():
+                if not self._deprecate_eof:
                     out.append(make_eof(status=self._status(), warnings=0))
         self.stream.write_many(out)
         await self.stream.drain()
@@ -478,7 +491,7 @@ class ProxyConnection(Connection):
         request = parse_execute(stmt, data)
         started = time.perf_counter()
         reply = await self.session.execute_prepared(stmt, request)
-        metrics.LATENCY.labels("query").observe(time.perf_counter() - started)
+        metrics.QUERY_LATENCY.observe(time.perf_counter() - started)
         if stmt.route is Route.RELAY:
             await self.write_reply(reply)  # binary rows, relayed as they come
         else:
@@ -556,6 +569,7 @@ class ProxyConnection(Connection):
 _FATAL = (MalformedPacket, PacketTooLarge, ReadTimeout)
 
 
+FLUSH_AT = 1 << 16  # bytes of reply buffered before a write to the client
 DISCONNECT_WATCH_AFTER = 0.05  # seconds a command runs before we watch for its client leaving
 _BACKGROUND: set[asyncio.Future[None]] = set()
 
