@@ -330,43 +330,59 @@ class BackendConnection:
         self._busy = status & SERVER_MORE_RESULTS_EXISTS != 0
 
     # -- framing -------------------------------------------------------------------------
-    def _send(self, payload: bytes, seq: int = 0) -> None:
+    def _send(self, payload: bytes, seq: int = 0, parts: tuple[bytes, ...] = ()) -> None:
         writer = self._writer
         if writer is None or self._closed or writer.is_closing():
             self.close()
             raise BackendLost(f"connection to region '{self.region_id}' is closed")
         try:
-            self._write(writer, payload, seq)
+            self._write(writer, payload, seq, parts)
         except (RuntimeError, OSError) as e:  # uvloop raises RuntimeError on a transport closed under us
             self.close()
             raise BackendLost(f"lost connection to region '{self.region_id}': {e}") from None
 
-    def _write(self, writer: asyncio.StreamWriter, payload: bytes, seq: int) -> None:
-        if len(payload) < MAX_PAYLOAD:
-            n = len(payload)
-            writer.write(bytes((n & 0xFF, (n >> 8) & 0xFF, n >> 16, seq)) + payload)
+    def _write(self, writer: asyncio.StreamWriter, payload: bytes, seq: int, parts: tuple[bytes, ...] = ()) -> None:
+        """Frame `payload` + `parts` (one logical payload) into packets.  Small
+        payloads go out in one write; big ones are written piece by piece from
+        memoryviews, never concatenated (a 16 MB statement is not copied again)."""
+        total = len(payload) + sum(len(p) for p in parts)
+        if total < 1 << 16:
+            data = payload + b"".join(parts) if parts else payload
+            writer.write(bytes((total & 0xFF, (total >> 8) & 0xFF, total >> 16, seq)) + data)
             self._seq = (seq + 1) & 0xFF
             return
-        view = memoryview(payload)
+        pieces = [memoryview(payload)] + [memoryview(p) for p in parts]
         while True:
-            chunk = view[:MAX_PAYLOAD]
-            n = len(chunk)
+            n = min(total, MAX_PAYLOAD)
             writer.write(bytes((n & 0xFF, (n >> 8) & 0xFF, n >> 16, seq)))
-            writer.write(chunk)
             seq = (seq + 1) & 0xFF
-            view = view[MAX_PAYLOAD:]
+            left = n
+            while left:
+                piece = pieces[0]
+                take = piece[:left]
+                writer.write(take)
+                left -= len(take)
+                if len(take) == len(piece):
+                    pieces.pop(0)
+                else:
+                    pieces[0] = piece[len(take):]
+            total -= n
             if n < MAX_PAYLOAD:
                 break
         self._seq = seq
 
-    def _command(self, command: int, body: bytes) -> None:
+    def _command(self, command: int, body: bytes, *more: bytes) -> None:
+        """Send a command whose body is `body` followed by `more` (not joined)."""
         if self._closed:
             raise BackendLost(f"connection to region '{self.region_id}' is closed")
         if self._busy:
             self.close()
             raise BackendLost(f"connection to region '{self.region_id}' was left mid-result")
         self._busy = True
-        self._send(bytes((command,)) + body)
+        if len(body) < 1 << 16 and not more:
+            self._send(bytes((command,)) + body)
+        else:
+            self._send(bytes((command,)), 0, (body, *more))
 
     async def _fill(self) -> None:
         reader = self._reader
@@ -458,16 +474,24 @@ class BackendConnection:
                 return out
 
     # -- commands ----------------------------------------------------------------------------
-    async def query_stream(self, sql: bytes) -> ResultStream:
-        """Send COM_QUERY; return the result with its head read, rows still to come."""
-        self._command(COM_QUERY, sql)
+    async def query_stream(self, sql: bytes, prefix: bytes = b"") -> ResultStream:
+        """Send COM_QUERY (`prefix` + `sql`, not joined); return the result with
+        its head read, rows still to come."""
+        if prefix:
+            self._command(COM_QUERY, prefix, sql)
+        else:
+            self._command(COM_QUERY, sql)
         stream = ResultStream(self)
         await stream._read_head()
         return stream
 
-    async def run(self, sql: str) -> QueryResult:
-        """Execute one statement and return its whole raw result (raises BackendError)."""
-        stream = await self.query_stream(sql.encode(self.sql_encoding, "surrogateescape"))
+    async def run(self, sql: str | bytes, prefix: str = "") -> QueryResult:
+        """Execute one statement and return its whole raw result (raises BackendError).
+        `sql` may be already encoded in the connection's charset (a write sent
+        to several regions is encoded once)."""
+        encoding = self.sql_encoding
+        body = sql if isinstance(sql, bytes) else sql.encode(encoding, "surrogateescape")
+        stream = await self.query_stream(body, prefix.encode(encoding) if prefix else b"")
         return await stream.read_all()
 
     async def use(self, database: str | None) -> None:

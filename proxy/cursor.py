@@ -127,7 +127,7 @@ class CursorBase:
     state: SessionState
     snapshot: RoutingSnapshot
 
-    async def _run(self, region: str, sql: str) -> QueryResult:
+    async def _run(self, region: str, sql: str, prefix: str = "") -> QueryResult:
         raise NotImplementedError
 
     async def _stream(self, region: str, sql: str) -> ResultStream:
@@ -141,10 +141,12 @@ class CursorBase:
                 await self._run(region, f"SAVEPOINT `{name.replace('`', '``')}`")
             state.joined(region)
 
-    async def run(self, region: str, sql: str, *, join: bool = True) -> QueryResult:
+    async def run(self, region: str, sql: str, *, join: bool = True, prefix: str = "") -> QueryResult:
+        """`prefix` + `sql` on `region` (kept apart: a big statement sent to
+        several regions with different prefixes is encoded once, never joined)."""
         if join:
             await self.join(region)
-        return await self._run(region, sql)
+        return await self._run(region, sql, prefix)
 
     async def stream(self, region: str, sql: str) -> ResultStream:
         await self.join(region)
@@ -159,12 +161,24 @@ class SessionCursor(CursorBase):
         self.state = session.state
         self.snapshot = snapshot
         self.backends: SessionBackends = session.backends
+        self._encoded: tuple[str, str, bytes] | None = None  # (sql, encoding, bytes) of the last big statement
 
-    async def _run(self, region: str, sql: str) -> QueryResult:
+    def _body(self, sql: str, encoding: str) -> str | bytes:
+        """A big statement's bytes, encoded once for all the regions it goes to."""
+        if len(sql) < 1 << 16:
+            return sql
+        kept = self._encoded
+        if kept is not None and kept[0] is sql and kept[1] == encoding:
+            return kept[2]
+        body = sql.encode(encoding, "surrogateescape")
+        self._encoded = (sql, encoding, body)
+        return body
+
+    async def _run(self, region: str, sql: str, prefix: str = "") -> QueryResult:
         backends = self.backends
         conn = await backends.get(region, self.snapshot, self.state)
         backends.last = conn
-        return await self._call(conn, conn.run(sql))
+        return await self._call(conn, conn.run(self._body(sql, conn.sql_encoding), prefix))
 
     async def _stream(self, region: str, sql: str) -> ResultStream:
         backends = self.backends

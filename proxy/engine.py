@@ -76,7 +76,7 @@ class VCursor(Protocol):
     state: SessionState
     snapshot: RoutingSnapshot
 
-    async def run(self, region: str, sql: str, *, join: bool = True) -> QueryResult: ...
+    async def run(self, region: str, sql: str, *, join: bool = True, prefix: str = "") -> QueryResult: ...
     async def stream(self, region: str, sql: str) -> ResultStream: ...
     def any_region(self) -> str: ...
     def last_region(self) -> str | None: ...
@@ -170,12 +170,12 @@ class FanOutWrite:
         else:
             state.wrote_as_primary(primary)
         try:
-            result = await vc.run(primary, _pinned(ts, seeds) + sql)
+            result = await vc.run(primary, sql, prefix=_pinned(ts, seeds))
         except SqlError:
             if own_txn:
                 await _rollback_quietly(vc, primary)
             raise
-        failure = await self._replicate(vc, replicas, _pinned(ts, seeds, result.insert_id) + sql, primary, result)
+        failure = await self._replicate(vc, replicas, sql, _pinned(ts, seeds, result.insert_id), primary, result)
         if failure is not None:
             if own_txn:
                 await _rollback_quietly(vc, primary)
@@ -191,10 +191,11 @@ class FanOutWrite:
         state.inserted(result.insert_id, primary)
         return Reply(result)
 
-    async def _replicate(self, vc: VCursor, replicas: tuple[str, ...], sql: str, primary: str, result: QueryResult) -> SqlError | None:
+    async def _replicate(self, vc: VCursor, replicas: tuple[str, ...], sql: str, prefix: str, primary: str,
+                         result: QueryResult) -> SqlError | None:
         for region in replicas:
             try:
-                replica = await vc.run(region, sql)
+                replica = await vc.run(region, sql, prefix=prefix)
             except SqlError as e:
                 return SqlError(e.errno if e.errno >= 2000 else ER_UNKNOWN,
                                 f"Write failed on replica region '{region}' after the primary accepted it: ({e.errno}) {e.message}")

@@ -88,6 +88,7 @@ class ProxyConnection(Connection):
         self.nonce = b""
         self.secure = False  # TLS, from the SSLRequest on; COM_CHANGE_USER's REQUIRE SSL check reads it
         self._deprecate_eof = False  # the client's CLIENT_DEPRECATE_EOF, read once at login
+        self._big_packet = b""  # a big COM_QUERY on its way to handle_big_query
 
     def _status(self) -> int:
         return self.session.server_status
@@ -195,7 +196,13 @@ class ProxyConnection(Connection):
                         raise SqlError(1047, "Unknown command", "08S01")
                     watch = loop.call_later(DISCONNECT_WATCH_AFTER, self._watch_disconnect)
                     try:
-                        await handler(data[1:])
+                        if data[0] == Commands.COM_QUERY and len(data) >= 1 << 16:
+                            # A big statement: the handler takes the only reference to
+                            # the packet and drops it once decoded (one copy less at peak).
+                            self._big_packet, data = data, b""
+                            await self.handle_big_query()
+                        else:
+                            await handler(data[1:])
                     finally:
                         watch.cancel()
                         if self._disconnect_watch is not None:
@@ -401,11 +408,19 @@ class ProxyConnection(Connection):
         await self.stream.write(self._end_packet(0, status))
 
     # -- commands ----------------------------------------------------------------
+    async def handle_big_query(self) -> None:
+        packet, self._big_packet = self._big_packet, b""
+        sql = str(memoryview(packet)[1:], self.client_charset.codec, "surrogateescape")
+        del packet
+        await self._handle_sql(sql)
+
     async def handle_query(self, data: bytes) -> None:
         # The SQL text stays the client's bytes: bytes that are not valid in its
         # character set are carried as surrogates and re-encoded unchanged for
         # the regions (backend.py), so MariaDB judges them, as it would directly.
-        sql = data.decode(self.client_charset.codec, "surrogateescape")
+        await self._handle_sql(data.decode(self.client_charset.codec, "surrogateescape"))
+
+    async def _handle_sql(self, sql: str) -> None:
         statements = split_statements(sql) if Capabilities.CLIENT_MULTI_STATEMENTS in self.capabilities else None
         if statements is None:
             await self._run_statement(sql, more=False)

@@ -74,8 +74,8 @@ class LoggingCursor(CursorBase):
             raise answer
         return answer or ok_result(0)
 
-    async def _run(self, region: str, sql: str) -> QueryResult:
-        return self._answer(region, sql)
+    async def _run(self, region: str, sql: str, prefix: str = "") -> QueryResult:
+        return self._answer(region, prefix + sql)
 
     async def _stream(self, region: str, sql: str) -> FakeStream:  # type: ignore[override]
         self._answer(region, sql)
