@@ -47,6 +47,7 @@ from .protocol import (
     COM_QUERY,
     COM_QUIT,
     COM_RESET_CONNECTION,
+    COM_STATISTICS,
     COM_STMT_CLOSE,
     COM_STMT_EXECUTE,
     COM_STMT_FETCH,
@@ -558,6 +559,15 @@ class BackendConnection:
         """COM_STMT_SEND_LONG_DATA (no answer)."""
         self._command(COM_STMT_SEND_LONG_DATA, stmt_id.to_bytes(4, "little") + param.to_bytes(2, "little") + data)
         self._busy = False
+
+    async def statistics(self) -> bytes:
+        """COM_STATISTICS: MariaDB's one-line status string (not an OK packet)."""
+        self._command(COM_STATISTICS, b"")
+        answer = await self._read()
+        self._busy = False
+        if answer[:1] == b"\xff":
+            raise BackendError(*_error_args(answer))
+        return answer
 
     async def reset_session(self) -> None:
         """COM_RESET_CONNECTION: MariaDB rolls back and drops the session's

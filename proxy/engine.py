@@ -45,7 +45,7 @@ from . import metrics
 from .backend import QueryResult, ResultStream
 from .planner import LocalResult, RoutingSnapshot
 from .sessionstate import EndTransaction, SessionState
-from .statements import substitute_last_insert_id
+from .statements import ROW_COUNT, substitute_last_insert_id, substitute_row_count
 from .txn import Event
 
 log = logging.getLogger(__name__)
@@ -121,18 +121,32 @@ class Route:
     epoch: int = -1
 
     async def execute(self, vc: VCursor) -> Reply:
-        vc.state.on(Event.STATEMENT)
+        state = vc.state
+        state.on(Event.STATEMENT)
         region = self.region or (vc.last_region() if self.sticky else None) or vc.any_region()
-        sql = substitute_last_insert_id(self.sql, vc.state.last_insert_id) if self.last_insert_id else self.sql
-        return Reply(stream=await vc.stream(region, sql))
+        sql = _session_values(self.sql, state, self.last_insert_id)
+        stream = await vc.stream(region, sql)
+        state.row_count = -1 if stream.fields is not None else stream.affected_rows
+        return Reply(stream=stream)
 
     def describe(self) -> dict[str, Any]:
         target = self.region or ("sticky" if self.sticky else "any")
         return {"Route": target, **({"last_insert_id": True} if self.last_insert_id else {})}
 
 
-def _pinned(ts: float, seeds: tuple[int, int] | None, insert_id: int = 0) -> str:
-    parts = [f"timestamp={ts:.6f}"]
+def _session_values(sql: str, state: SessionState, last_insert_id: bool) -> str:
+    """LAST_INSERT_ID() and ROW_COUNT() as the session knows them: the region
+    this statement runs on may not have run the statement they are about."""
+    if last_insert_id:
+        sql = substitute_last_insert_id(sql, state.last_insert_id)
+    if "(" in sql and ROW_COUNT.search(sql):
+        sql = substitute_row_count(sql, state.row_count)
+    return sql
+
+
+def _pinned(ts: float, seeds: tuple[int, int] | None, insert_id: int = 0, statement_vars: str = "") -> str:
+    parts = [statement_vars] if statement_vars else []
+    parts.append(f"timestamp={ts:.6f}")
     if seeds is not None:
         parts.append(f"rand_seed1={seeds[0]}, rand_seed2={seeds[1]}")
     if insert_id:
@@ -148,6 +162,7 @@ class FanOutWrite:
     regions: tuple[str, ...]  # primary first
     uses_rand: bool = False
     last_insert_id: bool = False
+    statement_vars: str = ""  # SET STATEMENT <these> FOR ...: merged into the pinning prefix
     label: str = "write"
     epoch: int = -1
     clock: Any = field(default=time.time, compare=False, repr=False)
@@ -156,11 +171,12 @@ class FanOutWrite:
     async def execute(self, vc: VCursor) -> Reply:
         state = vc.state
         state.on(Event.STATEMENT)
-        sql = substitute_last_insert_id(self.sql, state.last_insert_id) if self.last_insert_id else self.sql
+        sql = _session_values(self.sql, state, self.last_insert_id)
         primary, replicas = self.regions[0], self.regions[1:]
         if not replicas:
-            result = await vc.run(primary, sql)
+            result = await vc.run(primary, sql, prefix=f"SET STATEMENT {self.statement_vars} FOR " if self.statement_vars else "")
             state.inserted(result.insert_id, primary)
+            state.row_count = result.affected_rows
             return Reply(result)
         ts = self.clock()
         seeds = self.seeds() if self.uses_rand else None
@@ -170,12 +186,12 @@ class FanOutWrite:
         else:
             state.wrote_as_primary(primary)
         try:
-            result = await vc.run(primary, sql, prefix=_pinned(ts, seeds))
+            result = await vc.run(primary, sql, prefix=_pinned(ts, seeds, 0, self.statement_vars))
         except SqlError:
             if own_txn:
                 await _rollback_quietly(vc, primary)
             raise
-        failure = await self._replicate(vc, replicas, sql, _pinned(ts, seeds, result.insert_id), primary, result)
+        failure = await self._replicate(vc, replicas, sql, _pinned(ts, seeds, result.insert_id, self.statement_vars), primary, result)
         if failure is not None:
             if own_txn:
                 await _rollback_quietly(vc, primary)
@@ -189,6 +205,7 @@ class FanOutWrite:
         if own_txn:
             await vc.run(primary, "COMMIT", join=False)
         state.inserted(result.insert_id, primary)
+        state.row_count = result.affected_rows
         return Reply(result)
 
     async def _replicate(self, vc: VCursor, replicas: tuple[str, ...], sql: str, prefix: str, primary: str,
@@ -213,6 +230,8 @@ class FanOutWrite:
             out["pin_rand"] = True
         if self.last_insert_id:
             out["last_insert_id"] = True
+        if self.statement_vars:
+            out["statement_vars"] = self.statement_vars
         return out
 
 
@@ -335,13 +354,14 @@ class EveryRegion:
     sql: str
     what: str
     implicit_commit: bool = False
+    regions: tuple[str, ...] | None = None  # None: every live region
     label: str = "every_region"
     epoch: int = -1
 
     async def execute(self, vc: VCursor) -> Reply:
         if self.implicit_commit:
             await end_transaction(vc, vc.state.on(Event.IMPLICIT_COMMIT))
-        regions = sorted(vc.snapshot.regions)
+        regions = list(self.regions) if self.regions is not None else sorted(vc.snapshot.regions)
         if not regions:
             raise SqlError(2003, "No region is available")
         first: QueryResult | None = None
@@ -357,7 +377,12 @@ class EveryRegion:
         return Reply(first)
 
     def describe(self) -> dict[str, Any]:
-        return {"EveryRegion": self.what, **({"implicit_commit": True} if self.implicit_commit else {})}
+        out: dict[str, Any] = {"EveryRegion": self.what}
+        if self.regions is not None:
+            out["regions"] = list(self.regions)
+        if self.implicit_commit:
+            out["implicit_commit"] = True
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from .engine import (
     Transaction,
     UseDatabase,
 )
+from .planextra import plan_maintenance, plan_set_statement
 from .planner import Op, RoutingSnapshot, SessionView, plan
 from .prepared import placeholder_positions
 from .statements import AnalysisCache, Kind, classify, strip_leading_noise
@@ -254,6 +255,18 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         if _FLUSH_LOCKING.search(sql):
             raise unsupported("FLUSH TABLES ... WITH READ LOCK / FOR EXPORT through the gateway")
         return EveryRegion(sql, "FLUSH", implicit_commit=True, epoch=epoch)
+    if kind in (Kind.MAINTENANCE, Kind.SET_STATEMENT):
+        if depth > 2:
+            raise unsupported("nested SET STATEMENT / ANALYZE")
+
+        def inner(text: str) -> Primitive:
+            return plan_statement(text, classify(text), snap, state, cache, depth + 1)
+
+        if kind is Kind.MAINTENANCE:
+            return plan_maintenance(sql, snap, state, inner)
+        return plan_set_statement(sql, inner)
+    if kind is Kind.HELP:
+        return Route(sql, None, label="any", epoch=epoch)
     if kind in (Kind.PREPARE, Kind.EXECUTE, Kind.DEALLOCATE):
         if depth > 2:
             raise SqlError(1295, "This command is not supported in the prepared statement protocol yet", "HY000")
@@ -275,7 +288,7 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
 
 
 # -- the fast path ---------------------------------------------------------------------------------
-STATE_DEPENDENT = re.compile(r"last_insert_id|connection_id", re.I)
+STATE_DEPENDENT = re.compile(r"last_insert_id|connection_id|row_count", re.I)
 
 
 class PrimitiveCache:

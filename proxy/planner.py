@@ -34,7 +34,7 @@ from minisql.errors import (
 from minisql.like import LikePattern
 from topology import Placement, RegionInfo, TablePlacement
 
-from .statements import SYSTEM_SCHEMAS, Analysis, AnalysisCache, Kind, TableRef, classify, strip_leading_noise
+from .statements import SYSTEM_SCHEMAS, Analysis, AnalysisCache, Kind, TableRef, classify, strip_leading_noise, sysdate_as_now
 
 
 class Op(Enum):
@@ -152,7 +152,7 @@ def _write_regions(analysis: Analysis, writes: tuple[TablePlacement, ...], reads
                 f"a write that reads {t.database}.{t.name}, which has no copy on region(s) {', '.join(sorted(missing))}"
             )
     if len(regions) > 1:
-        if analysis.nondeterministic:
+        if analysis.nondeterministic:  # (SYSDATE() is made NOW(), pinned: plan_dml)
             raise unsupported(f"{analysis.nondeterministic} in a write to a replicated table (each copy would get a different value)")
         if analysis.unordered_limit:
             raise unsupported(
@@ -194,6 +194,8 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
     regions = _write_regions(analysis, writes, reads)
     for region in regions:
         _require_live(region, snap)
+    if analysis.uses_sysdate and len(regions) > 1:
+        sql = sysdate_as_now(sql)
     return Plan(
         Op.WRITE, sql, regions, analysis.kind, writes + reads,
         uses_rand=analysis.uses_rand, uses_last_insert_id=analysis.uses_last_insert_id, epoch=snap.epoch,

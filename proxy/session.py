@@ -211,9 +211,14 @@ class ProxySession(BaseSession):
             if len(sql) >= BIG_STATEMENT and kind in DML_KINDS:
                 await self.cache.prepare(sql, kind)  # analysed off the event loop
             primitive = plan_statement(sql, kind, snapshot, self.state, self.cache)
-            self.primitives.put(sql, snapshot, database, primitive)
+            if kind in DML_KINDS:  # (EXECUTE name's plan depends on the session's PREPAREs)
+                self.primitives.put(sql, snapshot, database, primitive)
         metrics.count_query(primitive.label)
-        return await primitive.execute(cursor)
+        if isinstance(primitive, (Route, FanOutWrite)):
+            return await primitive.execute(cursor)  # they set ROW_COUNT() themselves
+        reply = await primitive.execute(cursor)
+        self.state.row_count = reply.result.affected_rows if reply.result is not None and reply.result.fields is None else 0
+        return reply
 
     async def on_every_region(self, sql: str, what: str) -> QueryResult:
         """Run `sql` on every live region as the client (account statements)."""

@@ -44,6 +44,7 @@ class SessionState:
     replay: dict[str, str] = field(default_factory=dict)  # variable key -> SET statement, in order
     last_insert_id: int = 0
     last_insert_region: str | None = None
+    row_count: int = -1  # ROW_COUNT() of the previous statement, as the client saw it
     no_backslash_escapes: bool = False
     participants: list[str] = field(default_factory=list)  # regions in the open transaction, join order
     primaries: set[str] = field(default_factory=set)  # participants written as a primary

@@ -60,6 +60,9 @@ class Kind(Enum):
     ACCOUNT = "account"  # CREATE/ALTER/DROP/RENAME USER, GRANT, REVOKE, SET PASSWORD
     SHOW_GRANTS = "show_grants"
     FLUSH = "flush"  # FLUSH TABLES / PRIVILEGES / STATUS ...: every region
+    MAINTENANCE = "maintenance"  # ANALYZE / OPTIMIZE / REPAIR / CHECK / CHECKSUM TABLE
+    HELP = "help"
+    SET_STATEMENT = "set_statement"  # SET STATEMENT ... FOR <statement>
     PREPARE = "prepare"  # SQL-level PREPARE name FROM ...
     EXECUTE = "execute"  # EXECUTE name [USING ...], EXECUTE IMMEDIATE ...
     DEALLOCATE = "deallocate"  # DEALLOCATE / DROP PREPARE name
@@ -102,6 +105,12 @@ _SIMPLE = {
     "savepoint": Kind.SAVEPOINT,
     "release": Kind.RELEASE,
     "prepare": Kind.PREPARE,
+    "analyze": Kind.MAINTENANCE,
+    "optimize": Kind.MAINTENANCE,
+    "repair": Kind.MAINTENANCE,
+    "check": Kind.MAINTENANCE,
+    "checksum": Kind.MAINTENANCE,
+    "help": Kind.HELP,
     "execute": Kind.EXECUTE,
     "deallocate": Kind.DEALLOCATE,
 }
@@ -109,8 +118,8 @@ _SIMPLE = {
 
 # Real statements the gateway does not route yet (anything else is a syntax error).
 _KNOWN_UNSUPPORTED = frozenset(
-    "lock unlock call load handler xa do kill analyze optimize "
-    "check repair checksum install uninstall reset purge change stop shutdown help binlog cache signal resignal "
+    "lock unlock call load handler xa do kill "
+    "install uninstall reset purge change stop shutdown help binlog cache signal resignal "
     "get declare return start".split()
 )
 
@@ -140,7 +149,7 @@ def classify(sql: str) -> Kind:
     if first == "begin" and second == "not":  # BEGIN NOT ATOMIC: a compound statement
         return Kind.UNSUPPORTED
     if first == "set" and second == "statement":
-        return Kind.UNSUPPORTED
+        return Kind.SET_STATEMENT
     if first == "create" and second in ("temporary",):
         return Kind.UNSUPPORTED
     third = (m.group(3) or "").lower()
@@ -203,7 +212,8 @@ class Analysis:
     locking_read: bool = False  # SELECT ... FOR UPDATE / LOCK IN SHARE MODE
     uses_last_insert_id: bool = False  # LAST_INSERT_ID() with no argument
     uses_rand: bool = False  # RAND(): replicas need the primary's seeds
-    nondeterministic: str | None = None  # UUID()/SYSDATE()...: differs on each copy
+    nondeterministic: str | None = None  # UUID()...: differs on each copy
+    uses_sysdate: bool = False  # SYSDATE(): made NOW() (pinned) in writes to replicated tables
     unordered_limit: bool = False  # UPDATE/DELETE ... LIMIT without ORDER BY
 
     @property
@@ -211,7 +221,8 @@ class Analysis:
         return self.writes + self.reads
 
 
-_NONDETERMINISTIC = re.compile(r"\b(uuid|uuid_short|sysdate|sys_guid)\s*\(", re.I)
+_NONDETERMINISTIC = re.compile(r"\b(uuid|uuid_short|sys_guid)\s*\(", re.I)
+_SYSDATE = re.compile(r"\bsysdate\s*\(", re.I)
 _LAST_INSERT_ID = re.compile(r"\blast_insert_id\s*\(\s*\)", re.I)
 _RAND = re.compile(r"\brand\s*\(", re.I)
 _LOCKING = re.compile(r"\bfor\s+update\b|\block\s+in\s+share\s+mode\b|\bfor\s+share\b", re.I)
@@ -298,6 +309,7 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
         uses_last_insert_id=bool(_LAST_INSERT_ID.search(shape)),
         uses_rand=bool(_RAND.search(shape)),
         nondeterministic=nondet.group(1).upper() + "()" if nondet else None,
+        uses_sysdate=bool(_SYSDATE.search(shape)),
         unordered_limit=unordered_limit,
     )
 
@@ -378,3 +390,21 @@ def substitute_last_insert_id(sql: str, value: int) -> str:
         return str(value) if _LAST_INSERT_ID.fullmatch(text) else text
 
     return re.sub(r"`[^`]*(?:``[^`]*)*`|'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"|\blast_insert_id\s*\(\s*\)", repl, sql, flags=re.I | re.S)
+
+
+_QUOTED = r"`[^`]*(?:``[^`]*)*`|'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\""
+_ROW_COUNT_CALL = re.compile(_QUOTED + r"|\b(row_count\s*\(\s*\))", re.I | re.S)
+_SYSDATE_NAME = re.compile(_QUOTED + r"|\b(sysdate)(?=\s*\()", re.I | re.S)
+ROW_COUNT = re.compile(r"\brow_count\s*\(\s*\)", re.I)
+
+
+def substitute_row_count(sql: str, value: int) -> str:
+    """ROW_COUNT() (outside literals) replaced by the value the session saw: the
+    connection that runs this statement may not be the one that ran the last."""
+    return _ROW_COUNT_CALL.sub(lambda m: f"({value})" if m.group(1) else m.group(0), sql)
+
+
+def sysdate_as_now(sql: str) -> str:
+    """SYSDATE( -> NOW( outside literals: with the write's pinned timestamp every
+    copy gets the same value (MariaDB's --sysdate-is-now semantics)."""
+    return _SYSDATE_NAME.sub(lambda m: "NOW" if m.group(1) else m.group(0), sql)

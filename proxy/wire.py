@@ -171,6 +171,7 @@ class ProxyConnection(Connection):
             Commands.COM_INIT_DB: self.handle_init_db,
             Commands.COM_FIELD_LIST: self.handle_field_list,
             Commands.COM_PING: self.handle_ping,
+            Commands.COM_STATISTICS: self.handle_statistics,
             Commands.COM_CHANGE_USER: self.handle_change_user,
             Commands.COM_RESET_CONNECTION: self.handle_reset_connection,
             Commands.COM_STMT_PREPARE: self.handle_stmt_prepare,
@@ -576,6 +577,14 @@ class ProxyConnection(Connection):
     async def handle_reset_connection(self, data: bytes) -> None:
         await self.session.reset()
         await self.stream.write(make_ok(affected_rows=0, insert_id=0, status=self._status(), warnings=0))
+
+    async def handle_statistics(self, data: bytes) -> None:
+        """COM_STATISTICS (`mariadb-admin status`): one region's status line."""
+        session = self.session
+        cursor = session.cursor()
+        region = cursor.any_region()
+        conn = await session.backends.get(region, cursor.snapshot, session.state)
+        await self.stream.write(await cursor._call(conn, conn.statistics()))
 
     async def handle_ping(self, data: bytes) -> None:
         await self.stream.write(make_ok(affected_rows=0, insert_id=0, status=self._status(), warnings=0))

@@ -1,0 +1,92 @@
+"""Plans for the statements a driver or tool sends besides DML (pure, like
+planbuilder.py, which calls these):
+
+* ANALYZE / OPTIMIZE / REPAIR TABLE: they change a table's statistics or
+  storage, so they run on every copy (the primary's result is the client's);
+  CHECK / CHECKSUM TABLE only read: one copy.  `ANALYZE SELECT ...` (MariaDB's
+  EXPLAIN ANALYZE) is planned like the SELECT it runs;
+* HELP: MariaDB's help tables are the same on every region: any one;
+* SET STATEMENT var=value[, ...] FOR <statement>: the inner statement is
+  planned and the assignments go with it -- merged into the write's own
+  pinning prefix on every copy (MariaDB allows one SET STATEMENT per statement).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any, Callable
+
+from minisql.errors import ER_PARSE, SqlError, unsupported
+
+from .engine import EveryRegion, FanOutWrite, Primitive, Route
+from .planner import RoutingSnapshot, SessionView, _split_qualified, read_region, resolve_table
+from .statements import strip_leading_noise
+
+_IDENT = r"(?:`[^`]+(?:``[^`]*)*`|[\w$]+)"
+_TABLE_NAME = rf"({_IDENT})(?:\s*\.\s*({_IDENT}))?"
+_MAINTENANCE = re.compile(
+    r"^(analyze|optimize|repair|check|checksum)\s+(?:(?:no_write_to_binlog|local)\s+)?(table|tables)\s+", re.I)
+_TABLE_ITEM = re.compile(rf"\s*{_TABLE_NAME}\s*(,)?", re.I)
+_CHANGES_COPIES = {"analyze", "optimize", "repair"}
+
+
+def plan_maintenance(sql: str, snap: RoutingSnapshot, session: SessionView, plan_inner: Callable[[str], Primitive]) -> Primitive:
+    body = strip_leading_noise(sql).strip()
+    m = _MAINTENANCE.match(body)
+    if not m:
+        if body[:7].lower() == "analyze":  # ANALYZE [FORMAT=JSON] <statement>: runs it
+            inner = plan_inner(re.sub(r"^analyze\s+(?:format\s*=\s*\w+\s+)?", "", body, flags=re.I))
+            if isinstance(inner, Route):
+                return replace(inner, sql=sql, label="read")
+            raise unsupported("ANALYZE of a statement that writes (run the statement itself)")
+        raise SqlError(ER_PARSE, f"You have an error in your SQL syntax near '{body[:30]}'", "42000")
+    verb = m.group(1).lower()
+    tables = []
+    pos = m.end()
+    while True:
+        item = _TABLE_ITEM.match(body, pos)
+        if not item:
+            break
+        tables.append(resolve_table(_split_qualified(item.group(1), item.group(2)), session, snap))
+        pos = item.end()
+        if not item.group(3):
+            break
+    if not tables:
+        raise SqlError(ER_PARSE, f"You have an error in your SQL syntax near '{body[:30]}'", "42000")
+    if verb not in _CHANGES_COPIES:
+        return Route(sql, read_region(tuple(tables), snap), label="maintenance", epoch=snap.epoch)
+    regions = set(tables[0].write_regions)
+    if any(set(t.write_regions) != regions for t in tables[1:]):
+        raise unsupported(f"{verb.upper()} TABLE of tables that are not placed on the same regions (one table per statement)")
+    ordered = (tables[0].primary,) + tuple(sorted(regions - {tables[0].primary}))
+    return EveryRegion(sql, f"{verb.upper()} TABLE", implicit_commit=True, regions=ordered, epoch=snap.epoch)
+
+
+# -- SET STATEMENT ... FOR ----------------------------------------------------------------------
+_SET_STATEMENT = re.compile(r"^set\s+statement\s+", re.I)
+_FOR = re.compile(r"""'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'?|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"?|`[^`]*`?|\bfor\b|[^'"`f]+|.""", re.I | re.S)
+
+
+def split_set_statement(sql: str) -> tuple[str, str]:
+    """(assignments, inner statement) of SET STATEMENT ... FOR ..."""
+    body = strip_leading_noise(sql).strip()
+    m = _SET_STATEMENT.match(body)
+    if not m:
+        raise SqlError(ER_PARSE, "You have an error in your SQL syntax near 'SET STATEMENT'", "42000")
+    for tok in _FOR.finditer(body, m.end()):
+        if tok.group().lower() == "for":
+            return body[m.end():tok.start()].strip(), body[tok.end():].strip()
+    raise SqlError(ER_PARSE, "You have an error in your SQL syntax near 'SET STATEMENT' (no FOR)", "42000")
+
+
+def plan_set_statement(sql: str, plan_inner: Callable[[str], Primitive]) -> Primitive:
+    assignments, inner_sql = split_set_statement(sql)
+    if not assignments or not inner_sql:
+        raise SqlError(ER_PARSE, "You have an error in your SQL syntax near 'SET STATEMENT'", "42000")
+    inner: Any = plan_inner(inner_sql)
+    if isinstance(inner, FanOutWrite):
+        return replace(inner, statement_vars=assignments)
+    if isinstance(inner, Route):
+        return replace(inner, sql=sql)
+    raise unsupported("SET STATEMENT ... FOR anything but a read or a write")

@@ -1,0 +1,116 @@
+"""Statements and commands a driver or tool sends besides plain DML, through a
+real 3-region cluster: table maintenance, HELP, SET STATEMENT ... FOR,
+SQL-level PREPARE/EXECUTE, ROW_COUNT(), SYSDATE() in replicated writes,
+COM_STATISTICS, COM_RESET_CONNECTION."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+
+import pymysql
+import pytest
+
+from .cluster import Cluster
+from .rawclient import RawClient
+
+
+@pytest.fixture(scope="module")
+def cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory):
+    c = Cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory.mktemp("cluster"), f"/stmts-{uuid.uuid4().hex[:8]}")
+    try:
+        c.start(users={"root": ""})
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture()
+def db(cluster):
+    name = f"s_{uuid.uuid4().hex[:10]}"
+    conn = cluster.connect()
+    conn.cursor().execute(f"CREATE DATABASE {name}")
+    conn.cursor().execute(f"CREATE TABLE {name}.t (id INT PRIMARY KEY, v INT, at DATETIME(6))")
+    conn.close()
+    return name
+
+
+def test_table_maintenance_help_and_set_statement(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("INSERT INTO t VALUES (1, 1, NULL), (2, 2, NULL)")
+    for verb in ("ANALYZE", "OPTIMIZE", "CHECK", "REPAIR"):
+        cur.execute(f"{verb} TABLE t")
+        rows = cur.fetchall()
+        assert rows and rows[-1][0] == f"{db}.t" and rows[-1][2] in ("status", "note"), (verb, rows)
+    cur.execute("CHECKSUM TABLE t")
+    checksum = cur.fetchall()[0][1]
+    assert checksum  # the same on both copies:
+    sums = set()
+    for region in cluster.rows_on_regions(db, "t"):
+        direct = cluster.connect_region(region)
+        with direct.cursor() as dcur:
+            dcur.execute(f"CHECKSUM TABLE {db}.t")
+            sums.add(dcur.fetchall()[0][1])
+        direct.close()
+    assert sums == {checksum}
+    cur.execute("ANALYZE SELECT * FROM t WHERE id = 1")
+    assert cur.fetchall()
+
+    cur.execute("HELP 'contents'")
+    cur.fetchall()  # answered by a region (help tables may be empty, the statement works)
+
+    # SET STATEMENT on a write reaches both copies together with the pinning.
+    cur.execute("SET STATEMENT sql_mode='' FOR INSERT INTO t (id, v) VALUES (3, 'x')")  # '' -> 0 only without strict mode
+    assert all((3, 0, None) in rows for rows in cluster.rows_on_regions(db, "t", "id").values())
+    cur.execute("SET STATEMENT max_statement_time=10 FOR SELECT COUNT(*) FROM t")
+    assert cur.fetchone()[0] == 3
+    conn.close()
+
+
+def test_sysdate_row_count_and_sql_prepared_statements(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("INSERT INTO t VALUES (1, 1, SYSDATE(6)), (2, 2, SYSDATE(6))")
+    copies = cluster.rows_on_regions(db, "t", "id")
+    assert len(copies) == 2 and len({tuple(rows) for rows in copies.values()}) == 1  # identical on both copies
+    assert all(row[2] is not None for row in next(iter(copies.values())))
+
+    cur.execute("UPDATE t SET v = v + 1")
+    cur.execute("SELECT ROW_COUNT()")
+    assert cur.fetchone()[0] == 2  # the update's count, though the SELECT may run elsewhere
+    cur.execute("SELECT * FROM t")
+    cur.fetchall()
+    cur.execute("SELECT ROW_COUNT()")
+    assert cur.fetchone()[0] == -1  # after a SELECT
+
+    cur.execute("PREPARE ins FROM 'INSERT INTO t (id, v) VALUES (?, ?)'")
+    cur.execute("SET @i = 10, @v = 100")
+    cur.execute("EXECUTE ins USING @i, @v")
+    cur.execute("PREPARE sel FROM 'SELECT v FROM t WHERE id = ?'")
+    cur.execute("EXECUTE sel USING @i")
+    assert cur.fetchone()[0] == 100
+    cur.execute("DEALLOCATE PREPARE ins")
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        cur.execute("EXECUTE ins USING @i, @v")
+    assert info.value.args[0] == 1243
+    assert all((10, 100, None) in rows for rows in cluster.rows_on_regions(db, "t", "id").values())
+    conn.close()
+
+
+def test_statistics_and_reset_connection(cluster, db):
+    admin = shutil.which("mariadb-admin") or shutil.which("mysqladmin")
+    assert admin, "mariadb-admin must be installed (mariadb-client)"
+    done = subprocess.run([admin, "-h", "127.0.0.1", "-P", str(cluster.proxy_port), "-u", "root", "status"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and "Uptime:" in done.stdout, done.stdout + done.stderr
+
+    raw = RawClient(cluster.proxy_port)
+    raw.login("root", "", database=db)
+    assert raw.query("SET @x = 5")[0] == 0
+    assert raw.command(b"\x1f")[0] == 0  # COM_RESET_CONNECTION: OK
+    raw.send(b"\x03SELECT @x IS NULL", 0)
+    packets = [raw.read_packet()[1] for _ in range(3)]  # column count, column, row (DEPRECATE_EOF)
+    assert packets[2] == b"\x011"  # the user variable is gone
+    raw.close()
