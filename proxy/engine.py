@@ -203,6 +203,9 @@ class FanOutWrite:
                 log.warning("rollback after a failed replica write also failed: %s", e)
             raise TransactionAborted(failure.errno, failure.message + "; the transaction was rolled back")
         if own_txn:
+            if result.warnings:
+                # COMMIT would clear them: SHOW WARNINGS is answered from this copy (ShowWarnings).
+                state.warnings = await vc.run(primary, "SHOW WARNINGS", join=False)
             await vc.run(primary, "COMMIT", join=False)
         state.inserted(result.insert_id, primary)
         state.row_count = result.affected_rows
@@ -240,6 +243,31 @@ async def _rollback_quietly(vc: VCursor, region: str) -> None:
         await vc.run(region, "ROLLBACK", join=False)
     except SqlError as e:
         log.warning("ROLLBACK on %s failed: %s", region, e)
+
+
+@dataclass(frozen=True, slots=True)
+class ShowWarnings:
+    """SHOW WARNINGS / ERRORS / COUNT(*) ...: about the previous statement.  After an
+    autocommit write to a replicated table the proxy committed it, which cleared
+    MariaDB's diagnostics, so the warnings it saved are answered; otherwise the
+    connection that ran the previous statement is asked."""
+
+    sql: str
+    label: str = "sticky"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        saved = vc.state.warnings
+        if saved is None:
+            return await Route(self.sql, None, sticky=True, label="sticky").execute(vc)
+        body = self.sql.strip().rstrip(";").split()
+        if [w.lower() for w in body[:2]] == ["show", "warnings"] and len(body) == 2:
+            vc.state.warnings = saved  # SHOW WARNINGS does not clear them
+            return Reply(saved)
+        return await Route(self.sql, None, sticky=True, label="sticky").execute(vc)
+
+    def describe(self) -> dict[str, Any]:
+        return {"ShowWarnings": "saved, else sticky"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,5 +505,5 @@ class NamedDeallocate:
         return {"NamedDeallocate": self.name}
 
 
-Primitive = (Route | FanOutWrite | Local | Transaction | Savepoint | SetSession | EveryRegion | UseDatabase | Ddl
+Primitive = (Route | FanOutWrite | ShowWarnings | Local | Transaction | Savepoint | SetSession | EveryRegion | UseDatabase | Ddl
              | AccountStatement | ShowGrants | NamedPrepare | NamedDeallocate)

@@ -31,6 +31,7 @@ from .engine import (
     Savepoint,
     SetSession,
     ShowGrants,
+    ShowWarnings,
     Transaction,
     UseDatabase,
 )
@@ -283,6 +284,8 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         return FanOutWrite(p.sql, p.regions, p.uses_rand, p.uses_last_insert_id, epoch=epoch)
     if p.op is Op.READ:
         return Route(p.sql, p.regions[0], last_insert_id=p.uses_last_insert_id, epoch=epoch)
+    if p.op is Op.STICKY:
+        return ShowWarnings(p.sql, epoch=epoch)
     return Route(p.sql, None, sticky=p.op is Op.STICKY, last_insert_id=p.uses_last_insert_id,
                  label="any" if p.op is Op.ANY else "sticky", epoch=epoch)
 

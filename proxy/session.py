@@ -33,7 +33,7 @@ from .accounts import AccountAdmin
 from .auth import Account
 from .backend import QueryResult
 from .cursor import SessionBackends, SessionCursor
-from .engine import EveryRegion, FanOutWrite, Reply, Route, end_transaction
+from .engine import EveryRegion, FanOutWrite, Reply, Route, ShowWarnings, end_transaction
 from .planbuilder import SHARED_PRIMITIVES, STATE_DEPENDENT, PrimitiveCache, plan_statement
 from .planner import plan_use_database
 from .pool import BackendPool
@@ -214,6 +214,8 @@ class ProxySession(BaseSession):
             if kind in DML_KINDS:  # (EXECUTE name's plan depends on the session's PREPAREs)
                 self.primitives.put(sql, snapshot, database, primitive)
         metrics.count_query(primitive.label)
+        if self.state.warnings is not None and not isinstance(primitive, ShowWarnings):
+            self.state.warnings = None  # saved warnings are about the previous statement only
         if isinstance(primitive, (Route, FanOutWrite)):
             return await primitive.execute(cursor)  # they set ROW_COUNT() themselves
         reply = await primitive.execute(cursor)

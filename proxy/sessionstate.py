@@ -18,6 +18,7 @@ a backend.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from minisql.errors import SqlError
 
@@ -45,6 +46,7 @@ class SessionState:
     last_insert_id: int = 0
     last_insert_region: str | None = None
     row_count: int = -1  # ROW_COUNT() of the previous statement, as the client saw it
+    warnings: Any = None  # SHOW WARNINGS of the previous statement when the proxy had to save it
     no_backslash_escapes: bool = False
     participants: list[str] = field(default_factory=list)  # regions in the open transaction, join order
     primaries: set[str] = field(default_factory=set)  # participants written as a primary

@@ -64,6 +64,9 @@ def test_table_maintenance_help_and_set_statement(cluster, db):
     # SET STATEMENT on a write reaches both copies together with the pinning.
     cur.execute("SET STATEMENT sql_mode='' FOR INSERT INTO t (id, v) VALUES (3, 'x')")  # '' -> 0 only without strict mode
     assert all((3, 0, None) in rows for rows in cluster.rows_on_regions(db, "t", "id").values())
+    # Its warning (the '' that became 0) is what SHOW WARNINGS tells, though the proxy committed since.
+    cur.execute("SHOW WARNINGS")
+    assert [row[1] for row in cur.fetchall()] == [1366]
     cur.execute("SET STATEMENT max_statement_time=10 FOR SELECT COUNT(*) FROM t")
     assert cur.fetchone()[0] == 3
     conn.close()

@@ -15,6 +15,8 @@ from proxy.sessionstate import SessionState
 from proxy.statements import AnalysisCache, classify
 from proxy.txn import TxState
 
+from proxy.backend import QueryResult
+
 from .fakecursor import LoggingCursor, ok_result
 
 CACHE = AnalysisCache()
@@ -211,3 +213,18 @@ def test_flush_and_set_global_reach_every_region():
     run(c, "FLUSH TABLES")
     run(c, "SET GLOBAL max_connections = 100")
     assert [r for r, _ in c.log] == ["r1", "r2", "r3", "r1", "r2", "r3"]
+
+
+def test_warnings_of_an_autocommit_write_are_saved_before_the_commit_clears_them():
+    warning = QueryResult([b"col"], [b"\x04Note"], 1, 0, 0, 0, b"")
+
+    def respond(region, sql):
+        if sql == "SHOW WARNINGS":
+            return warning
+        return QueryResult(None, [], 1, 0, 1, 0, b"") if "INSERT" in sql else None
+
+    c = LoggingCursor(respond=respond)
+    run(c, "INSERT INTO users VALUES (1)")
+    assert [sql for _, sql in c.log][-2:] == ["SHOW WARNINGS", "COMMIT"]
+    reply = run(c, "SHOW WARNINGS")
+    assert reply.result is warning and c.log[-1] == ("r1", "COMMIT")  # answered from the saved copy
