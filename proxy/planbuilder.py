@@ -38,6 +38,7 @@ from .engine import (
 from .planextra import plan_maintenance, plan_set_statement
 from .planner import Op, RoutingSnapshot, SessionView, plan
 from .prepared import placeholder_positions
+from .temptables import plan_ddl_on_temporary, plan_temporary
 from .statements import AnalysisCache, Kind, classify, strip_leading_noise
 from .txn import Event
 
@@ -266,6 +267,12 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         if kind is Kind.MAINTENANCE:
             return plan_maintenance(sql, snap, state, inner)
         return plan_set_statement(sql, inner)
+    if kind is Kind.TEMPORARY:
+        return plan_temporary(sql, kind, snap, state, cache)
+    if kind is Kind.DDL:
+        on_temporary = plan_ddl_on_temporary(sql, snap, state)
+        if on_temporary is not None:
+            return on_temporary
     if kind is Kind.HELP:
         return Route(sql, None, label="any", epoch=epoch)
     if kind in (Kind.PREPARE, Kind.EXECUTE, Kind.DEALLOCATE):

@@ -108,6 +108,11 @@ def resolve_table(ref: TableRef, session: SessionView, snap: RoutingSnapshot) ->
     database = ref.database or session.database
     if database is None:
         raise SqlError(ER_NO_DB, "No database selected")
+    temporary = getattr(session, "temp_tables", None)
+    if temporary:  # a session's temporary table hides a table of the same name, as in MariaDB
+        region = temporary.get((database.lower(), ref.name.lower()))
+        if region is not None:
+            return TablePlacement(database, ref.name, region, {})
     if database.lower() in SYSTEM_SCHEMAS:
         raise unsupported(f"queries on {database} (each region only knows its own tables; use SHOW TABLES / SHOW COLUMNS)")
     table = snap.placement.table(database, ref.name)

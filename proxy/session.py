@@ -205,13 +205,14 @@ class ProxySession(BaseSession):
     async def execute(self, sql: str) -> Reply:
         cursor = self.cursor()
         snapshot, database = cursor.snapshot, self.state.database
-        primitive = self.primitives.get(sql, snapshot, database)
+        shared = not self.state.temp_tables  # a temporary table changes what a name means for this session only
+        primitive = self.primitives.get(sql, snapshot, database) if shared else None
         if primitive is None:
             kind = classify(sql)
             if len(sql) >= BIG_STATEMENT and kind in DML_KINDS:
                 await self.cache.prepare(sql, kind)  # analysed off the event loop
             primitive = plan_statement(sql, kind, snapshot, self.state, self.cache)
-            if kind in DML_KINDS:  # (EXECUTE name's plan depends on the session's PREPAREs)
+            if kind in DML_KINDS and shared:  # (EXECUTE name's plan depends on the session's PREPAREs)
                 self.primitives.put(sql, snapshot, database, primitive)
         metrics.count_query(primitive.label)
         if self.state.warnings is not None and not isinstance(primitive, ShowWarnings):
@@ -312,7 +313,7 @@ class ProxySession(BaseSession):
         depend on session facts, so the next execute reuses it."""
         snapshot, database = cursor.snapshot, self.state.database
         kept = stmt.plan
-        if kept is not None and kept[0] is snapshot and kept[1] == database:
+        if kept is not None and kept[0] is snapshot and kept[1] == database and not self.state.temp_tables:
             return kept[2], True
         kind = classify(stmt.sql)
         if kind not in DML_KINDS and kind not in (Kind.SHOW, Kind.DESCRIBE):

@@ -47,6 +47,7 @@ class SessionState:
     last_insert_region: str | None = None
     row_count: int = -1  # ROW_COUNT() of the previous statement, as the client saw it
     warnings: Any = None  # SHOW WARNINGS of the previous statement when the proxy had to save it
+    temp_tables: dict[tuple[str, str], str] = field(default_factory=dict)  # (db, name) lowercased -> region
     no_backslash_escapes: bool = False
     participants: list[str] = field(default_factory=list)  # regions in the open transaction, join order
     primaries: set[str] = field(default_factory=set)  # participants written as a primary
@@ -94,6 +95,8 @@ class SessionState:
         transaction can no longer commit."""
         if region in self.participants:
             self.broken.add(region)
+        if self.temp_tables:  # they lived on that connection, as in MariaDB
+            self.temp_tables = {k: r for k, r in self.temp_tables.items() if r != region}
 
     # -- other session facts ------------------------------------------------------------------
     def use(self, database: str | None) -> None:

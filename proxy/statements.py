@@ -60,6 +60,7 @@ class Kind(Enum):
     ACCOUNT = "account"  # CREATE/ALTER/DROP/RENAME USER, GRANT, REVOKE, SET PASSWORD
     SHOW_GRANTS = "show_grants"
     FLUSH = "flush"  # FLUSH TABLES / PRIVILEGES / STATUS ...: every region
+    TEMPORARY = "temporary"  # CREATE / DROP TEMPORARY TABLE: one region, this session only
     MAINTENANCE = "maintenance"  # ANALYZE / OPTIMIZE / REPAIR / CHECK / CHECKSUM TABLE
     HELP = "help"
     SET_STATEMENT = "set_statement"  # SET STATEMENT ... FOR <statement>
@@ -150,8 +151,8 @@ def classify(sql: str) -> Kind:
         return Kind.UNSUPPORTED
     if first == "set" and second == "statement":
         return Kind.SET_STATEMENT
-    if first == "create" and second in ("temporary",):
-        return Kind.UNSUPPORTED
+    if second == "temporary" and first in ("create", "drop"):
+        return Kind.TEMPORARY
     third = (m.group(3) or "").lower()
     if first in ("grant", "revoke") or (second == "user" and first in ("create", "alter", "drop", "rename")) \
             or (first, second, third) == ("create", "or", "replace") and body[m.end():].lstrip().lower().startswith("user") \

@@ -117,3 +117,38 @@ def test_statistics_and_reset_connection(cluster, db):
     packets = [raw.read_packet()[1] for _ in range(3)]  # column count, column, row (DEPRECATE_EOF)
     assert packets[2] == b"\x011"  # the user variable is gone
     raw.close()
+
+
+def test_temporary_tables_live_on_one_region_for_one_session(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("INSERT INTO t VALUES (1, 10, NULL), (2, 20, NULL)")
+    # ... SELECT from a normal table: created where t has a copy, usable with it.
+    cur.execute("CREATE TEMPORARY TABLE picked AS SELECT id, v FROM t WHERE v > 15")
+    cur.execute("INSERT INTO picked VALUES (3, 30)")
+    cur.execute("SELECT t.id, picked.v FROM t JOIN picked ON picked.id = t.id ORDER BY t.id")
+    assert cur.fetchall() == ((2, 20),)
+    cur.execute("CREATE TEMPORARY TABLE shadow LIKE t")
+    cur.execute("SELECT COUNT(*) FROM shadow")
+    assert cur.fetchone()[0] == 0
+    # A temporary table hides a normal table of the same name for this session only.
+    cur.execute("CREATE TEMPORARY TABLE t (x INT)")
+    cur.execute("SELECT COUNT(*) FROM t")
+    assert cur.fetchone()[0] == 0
+    other = cluster.connect(database=db)
+    with other.cursor() as ocur:
+        ocur.execute("SELECT COUNT(*) FROM t")
+        assert ocur.fetchone()[0] == 2
+        with pytest.raises(pymysql.err.ProgrammingError) as info:
+            ocur.execute("SELECT * FROM picked")
+        assert info.value.args[0] == 1146
+    other.close()
+    cur.execute("DROP TEMPORARY TABLE t")
+    cur.execute("SELECT COUNT(*) FROM t")
+    assert cur.fetchone()[0] == 2  # the normal table again
+    cur.execute("DROP TABLE picked")  # a plain DROP of a temporary table stays on its region
+    with pytest.raises(pymysql.err.ProgrammingError):
+        cur.execute("SELECT * FROM picked")
+    # Nothing of it reached the placement or the other regions.
+    assert cluster.rows_on_regions(db, "picked") == {}
+    conn.close()

@@ -30,7 +30,8 @@ def plan_case(case: dict) -> dict:
     spec = case.get("session", {})
     state = SessionState(database=spec.get("database", "shop"),
                          tx=TxState(autocommit=spec.get("autocommit", True), active=spec.get("in_transaction", False)),
-                         named=dict(spec.get("named", {})))
+                         named=dict(spec.get("named", {})),
+                         temp_tables={tuple(k.split(".")): r for k, r in spec.get("temp", {}).items()})
     sql = case["sql"]
     try:
         return plan_statement(sql, classify(sql), SNAP, state, AnalysisCache()).describe()
@@ -42,7 +43,7 @@ def test_every_statement_class_is_covered():
     kinds = {classify(case["sql"]).value for case in CASES}
     assert kinds >= {"select", "insert", "update", "delete", "replace", "begin", "commit", "rollback", "savepoint",
                      "rollback_to", "release", "set", "use", "show", "describe", "ddl", "account", "show_grants", "flush",
-                     "prepare", "execute", "deallocate", "maintenance", "help", "set_statement"}
+                     "prepare", "execute", "deallocate", "maintenance", "help", "set_statement", "temporary"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["sql"][:60] for c in CASES])

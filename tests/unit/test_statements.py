@@ -29,7 +29,7 @@ from proxy.statements import AnalysisCache, Kind, classify, digest, substitute_l
         ("create table t (id int)", Kind.DDL),
         ("TRUNCATE t", Kind.DDL),
         ("LOCK TABLES t WRITE", Kind.UNSUPPORTED),
-        ("CREATE TEMPORARY TABLE t (id int)", Kind.UNSUPPORTED),
+        ("CREATE TEMPORARY TABLE t (id int)", Kind.TEMPORARY),
     ],
 )
 def test_classify(sql, kind):
