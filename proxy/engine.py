@@ -181,20 +181,23 @@ class FanOutWrite:
         ts = self.clock()
         seeds = self.seeds() if self.uses_rand else None
         own_txn = not state.tx.active
+        # Under LOCK TABLES, START TRANSACTION would release the client's table
+        # locks (MariaDB's rule): the statement's own transaction is autocommit=0.
+        locked = own_txn and primary in state.locked_regions
         if own_txn:
-            await vc.run(primary, "START TRANSACTION", join=False)
+            await vc.run(primary, "SET autocommit=0" if locked else "START TRANSACTION", join=False)
         else:
             state.wrote_as_primary(primary)
         try:
             result = await vc.run(primary, sql, prefix=_pinned(ts, seeds, 0, self.statement_vars))
         except SqlError:
             if own_txn:
-                await _rollback_quietly(vc, primary)
+                await _rollback_quietly(vc, primary, locked)
             raise
         failure = await self._replicate(vc, replicas, sql, _pinned(ts, seeds, result.insert_id, self.statement_vars), primary, result)
         if failure is not None:
             if own_txn:
-                await _rollback_quietly(vc, primary)
+                await _rollback_quietly(vc, primary, locked)
                 raise failure
             metrics.TRANSACTIONS.labels("aborted").inc()
             try:
@@ -207,6 +210,8 @@ class FanOutWrite:
                 # COMMIT would clear them: SHOW WARNINGS is answered from this copy (ShowWarnings).
                 state.warnings = await vc.run(primary, "SHOW WARNINGS", join=False)
             await vc.run(primary, "COMMIT", join=False)
+            if locked:
+                await vc.run(primary, "SET autocommit=1", join=False)
         state.inserted(result.insert_id, primary)
         state.row_count = result.affected_rows
         return Reply(result)
@@ -238,9 +243,11 @@ class FanOutWrite:
         return out
 
 
-async def _rollback_quietly(vc: VCursor, region: str) -> None:
+async def _rollback_quietly(vc: VCursor, region: str, locked: bool = False) -> None:
     try:
         await vc.run(region, "ROLLBACK", join=False)
+        if locked:
+            await vc.run(region, "SET autocommit=1", join=False)
     except SqlError as e:
         log.warning("ROLLBACK on %s failed: %s", region, e)
 

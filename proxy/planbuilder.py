@@ -35,7 +35,7 @@ from .engine import (
     Transaction,
     UseDatabase,
 )
-from .planextra import plan_maintenance, plan_set_statement
+from .planextra import plan_lock_tables, plan_maintenance, plan_set_statement
 from .planner import Op, RoutingSnapshot, SessionView, plan
 from .prepared import placeholder_positions
 from .temptables import plan_ddl_on_temporary, plan_temporary
@@ -269,6 +269,8 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         return plan_set_statement(sql, inner)
     if kind is Kind.TEMPORARY:
         return plan_temporary(sql, kind, snap, state, cache)
+    if kind is Kind.LOCK_TABLES:
+        return plan_lock_tables(sql, snap, state)
     if kind is Kind.DDL:
         on_temporary = plan_ddl_on_temporary(sql, snap, state)
         if on_temporary is not None:

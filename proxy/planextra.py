@@ -8,13 +8,14 @@ planbuilder.py, which calls these):
 * HELP: MariaDB's help tables are the same on every region: any one;
 * SET STATEMENT var=value[, ...] FOR <statement>: the inner statement is
   planned and the assignments go with it -- merged into the write's own
-  pinning prefix on every copy (MariaDB allows one SET STATEMENT per statement).
+  pinning prefix on every copy (MariaDB allows one SET STATEMENT per statement);
+* LOCK TABLES / UNLOCK TABLES: on every region holding a copy of a named table.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from minisql.errors import ER_PARSE, SqlError, unsupported
@@ -90,3 +91,91 @@ def plan_set_statement(sql: str, plan_inner: Callable[[str], Primitive]) -> Prim
     if isinstance(inner, Route):
         return replace(inner, sql=sql)
     raise unsupported("SET STATEMENT ... FOR anything but a read or a write")
+
+
+# -- LOCK TABLES / UNLOCK TABLES ------------------------------------------------------------------
+_LOCK = re.compile(r"^lock\s+tables?\s+", re.I)
+_LOCK_ITEM = re.compile(
+    rf"^\s*{_TABLE_NAME}(?:\s+(?:as\s+)?(?!read\b|write\b|low_priority\b)({_IDENT}))?\s+"
+    r"(read(?:\s+local)?|(?:low_priority\s+)?write(?:\s+concurrent)?)\s*$", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class LockTables:
+    """LOCK TABLES: on every region holding an in-sync copy of a named table, with
+    the items of the tables that region holds (a write must find its lock on
+    every copy, a read on the copy it is routed to).  Commits first, as MariaDB.
+    A region that refuses releases the locks already taken."""
+
+    per_region: tuple[tuple[str, str], ...]  # (region, LOCK TABLES statement)
+    label: str = "lock_tables"
+    epoch: int = -1
+
+    async def execute(self, vc: Any) -> Any:
+        from .engine import end_transaction, ok
+        from .txn import Event
+
+        state = vc.state
+        await end_transaction(vc, state.on(Event.IMPLICIT_COMMIT))
+        await _unlock(vc)
+        taken: list[str] = []
+        try:
+            for region, sql in self.per_region:
+                await vc.run(region, sql, join=False)
+                taken.append(region)
+        except SqlError:
+            state.locked_regions = tuple(taken)
+            await _unlock(vc)
+            raise
+        state.locked_regions = tuple(taken)
+        return ok()
+
+    def describe(self) -> dict[str, Any]:
+        return {"LockTables": [region for region, _ in self.per_region]}
+
+
+@dataclass(frozen=True, slots=True)
+class UnlockTables:
+    label: str = "lock_tables"
+    epoch: int = -1
+
+    async def execute(self, vc: Any) -> Any:
+        from .engine import ok
+
+        await _unlock(vc)
+        return ok()
+
+    def describe(self) -> dict[str, Any]:
+        return {"UnlockTables": True}
+
+
+async def _unlock(vc: Any) -> None:
+    regions, vc.state.locked_regions = vc.state.locked_regions, ()
+    for region in regions:
+        try:
+            await vc.run(region, "UNLOCK TABLES", join=False)
+        except SqlError:
+            pass  # a lost connection released its locks with it
+
+
+def plan_lock_tables(sql: str, snap: RoutingSnapshot, session: SessionView) -> Primitive:
+    body = strip_leading_noise(sql).strip().rstrip(";")
+    if re.match(r"^unlock\s+tables?\s*$", body, re.I):
+        return UnlockTables(epoch=snap.epoch)  # type: ignore[return-value]
+    m = _LOCK.match(body)
+    if not m:
+        raise SqlError(ER_PARSE, f"You have an error in your SQL syntax near '{body[:30]}'", "42000")
+    from .planbuilder import split_top_level
+
+    by_region: dict[str, list[str]] = {}
+    for item in split_top_level(body[m.end():]):
+        im = _LOCK_ITEM.match(item)
+        if not im:
+            raise SqlError(ER_PARSE, f"You have an error in your SQL syntax near '{item.strip()[:30]}'", "42000")
+        table = resolve_table(_split_qualified(im.group(1), im.group(2)), session, snap)
+        for region in table.write_regions:
+            if region not in snap.regions:
+                raise SqlError(2003, f"Region '{region}' is not available (failover may be in progress); try again")
+            by_region.setdefault(region, []).append(item.strip())
+    per_region = tuple((region, "LOCK TABLES " + ", ".join(items)) for region, items in sorted(by_region.items()))
+    return LockTables(per_region, epoch=snap.epoch)  # type: ignore[return-value]

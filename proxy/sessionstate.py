@@ -48,6 +48,7 @@ class SessionState:
     row_count: int = -1  # ROW_COUNT() of the previous statement, as the client saw it
     warnings: Any = None  # SHOW WARNINGS of the previous statement when the proxy had to save it
     temp_tables: dict[tuple[str, str], str] = field(default_factory=dict)  # (db, name) lowercased -> region
+    locked_regions: tuple[str, ...] = ()  # regions holding this session's LOCK TABLES
     no_backslash_escapes: bool = False
     participants: list[str] = field(default_factory=list)  # regions in the open transaction, join order
     primaries: set[str] = field(default_factory=set)  # participants written as a primary

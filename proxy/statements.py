@@ -61,6 +61,7 @@ class Kind(Enum):
     SHOW_GRANTS = "show_grants"
     FLUSH = "flush"  # FLUSH TABLES / PRIVILEGES / STATUS ...: every region
     TEMPORARY = "temporary"  # CREATE / DROP TEMPORARY TABLE: one region, this session only
+    LOCK_TABLES = "lock_tables"  # LOCK TABLES / UNLOCK TABLES
     MAINTENANCE = "maintenance"  # ANALYZE / OPTIMIZE / REPAIR / CHECK / CHECKSUM TABLE
     HELP = "help"
     SET_STATEMENT = "set_statement"  # SET STATEMENT ... FOR <statement>
@@ -153,6 +154,8 @@ def classify(sql: str) -> Kind:
         return Kind.SET_STATEMENT
     if second == "temporary" and first in ("create", "drop"):
         return Kind.TEMPORARY
+    if first in ("lock", "unlock") and second in ("table", "tables"):
+        return Kind.LOCK_TABLES
     third = (m.group(3) or "").lower()
     if first in ("grant", "revoke") or (second == "user" and first in ("create", "alter", "drop", "rename")) \
             or (first, second, third) == ("create", "or", "replace") and body[m.end():].lstrip().lower().startswith("user") \

@@ -152,3 +152,28 @@ def test_temporary_tables_live_on_one_region_for_one_session(cluster, db):
     # Nothing of it reached the placement or the other regions.
     assert cluster.rows_on_regions(db, "picked") == {}
     conn.close()
+
+
+def test_lock_tables_hold_on_every_copy(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("LOCK TABLES t READ")
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        cur.execute("INSERT INTO t VALUES (1, 1, NULL)")
+    assert info.value.args[0] == 1099  # locked with a READ lock: MariaDB's own error
+    other = cluster.connect(database=db)
+    with other.cursor() as ocur:
+        ocur.execute("SET SESSION lock_wait_timeout = 1")
+        with pytest.raises(pymysql.err.OperationalError) as info:
+            ocur.execute("INSERT INTO t VALUES (2, 2, NULL)")  # blocked by the READ lock on the primary
+        assert info.value.args[0] == 1205
+    cur.execute("UNLOCK TABLES")
+    cur.execute("LOCK TABLES t WRITE")
+    cur.execute("INSERT INTO t VALUES (3, 3, NULL)")  # the lock is held on both copies, the write reaches both
+    cur.execute("UNLOCK TABLES")
+    with other.cursor() as ocur:
+        ocur.execute("INSERT INTO t VALUES (4, 4, NULL)")
+    other.close()
+    copies = cluster.rows_on_regions(db, "t", "id")
+    assert len(copies) == 2 and all([r[0] for r in rows] == [3, 4] for rows in copies.values())
+    conn.close()

@@ -228,3 +228,15 @@ def test_warnings_of_an_autocommit_write_are_saved_before_the_commit_clears_them
     assert [sql for _, sql in c.log][-2:] == ["SHOW WARNINGS", "COMMIT"]
     reply = run(c, "SHOW WARNINGS")
     assert reply.result is warning and c.log[-1] == ("r1", "COMMIT")  # answered from the saved copy
+
+
+def test_under_lock_tables_a_write_keeps_the_locks():
+    c = LoggingCursor(respond=lambda region, sql: ok_result(1))
+    run(c, "LOCK TABLES users WRITE")
+    assert c.log == [("r1", "LOCK TABLES users WRITE"), ("r2", "LOCK TABLES users WRITE")]
+    run(c, "INSERT INTO users VALUES (1)")
+    # START TRANSACTION would release the table locks: autocommit=0 instead.
+    assert [sql for _, sql in c.log[2:]] == ["SET autocommit=0", PIN + "INSERT INTO users VALUES (1)", PIN + "INSERT INTO users VALUES (1)",
+                                            "COMMIT", "SET autocommit=1"]
+    run(c, "UNLOCK TABLES")
+    assert c.log[-2:] == [("r1", "UNLOCK TABLES"), ("r2", "UNLOCK TABLES")] and c.state.locked_regions == ()

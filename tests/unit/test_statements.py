@@ -28,7 +28,7 @@ from proxy.statements import AnalysisCache, Kind, classify, digest, substitute_l
         ("DESC t", Kind.DESCRIBE),
         ("create table t (id int)", Kind.DDL),
         ("TRUNCATE t", Kind.DDL),
-        ("LOCK TABLES t WRITE", Kind.UNSUPPORTED),
+        ("LOCK TABLES t WRITE", Kind.LOCK_TABLES),
         ("CREATE TEMPORARY TABLE t (id int)", Kind.TEMPORARY),
     ],
 )
