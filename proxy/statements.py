@@ -63,6 +63,8 @@ class Kind(Enum):
     PREPARE = "prepare"  # SQL-level PREPARE name FROM ...
     EXECUTE = "execute"  # EXECUTE name [USING ...], EXECUTE IMMEDIATE ...
     DEALLOCATE = "deallocate"  # DEALLOCATE / DROP PREPARE name
+    DO = "do"  # DO expr, ...: planned like a SELECT (clusterplan.py)
+    KILL = "kill"  # KILL [CONNECTION | QUERY] id: any proxy's session (cluster.py)
     UNSUPPORTED = "unsupported"
 
 
@@ -104,12 +106,14 @@ _SIMPLE = {
     "prepare": Kind.PREPARE,
     "execute": Kind.EXECUTE,
     "deallocate": Kind.DEALLOCATE,
+    "do": Kind.DO,
+    "kill": Kind.KILL,
 }
 
 
 # Real statements the gateway does not route yet (anything else is a syntax error).
 _KNOWN_UNSUPPORTED = frozenset(
-    "lock unlock call load handler xa do kill analyze optimize "
+    "lock unlock call load handler xa analyze optimize "
     "check repair checksum install uninstall reset purge change stop shutdown help binlog cache signal resignal "
     "get declare return start".split()
 )
@@ -205,6 +209,8 @@ class Analysis:
     uses_rand: bool = False  # RAND(): replicas need the primary's seeds
     nondeterministic: str | None = None  # UUID()/SYSDATE()...: differs on each copy
     unordered_limit: bool = False  # UPDATE/DELETE ... LIMIT without ORDER BY
+    uses_lock_functions: bool = False  # GET_LOCK() & co: runs on the lock region (clusterplan.py)
+    uses_connection_id: bool = False  # CONNECTION_ID(): the cluster-wide id substituted
 
     @property
     def tables(self) -> tuple[TableRef, ...]:
@@ -214,6 +220,8 @@ class Analysis:
 _NONDETERMINISTIC = re.compile(r"\b(uuid|uuid_short|sysdate|sys_guid)\s*\(", re.I)
 _LAST_INSERT_ID = re.compile(r"\blast_insert_id\s*\(\s*\)", re.I)
 _RAND = re.compile(r"\brand\s*\(", re.I)
+_LOCK_FUNCTIONS = re.compile(r"\b(?:get_lock|release_lock|is_free_lock|is_used_lock|release_all_locks)\s*\(", re.I)
+_CONNECTION_ID = re.compile(r"\bconnection_id\s*\(\s*\)", re.I)
 _LOCKING = re.compile(r"\bfor\s+update\b|\block\s+in\s+share\s+mode\b|\bfor\s+share\b", re.I)
 _REPLACE_HEAD = re.compile(r"^(\s*(?:/\*.*?\*/\s*)*)replace\b", re.I | re.S)
 
@@ -299,6 +307,8 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
         uses_rand=bool(_RAND.search(shape)),
         nondeterministic=nondet.group(1).upper() + "()" if nondet else None,
         unordered_limit=unordered_limit,
+        uses_lock_functions=bool(_LOCK_FUNCTIONS.search(shape)),
+        uses_connection_id=bool(_CONNECTION_ID.search(shape)),
     )
 
 

@@ -2,7 +2,7 @@
 give the plan recorded in golden/plans.json (or the recorded error).
 
 The file is data: to add a case, append {"sql": ...} (optionally "session":
-{"database", "autocommit", "in_transaction", "named"}) and regenerate with
+{"database", "autocommit", "in_transaction", "named", "connection_id"}) and regenerate with
 MINISQL_UPDATE_GOLDEN=1; review the diff like code.
 """
 
@@ -30,7 +30,7 @@ def plan_case(case: dict) -> dict:
     spec = case.get("session", {})
     state = SessionState(database=spec.get("database", "shop"),
                          tx=TxState(autocommit=spec.get("autocommit", True), active=spec.get("in_transaction", False)),
-                         named=dict(spec.get("named", {})))
+                         named=dict(spec.get("named", {})), connection_id=spec.get("connection_id", 0))
     sql = case["sql"]
     try:
         return plan_statement(sql, classify(sql), SNAP, state, AnalysisCache()).describe()
@@ -42,7 +42,7 @@ def test_every_statement_class_is_covered():
     kinds = {classify(case["sql"]).value for case in CASES}
     assert kinds >= {"select", "insert", "update", "delete", "replace", "begin", "commit", "rollback", "savepoint",
                      "rollback_to", "release", "set", "use", "show", "describe", "ddl", "account", "show_grants", "flush",
-                     "prepare", "execute", "deallocate"}
+                     "prepare", "execute", "deallocate", "do", "kill"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["sql"][:60] for c in CASES])
