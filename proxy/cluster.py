@@ -95,7 +95,8 @@ class ClusterSessions:
 
     async def start(self) -> None:
         """Claim a proxy number and serve this proxy's queue (before clients connect)."""
-        self.registration = ProxyRegistration(self.topology, self._info, on_number=self.ids.renumber)
+        if self.registration is None:  # one registration across retries (retry_until_stopped)
+            self.registration = ProxyRegistration(self.topology, self._info, on_number=self.ids.renumber)
         self.ids.renumber(await self.registration.claim())
         self.registration.serve(self._handle)
         self._cancel_watch = watch_proxies(self.topology, self._on_proxies)

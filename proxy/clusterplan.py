@@ -88,6 +88,8 @@ def parse_kill(sql: str, connection_id: int) -> KillRequest:
     if not m or not m.group(3):
         raise SqlError(ER_PARSE, "You have an error in your SQL syntax; check the manual for the right syntax to use near 'KILL'", "42000")
     arg = m.group(3)
+    if arg.lower() in ("connection", "query", "id", "hard", "soft", "user"):
+        raise SqlError(ER_PARSE, f"You have an error in your SQL syntax; check the manual for the right syntax to use near '{arg}'", "42000")
     if m.group(2):
         raise unsupported("KILL QUERY ID (query ids); use KILL QUERY <connection id>")
     if re.match(r"user\b", arg, re.I):

@@ -310,7 +310,8 @@ def _plan_session_functions(p: Plan, sql: str, snap: RoutingSnapshot, state: Ses
         if p.op is Op.WRITE:
             return FanOutWrite(sql, p.regions, p.uses_rand, p.uses_last_insert_id, epoch=p.epoch)
         region = p.regions[0] if p.op is Op.READ else None
-        return Route(sql, region, last_insert_id=p.uses_last_insert_id, connection_id=True, epoch=p.epoch)
+        return Route(sql, region, last_insert_id=p.uses_last_insert_id, label="read" if region else "any",
+                     connection_id=True, epoch=p.epoch)
     region = require_lock_region(snap)
     if p.op is Op.WRITE:
         raise unsupported("GET_LOCK() and the other lock functions in a write (run them in their own SELECT or DO)")

@@ -149,7 +149,15 @@ class ProxySession(BaseSession):
         metrics.SESSIONS.dec()
         if self.state.tx.active:
             metrics.TRANSACTIONS.labels("disconnect").inc()
+        self._drop_lock_connection()
         self.backends.close()
+
+    def _drop_lock_connection(self) -> None:
+        """Close (never pool) the connection that ran lock functions: MariaDB then
+        releases the session's GET_LOCK locks, whatever a pool reset would do."""
+        if self.state.lock_region is not None:
+            self.backends.drop(self.state.lock_region)
+            self.state.lock_region = None
 
     async def reset(self) -> None:
         """COM_RESET_CONNECTION / COM_CHANGE_USER: roll back, let go of every
@@ -159,6 +167,7 @@ class ProxySession(BaseSession):
                 await end_transaction(self.cursor(), self.state.on(Event.ROLLBACK))
             except SqlError:
                 pass
+        self._drop_lock_connection()
         old = self.backends
         old.close()
         self.backends = SessionBackends(old.pool)

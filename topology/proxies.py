@@ -91,6 +91,7 @@ class ProxyRegistration:
         self._watch: Cancel | None = None
         self._serial = SerialJob(topo, self._recheck, "proxy-claim")
         self._closed = False
+        self._claimed = False  # nothing to keep before the first claim succeeded
         self._handler: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
         self._serving: Cancel | None = None
 
@@ -121,10 +122,11 @@ class ProxyRegistration:
         except NodeExistsError:
             return False
         old, self.info = self.info.number, info
+        was_claimed, self._claimed = self._claimed, True
         if self._watch is not None:
             self._watch()
         self._watch = self._b.watch_data(f"{self._dir}/{number}", lambda raw, _v: raw is None and self._serial.kick())
-        if old != number:
+        if was_claimed and old != number:
             if self._handler is not None:
                 self.serve(self._handler)
             if self._on_number is not None:
@@ -148,7 +150,7 @@ class ProxyRegistration:
 
     async def _recheck(self) -> None:
         """After a session loss or the node's deletion: keep the number, or claim another."""
-        if self._closed:
+        if self._closed or not self._claimed:
             return
         path = f"{self._dir}/{self.info.number}"
         try:
@@ -163,9 +165,6 @@ class ProxyRegistration:
         except ValueError:
             pass
         await self._claim_new()
-
-    def kick(self) -> None:
-        self._serial.kick()
 
     async def release(self) -> None:
         self._closed = True

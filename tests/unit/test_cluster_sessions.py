@@ -106,7 +106,7 @@ def test_parse_kill(sql, target, query):
     assert (request.target, request.query) == (target, query)
 
 
-@pytest.mark.parametrize("sql,errno", [("KILL", 1064), ("KILL QUERY ID 5", 1235), ("KILL USER bob", 1235), ("KILL @x", 1235)])
+@pytest.mark.parametrize("sql,errno", [("KILL", 1064), ("KILL CONNECTION", 1064), ("KILL QUERY", 1064), ("KILL QUERY ID 5", 1235), ("KILL USER bob", 1235), ("KILL @x", 1235)])
 def test_parse_kill_errors(sql, errno):
     with pytest.raises(SqlError) as e:
         parse_kill(sql, 1)
