@@ -254,6 +254,11 @@ class BackendConnection:
         return self._closed or self._busy or self._writer is None or self._writer.is_closing()
 
     @property
+    def in_flight(self) -> bool:
+        """A command was sent and its answer is not all read (KILL QUERY targets these)."""
+        return self._busy and not self._closed
+
+    @property
     def is_open(self) -> bool:
         """The socket is open (a command may be running on it)."""
         return not self._closed

@@ -14,6 +14,7 @@ from topology.accounts import AccountStore
 from . import metrics
 from .accounts import AccountAdmin, ClusterAccounts, bootstrap_accounts
 from .auth import LoginGuard
+from .cluster import ClusterSessions
 from .pool import BackendPool
 from .routing import RoutingTable
 from .server import MIB, EdgeConfig, ProxyServer
@@ -58,6 +59,7 @@ async def serve(args: argparse.Namespace) -> int:
     pool = BackendPool(credentials.user, credentials.password)
     server: ProxyServer | None = None
     cache = AnalysisCache()
+    cluster: ClusterSessions | None = None
     try:
         await routing.start()
         accounts = ClusterAccounts()
@@ -79,8 +81,14 @@ async def serve(args: argparse.Namespace) -> int:
                     return "5.5.5-" + region.mysql_version
             return DEFAULT_VERSION
 
+        # A proxy number (unique connection ids) and this proxy's request queue,
+        # before the first client connects (cluster.py).
+        cluster = ClusterSessions(topology, routing, args.host, args.port, args.metrics_port)
+        if not await retry_until_stopped(cluster.start, stop, "claim a proxy number"):
+            return 0
+
         def session_factory() -> ProxySession:
-            return ProxySession(routing, pool, topology, cache, version(), admin)
+            return ProxySession(routing, pool, topology, cache, version(), admin, cluster)
 
         edge = EdgeConfig(
             accounts=accounts,
@@ -93,7 +101,7 @@ async def serve(args: argparse.Namespace) -> int:
             tls=tls,
             rsa=rsa,
         )
-        server = ProxyServer(session_factory, edge)
+        server = ProxyServer(session_factory, edge, cluster)
         if not serve_metrics(args.metrics_port, args.host):
             return 2
         await server.start_server(host=args.host, port=args.port)
@@ -110,6 +118,8 @@ async def serve(args: argparse.Namespace) -> int:
         if server is not None:
             server.close()
             await server.wait_closed()
+        if cluster is not None:
+            await cluster.close()
         routing.close()
         pool.close()
         cache.close()

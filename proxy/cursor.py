@@ -220,6 +220,18 @@ class SessionCursor(CursorBase):
     async def show_grants(self, sql: str) -> Reply:
         return await self.session.admin.show_grants(self.session, sql)
 
+    async def kill(self, target: int, query: bool) -> Reply:
+        return await self._cluster().kill(self.session, target, query)
+
+    async def processlist(self, full: bool) -> Reply:
+        return await self._cluster().processlist(self.session, full)
+
+    def _cluster(self) -> Any:
+        cluster = self.session.cluster
+        if cluster is None:  # a session made without the proxy's registry (tools, tests)
+            raise SqlError(ER_UNKNOWN, "KILL and SHOW PROCESSLIST need the proxy's session registry")
+        return cluster
+
     async def ddl(self, sql: str) -> Reply:
         """DDL through the master's queue, as the client; waits until this proxy
         sees the placement the DDL produced."""

@@ -86,6 +86,8 @@ class VCursor(Protocol):
     async def ddl(self, sql: str) -> Reply: ...
     async def account_statement(self, sql: str) -> Reply: ...
     async def show_grants(self, sql: str) -> Reply: ...
+    async def kill(self, target: int, query: bool) -> Reply: ...
+    async def processlist(self, full: bool) -> Reply: ...
 
 
 async def end_transaction(vc: VCursor, effects: tuple[EndTransaction, ...]) -> None:
@@ -119,11 +121,15 @@ class Route:
     last_insert_id: bool = False  # LAST_INSERT_ID() replaced by the session's value
     label: str = "read"
     epoch: int = -1
+    lock: bool = False  # lock functions: `region` is the lock region (clusterplan.py)
+    connection_id: bool = False  # CONNECTION_ID() already replaced by the session's id (not preparable as is)
 
     async def execute(self, vc: VCursor) -> Reply:
         state = vc.state
         state.on(Event.STATEMENT)
         region = self.region or (vc.last_region() if self.sticky else None) or vc.any_region()
+        if self.lock:
+            state.lock_region = region  # its locks die with a change of lock region (cluster.py)
         sql = _session_values(self.sql, state, self.last_insert_id)
         stream = await vc.stream(region, sql)
         state.row_count = -1 if stream.fields is not None else stream.affected_rows
@@ -131,7 +137,12 @@ class Route:
 
     def describe(self) -> dict[str, Any]:
         target = self.region or ("sticky" if self.sticky else "any")
-        return {"Route": target, **({"last_insert_id": True} if self.last_insert_id else {})}
+        out: dict[str, Any] = {"Route": target, **({"last_insert_id": True} if self.last_insert_id else {})}
+        if self.lock:
+            out["lock_region"] = True
+        if self.connection_id:
+            out["connection_id"] = True
+        return out
 
 
 def _session_values(sql: str, state: SessionState, last_insert_id: bool) -> str:
@@ -512,5 +523,36 @@ class NamedDeallocate:
         return {"NamedDeallocate": self.name}
 
 
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """KILL [CONNECTION | QUERY] id: the proxy that owns the id does it (cluster.py)."""
+
+    target: int
+    query: bool
+    label: str = "kill"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        return await vc.kill(self.target, self.query)
+
+    def describe(self) -> dict[str, Any]:
+        return {"Kill": "query" if self.query else "connection", "id": self.target}
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessList:
+    """SHOW [FULL] PROCESSLIST: every live proxy's sessions (cluster.py)."""
+
+    full: bool
+    label: str = "processlist"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        return await vc.processlist(self.full)
+
+    def describe(self) -> dict[str, Any]:
+        return {"ProcessList": "every proxy", **({"full": True} if self.full else {})}
+
+
 Primitive = (Route | FanOutWrite | ShowWarnings | Local | Transaction | Savepoint | SetSession | EveryRegion | UseDatabase | Ddl
-             | AccountStatement | ShowGrants | NamedPrepare | NamedDeallocate)
+             | AccountStatement | ShowGrants | NamedPrepare | NamedDeallocate | Kill | ProcessList)

@@ -23,10 +23,12 @@ from .engine import (
     Ddl,
     EveryRegion,
     FanOutWrite,
+    Kill,
     Local,
     NamedDeallocate,
     NamedPrepare,
     Primitive,
+    ProcessList,
     Route,
     Savepoint,
     SetSession,
@@ -35,8 +37,16 @@ from .engine import (
     Transaction,
     UseDatabase,
 )
+from .clusterplan import (
+    do_as_select,
+    match_processlist,
+    parse_kill,
+    require_lock_region,
+    set_session_functions,
+    substitute_connection_id,
+)
 from .planextra import plan_lock_tables, plan_maintenance, plan_set_statement
-from .planner import Op, RoutingSnapshot, SessionView, plan
+from .planner import Op, Plan, RoutingSnapshot, SessionView, plan, plan_dml
 from .prepared import placeholder_positions
 from .temptables import plan_ddl_on_temporary, plan_temporary
 from .statements import AnalysisCache, Kind, classify, strip_leading_noise
@@ -248,7 +258,19 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
     if kind in _SAVEPOINT_EVENTS:
         return Savepoint(_SAVEPOINT_EVENTS[kind], savepoint_name(sql), sql, epoch=epoch)
     if kind is Kind.SET:
-        return plan_set(sql, epoch)
+        locks, cid = set_session_functions(sql)
+        if locks:
+            raise unsupported("GET_LOCK() and the other lock functions in SET (use SELECT ... or DO)")
+        return plan_set(substitute_connection_id(sql, getattr(state, "connection_id", 0)) if cid else sql, epoch)
+    if kind is Kind.KILL:
+        request = parse_kill(sql, getattr(state, "connection_id", 0))
+        return Kill(request.target, request.query, epoch=epoch)
+    if kind is Kind.SHOW:
+        full = match_processlist(sql)
+        if full is not None:
+            return ProcessList(full, epoch=epoch)
+    if kind is Kind.DO:
+        return _plan_do(sql, snap, state, cache)
     if kind is Kind.ACCOUNT:
         return AccountStatement(sql, epoch=epoch)
     if kind is Kind.SHOW_GRANTS:
@@ -282,6 +304,9 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
             raise SqlError(1295, "This command is not supported in the prepared statement protocol yet", "HY000")
         return _plan_named(sql, kind, snap, state, cache, depth)
     p = plan(sql, kind, snap, state, cache)
+    analysis = p.analysis
+    if analysis is not None and (analysis.uses_lock_functions or analysis.uses_connection_id):
+        return _plan_session_functions(p, p.sql, snap, state)
     if p.op is Op.USE:
         return UseDatabase(p.database or "", epoch=epoch)
     if p.op is Op.DDL:
@@ -338,3 +363,41 @@ class PrimitiveCache:
 
 
 SHARED_PRIMITIVES = PrimitiveCache()
+
+
+# -- lock functions, CONNECTION_ID(), DO (clusterplan.py) ----------------------------------------
+def _plan_session_functions(p: Plan, sql: str, snap: RoutingSnapshot, state: SessionView) -> Primitive:
+    """A DML plan whose statement calls lock functions (-> the lock region) or
+    CONNECTION_ID() (-> the session's id as a literal)."""
+    analysis = p.analysis
+    assert analysis is not None
+    cid = analysis.uses_connection_id
+    if cid:
+        sql = substitute_connection_id(sql, getattr(state, "connection_id", 0))
+    if not analysis.uses_lock_functions:
+        if p.op is Op.WRITE:
+            return FanOutWrite(sql, p.regions, p.uses_rand, p.uses_last_insert_id, epoch=p.epoch)
+        region = p.regions[0] if p.op is Op.READ else None
+        return Route(sql, region, last_insert_id=p.uses_last_insert_id, label="read" if region else "any",
+                     connection_id=True, epoch=p.epoch)
+    region = require_lock_region(snap)
+    if p.op is Op.WRITE:
+        raise unsupported("GET_LOCK() and the other lock functions in a write (run them in their own SELECT or DO)")
+    for t in p.tables:
+        if (t.primary != region) if analysis.locking_read else (region not in t.write_regions):
+            raise unsupported(f"lock functions with table {t.database}.{t.name}: all lock functions run on the lock region "
+                              f"'{region}', which has no {'primary' if analysis.locking_read else 'in-sync'} copy of it")
+    return Route(sql, region, last_insert_id=p.uses_last_insert_id, label="lock", epoch=p.epoch, lock=True, connection_id=cid)
+
+
+def _plan_do(sql: str, snap: RoutingSnapshot, state: SessionView, cache: AnalysisCache) -> Primitive:
+    """DO expr, ...: routed like the SELECT of the same expressions, run as written."""
+    select = do_as_select(sql)
+    p = plan_dml(select, cache.get(select, Kind.SELECT), snap, state)
+    if p.op is Op.LOCAL:  # DO DATABASE(): nothing to answer, any region evaluates it
+        p = Plan(Op.ANY, select, kind=Kind.SELECT, epoch=snap.epoch)
+    analysis = p.analysis
+    if analysis is not None and (analysis.uses_lock_functions or analysis.uses_connection_id):
+        return _plan_session_functions(p, sql, snap, state)
+    region = p.regions[0] if p.op is Op.READ else None
+    return Route(sql, region, last_insert_id=p.uses_last_insert_id, label="do", epoch=snap.epoch)

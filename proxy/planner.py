@@ -83,6 +83,7 @@ class Plan:
     uses_rand: bool = False
     uses_last_insert_id: bool = False  # LAST_INSERT_ID() to substitute if run elsewhere
     epoch: int = -1
+    analysis: Analysis | None = None  # DML: the facts planbuilder needs beyond routing (lock functions, CONNECTION_ID())
 
 
 # -- helpers -------------------------------------------------------------------
@@ -178,8 +179,10 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
             return Plan(Op.LOCAL, local=LocalResult((m.group(1),), ((session.database,),)), epoch=snap.epoch)
         if analysis.uses_last_insert_id and session.last_insert_region in snap.regions:
             # Exact: the connection that ran the INSERT knows LAST_INSERT_ID().
-            return Plan(Op.READ, sql, (session.last_insert_region,), Kind.SELECT, epoch=snap.epoch)  # type: ignore[arg-type]
-        return Plan(Op.ANY, sql, kind=analysis.kind, uses_last_insert_id=analysis.uses_last_insert_id, epoch=snap.epoch)
+            return Plan(Op.READ, sql, (session.last_insert_region,), Kind.SELECT, epoch=snap.epoch,  # type: ignore[arg-type]
+                        analysis=analysis)
+        return Plan(Op.ANY, sql, kind=analysis.kind, uses_last_insert_id=analysis.uses_last_insert_id, epoch=snap.epoch,
+                    analysis=analysis)
     writes = tuple(resolve_table(r, session, snap) for r in analysis.writes)
     reads = tuple(resolve_table(r, session, snap) for r in analysis.reads)
     if analysis.kind is Kind.SELECT:
@@ -191,7 +194,8 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
                 if t.primary != region:
                     raise unsupported("SELECT ... FOR UPDATE across tables with different primaries")
         _require_live(region, snap)
-        return Plan(Op.READ, sql, (region,), Kind.SELECT, tables, uses_last_insert_id=analysis.uses_last_insert_id, epoch=snap.epoch)
+        return Plan(Op.READ, sql, (region,), Kind.SELECT, tables, uses_last_insert_id=analysis.uses_last_insert_id, epoch=snap.epoch,
+                    analysis=analysis)
     if not writes:
         # A write whose target the analyser could not name (an odd form of
         # INSERT/UPDATE/DELETE): refusing it is right, guessing a region is not.
@@ -204,6 +208,7 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
     return Plan(
         Op.WRITE, sql, regions, analysis.kind, writes + reads,
         uses_rand=analysis.uses_rand, uses_last_insert_id=analysis.uses_last_insert_id, epoch=snap.epoch,
+        analysis=analysis,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from types import MappingProxyType
+from typing import Callable
 
 from topology import EMPTY_PLACEMENT, Placement, RegionInfo, Topology
 
@@ -28,6 +29,7 @@ class RoutingTable:
         self._changed = asyncio.Event()
         self._cancels: list = []
         self._have_placement = asyncio.Event()
+        self.listeners: list[Callable[[RoutingSnapshot], None]] = []  # told of every new snapshot (on the loop)
 
     async def start(self, timeout: float = 30.0) -> None:
         self._cancels.append(self.topology.watch_placement(self._on_placement))
@@ -45,6 +47,8 @@ class RoutingTable:
         metrics.LIVE_REGIONS.set(len(snapshot.regions))
         self._changed.set()
         self._changed = asyncio.Event()
+        for listener in self.listeners:
+            listener(snapshot)
 
     def _on_placement(self, placement: Placement) -> None:
         current = self.snapshot

@@ -77,10 +77,12 @@ def raise_fd_limit() -> int:
 class ProxyServer:
     """Accepts clients and runs one `ProxyConnection` each (see module docstring)."""
 
-    def __init__(self, session_factory: Callable[[], Any], edge: EdgeConfig) -> None:
+    def __init__(self, session_factory: Callable[[], Any], edge: EdgeConfig, control: Any = None) -> None:
         self.session_factory = session_factory
         self.edge = edge
-        self.control = LocalControl()
+        # Issues connection ids and finds a connection by id: cluster.ClusterSessions
+        # in the proxy (ids unique across proxies); mimic's LocalControl otherwise.
+        self.control = control if control is not None else LocalControl()
         self._open = 0
         self._per_user: Counter[tuple[str, str]] = Counter()
         self._server: asyncio.base_events.Server | None = None

@@ -59,7 +59,7 @@ class ProxySession(BaseSession):
     """One client connection; see the module docstring."""
 
     def __init__(self, routing: RoutingTable, pool: BackendPool, topology: Topology, cache: AnalysisCache, version: str,
-                 admin: AccountAdmin, primitives: PrimitiveCache = SHARED_PRIMITIVES) -> None:
+                 admin: AccountAdmin, cluster: Any = None, primitives: PrimitiveCache = SHARED_PRIMITIVES) -> None:
         self.primitives = primitives
         self.variables = SessionVariables(GlobalVariables())
         self.variables.set("version", version, force=True)
@@ -72,6 +72,7 @@ class ProxySession(BaseSession):
         self.state = SessionState()
         self.backends = SessionBackends(pool)
         self.connection: Any = None
+        self.cluster = cluster  # cluster.ClusterSessions: KILL and SHOW PROCESSLIST across proxies
         metrics.SESSIONS.inc()
 
     # -- views of the state (wire.py and accounts.py read these) -----------------------------
@@ -113,6 +114,7 @@ class ProxySession(BaseSession):
     # -- mimic hooks ------------------------------------------------------------
     async def init(self, connection: Any) -> None:
         self.connection = connection
+        self.state.connection_id = connection.connection_id
         self.backends.found_rows = Capabilities.CLIENT_FOUND_ROWS in connection.capabilities
         handshake_charset = str(self.variables.get("character_set_client"))
         if handshake_charset != "utf8mb4":
@@ -149,7 +151,15 @@ class ProxySession(BaseSession):
         metrics.SESSIONS.dec()
         if self.state.tx.active:
             metrics.TRANSACTIONS.labels("disconnect").inc()
+        self._drop_lock_connection()
         self.backends.close()
+
+    def _drop_lock_connection(self) -> None:
+        """Close (never pool) the connection that ran lock functions: MariaDB then
+        releases the session's GET_LOCK locks, whatever a pool reset would do."""
+        if self.state.lock_region is not None:
+            self.backends.drop(self.state.lock_region)
+            self.state.lock_region = None
 
     async def reset(self) -> None:
         """COM_RESET_CONNECTION / COM_CHANGE_USER: roll back, let go of every
@@ -159,6 +169,7 @@ class ProxySession(BaseSession):
                 await end_transaction(self.cursor(), self.state.on(Event.ROLLBACK))
             except SqlError:
                 pass
+        self._drop_lock_connection()
         old = self.backends
         old.close()
         self.backends = SessionBackends(old.pool)
@@ -241,7 +252,7 @@ class ProxySession(BaseSession):
         primitive = None
         if kind in DML_KINDS or kind in (Kind.SHOW, Kind.DESCRIBE):
             primitive = plan_statement(sql, kind, cursor.snapshot, self.state, self.cache)
-        if isinstance(primitive, Route) and not primitive.last_insert_id:
+        if isinstance(primitive, Route) and not primitive.last_insert_id and not primitive.connection_id:
             conn = await self._statement_connection(cursor, primitive)
             prepared = await cursor._call(conn, conn.prepare(sql.encode(conn.sql_encoding, "surrogateescape")))
             stmt = self.state.add_statement(sql=sql, route=PsRoute.RELAY, param_count=len(prepared.params),
@@ -267,6 +278,8 @@ class ProxySession(BaseSession):
     async def _statement_connection(self, cursor: SessionCursor, route: Route) -> Any:
         self.state.on(Event.STATEMENT)
         region = route.region or (cursor.last_region() if route.sticky else None) or cursor.any_region()
+        if route.lock:
+            self.state.lock_region = region
         await cursor.join(region)
         conn = await self.backends.get(region, cursor.snapshot, self.state)
         self.backends.last = conn

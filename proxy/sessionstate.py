@@ -56,6 +56,8 @@ class SessionState:
     statements: dict[int, PreparedStatement] = field(default_factory=dict)  # COM_STMT_PREPARE ids
     named: dict[str, str] = field(default_factory=dict)  # SQL-level PREPARE name (lower) -> text
     next_stmt_id: int = 1
+    connection_id: int = 0  # the cluster-wide id of the client connection (kept across resets)
+    lock_region: str | None = None  # where this session last ran a lock function (GET_LOCK...)
 
     # -- derived ----------------------------------------------------------------------
     @property
@@ -128,6 +130,6 @@ class SessionState:
     def reset(self) -> None:
         """COM_RESET_CONNECTION / COM_CHANGE_USER: a fresh session (the caller
         rolls back and closes the backends first)."""
-        fresh = SessionState()
+        fresh = SessionState(connection_id=self.connection_id)
         for name in self.__slots__:  # type: ignore[attr-defined]
             setattr(self, name, getattr(fresh, name))

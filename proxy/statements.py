@@ -68,6 +68,8 @@ class Kind(Enum):
     PREPARE = "prepare"  # SQL-level PREPARE name FROM ...
     EXECUTE = "execute"  # EXECUTE name [USING ...], EXECUTE IMMEDIATE ...
     DEALLOCATE = "deallocate"  # DEALLOCATE / DROP PREPARE name
+    DO = "do"  # DO expr, ...: planned like a SELECT (clusterplan.py)
+    KILL = "kill"  # KILL [CONNECTION | QUERY] id: any proxy's session (cluster.py)
     UNSUPPORTED = "unsupported"
 
 
@@ -115,6 +117,8 @@ _SIMPLE = {
     "help": Kind.HELP,
     "execute": Kind.EXECUTE,
     "deallocate": Kind.DEALLOCATE,
+    "do": Kind.DO,
+    "kill": Kind.KILL,
 }
 
 
@@ -219,6 +223,8 @@ class Analysis:
     nondeterministic: str | None = None  # UUID()...: differs on each copy
     uses_sysdate: bool = False  # SYSDATE(): made NOW() (pinned) in writes to replicated tables
     unordered_limit: bool = False  # UPDATE/DELETE ... LIMIT without ORDER BY
+    uses_lock_functions: bool = False  # GET_LOCK() & co: runs on the lock region (clusterplan.py)
+    uses_connection_id: bool = False  # CONNECTION_ID(): the cluster-wide id substituted
 
     @property
     def tables(self) -> tuple[TableRef, ...]:
@@ -229,6 +235,8 @@ _NONDETERMINISTIC = re.compile(r"\b(uuid|uuid_short|sys_guid)\s*\(", re.I)
 _SYSDATE = re.compile(r"\bsysdate\s*\(", re.I)
 _LAST_INSERT_ID = re.compile(r"\blast_insert_id\s*\(\s*\)", re.I)
 _RAND = re.compile(r"\brand\s*\(", re.I)
+_LOCK_FUNCTIONS = re.compile(r"\b(?:get_lock|release_lock|is_free_lock|is_used_lock|release_all_locks)\s*\(", re.I)
+_CONNECTION_ID = re.compile(r"\bconnection_id\s*\(\s*\)", re.I)
 _LOCKING = re.compile(r"\bfor\s+update\b|\block\s+in\s+share\s+mode\b|\bfor\s+share\b", re.I)
 _REPLACE_HEAD = re.compile(r"^(\s*(?:/\*.*?\*/\s*)*)replace\b", re.I | re.S)
 
@@ -315,6 +323,8 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
         nondeterministic=nondet.group(1).upper() + "()" if nondet else None,
         uses_sysdate=bool(_SYSDATE.search(shape)),
         unordered_limit=unordered_limit,
+        uses_lock_functions=bool(_LOCK_FUNCTIONS.search(shape)),
+        uses_connection_id=bool(_CONNECTION_ID.search(shape)),
     )
 
 

@@ -76,6 +76,8 @@ class ProxyConnection(Connection):
 
     session: Any
     stream: BoundedStream
+    command: bytes | None = None  # the command being handled (SHOW PROCESSLIST's Command/Info; cluster.py)
+    command_since: float = 0.0  # loop time it started, or the last one ended (SHOW PROCESSLIST's Time)
 
     def __init__(self, *, stream: BoundedStream, session: Any, control: Any, edge: Any, client_host: str,
                  admit: Callable[[Account], Awaitable[SqlError | None]]) -> None:
@@ -180,6 +182,7 @@ class ProxyConnection(Connection):
             Commands.COM_STMT_RESET: self.handle_stmt_reset,
             Commands.COM_STMT_CLOSE: self.handle_stmt_close,
             Commands.COM_STMT_SEND_LONG_DATA: self.handle_stmt_send_long_data,
+            Commands.COM_PROCESS_KILL: self.handle_process_kill,
         }
         stream = self.stream
         loop = asyncio.get_running_loop()
@@ -196,6 +199,7 @@ class ProxyConnection(Connection):
                     if handler is None:
                         raise SqlError(1047, "Unknown command", "08S01")
                     watch = loop.call_later(DISCONNECT_WATCH_AFTER, self._watch_disconnect)
+                    self.command, self.command_since = data, loop.time()
                     try:
                         if data[0] == Commands.COM_QUERY and len(data) >= 1 << 16:
                             # A big statement: the handler takes the only reference to
@@ -205,6 +209,7 @@ class ProxyConnection(Connection):
                         else:
                             await handler(data[1:])
                     finally:
+                        self.command, self.command_since = None, loop.time()
                         watch.cancel()
                         if self._disconnect_watch is not None:
                             await self._stop_disconnect_watch()
@@ -585,6 +590,12 @@ class ProxyConnection(Connection):
         region = cursor.any_region()
         conn = await session.backends.get(region, cursor.snapshot, session.state)
         await self.stream.write(await cursor._call(conn, conn.statistics()))
+
+    async def handle_process_kill(self, data: bytes) -> None:
+        """COM_PROCESS_KILL (mysql_kill()): KILL CONNECTION of any proxy's session."""
+        if len(data) < 4:
+            raise MalformedPacket()
+        await self.write_reply(await self.session.execute(f"KILL CONNECTION {int.from_bytes(data[:4], 'little')}"))
 
     async def handle_ping(self, data: bytes) -> None:
         await self.stream.write(make_ok(affected_rows=0, insert_id=0, status=self._status(), warnings=0))

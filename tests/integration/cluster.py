@@ -2,7 +2,7 @@
 
 Uses the session's ZooKeeper and MariaDB fixtures and starts, as separate
 `python -m minisql.cli ...` processes, one region agent per MariaDB, two
-masters and one proxy, each under its own ZooKeeper root so test modules do
+masters and one proxy (or more: `start(proxies=N)`), each under its own ZooKeeper root so test modules do
 not see each other's placement.
 """
 
@@ -57,13 +57,16 @@ class Cluster:
         self.regions: dict[str, Component] = {}
         self.masters: dict[str, Component] = {}
         self.proxy: Component | None = None
+        self.proxies: list[Component] = []  # proxy 0 is `proxy`
+        self.proxy_ports: list[int] = [self.proxy_port]
 
     def _common(self) -> list[str]:
         return ["--zk", self.zk_hosts, "--zk-root", self.zk_root, "--log-level", "INFO"]
 
     def start(self, users: dict[str, str] | None = None, proxy_args: Sequence[str] = (),
-              user_options: dict[str, dict[str, Any]] | None = None) -> "Cluster":
-        """`user_options` adds users-file fields per user (e.g. require_ssl, sha2_password_hash)."""
+              user_options: dict[str, dict[str, Any]] | None = None, proxies: int = 1) -> "Cluster":
+        """`user_options` adds users-file fields per user (e.g. require_ssl, sha2_password_hash);
+        `proxies` proxies share the cluster, proxy i listening on `proxy_ports[i]`."""
         from minisql.config import native_password_hash
 
         self.secrets.write_text(json.dumps({"backend_user": self.credentials.user, "backend_password": self.credentials.password}))
@@ -78,15 +81,20 @@ class Cluster:
             self.start_region(f"r{i}", db.port)
         for m in ("m1", "m2"):
             self.start_master(m)
-        self.proxy = Component(
-            "proxy",
-            ["proxy", *self._common(), "--port", str(self.proxy_port), "--metrics-port", str(self.proxy_metrics_port),
-             "--secrets", str(self.secrets), "--users", str(self.users), *proxy_args],
-            self.workdir / "proxy.log",
-            ready_port=self.proxy_port,
-        )
+        self.proxy_ports += [free_port() for _ in range(proxies - 1)]
+        for i, port in enumerate(self.proxy_ports):
+            metrics = self.proxy_metrics_port if i == 0 else free_port()
+            self.proxies.append(Component(
+                "proxy" if i == 0 else f"proxy{i + 1}",
+                ["proxy", *self._common(), "--port", str(port), "--metrics-port", str(metrics),
+                 "--secrets", str(self.secrets), "--users", str(self.users), *proxy_args],
+                self.workdir / ("proxy.log" if i == 0 else f"proxy{i + 1}.log"),
+                ready_port=port,
+            ))
+        self.proxy = self.proxies[0]
         self.wait_for(lambda s: len(s["regions"]) == len(self.mariadbs) and s["leader"] is not None, "regions and a leader")
-        self.proxy.start(timeout=60)
+        for proc in self.proxies:
+            proc.start(timeout=60)
         return self
 
     def start_region(self, region_id: str, mysql_port: int) -> Component:
@@ -111,7 +119,7 @@ class Cluster:
         return proc
 
     def stop(self) -> None:
-        procs = ([self.proxy] if self.proxy else []) + list(self.masters.values()) + list(self.regions.values())
+        procs = list(self.proxies) + list(self.masters.values()) + list(self.regions.values())
         for proc in procs:
             if proc.alive:
                 proc.terminate()
@@ -144,10 +152,11 @@ class Cluster:
         logs = "\n".join(f"--- {p.name}\n{p.log_tail(20)}" for p in [*self.regions.values(), *self.masters.values()])
         raise AssertionError(f"timed out waiting for {what}; last state {state}\n{logs}")
 
-    def connect(self, **kwargs: Any) -> pymysql.connections.Connection:
+    def connect(self, proxy: int = 0, **kwargs: Any) -> pymysql.connections.Connection:
+        """A client of proxy number `proxy` (0: the first)."""
         kwargs.setdefault("user", "root")
         kwargs.setdefault("password", "")
-        return pymysql.connect(host="127.0.0.1", port=self.proxy_port, autocommit=True, **kwargs)
+        return pymysql.connect(host="127.0.0.1", port=self.proxy_ports[proxy], autocommit=True, **kwargs)
 
     def connect_region(self, region_id: str, **kwargs: Any) -> pymysql.connections.Connection:
         index = int(region_id[1:]) - 1

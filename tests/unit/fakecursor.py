@@ -110,3 +110,11 @@ class LoggingCursor(CursorBase):
     async def show_grants(self, sql: str) -> Reply:
         self.log.append(("accounts", sql))
         return Reply(ok_result(0))
+
+    async def kill(self, target: int, query: bool) -> Reply:
+        self.log.append(("cluster", f"KILL {'QUERY' if query else 'CONNECTION'} {target}"))
+        return Reply(ok_result(0))
+
+    async def processlist(self, full: bool) -> Reply:
+        self.log.append(("cluster", "PROCESSLIST" + (" FULL" if full else "")))
+        return Reply(ok_result(0))

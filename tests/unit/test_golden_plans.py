@@ -2,7 +2,7 @@
 give the plan recorded in golden/plans.json (or the recorded error).
 
 The file is data: to add a case, append {"sql": ...} (optionally "session":
-{"database", "autocommit", "in_transaction", "named"}) and regenerate with
+{"database", "autocommit", "in_transaction", "named", "connection_id"}) and regenerate with
 MINISQL_UPDATE_GOLDEN=1; review the diff like code.
 """
 
@@ -30,7 +30,7 @@ def plan_case(case: dict) -> dict:
     spec = case.get("session", {})
     state = SessionState(database=spec.get("database", "shop"),
                          tx=TxState(autocommit=spec.get("autocommit", True), active=spec.get("in_transaction", False)),
-                         named=dict(spec.get("named", {})),
+                         named=dict(spec.get("named", {})), connection_id=spec.get("connection_id", 0),
                          temp_tables={tuple(k.split(".")): r for k, r in spec.get("temp", {}).items()})
     sql = case["sql"]
     try:
@@ -43,7 +43,8 @@ def test_every_statement_class_is_covered():
     kinds = {classify(case["sql"]).value for case in CASES}
     assert kinds >= {"select", "insert", "update", "delete", "replace", "begin", "commit", "rollback", "savepoint",
                      "rollback_to", "release", "set", "use", "show", "describe", "ddl", "account", "show_grants", "flush",
-                     "prepare", "execute", "deallocate", "maintenance", "help", "set_statement", "temporary", "lock_tables"}
+                     "prepare", "execute", "deallocate", "maintenance", "help", "set_statement", "temporary", "lock_tables",
+                     "do", "kill"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["sql"][:60] for c in CASES])
