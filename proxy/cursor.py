@@ -214,6 +214,12 @@ class SessionCursor(CursorBase):
     def set_charset(self, name: str) -> None:
         self.session.set_charset(name)
 
+    def set_idle_timeout(self, seconds: float) -> None:
+        """The client's SET wait_timeout: how long its connection may stay idle."""
+        connection = self.session.connection
+        if connection is not None and seconds > 0:
+            connection.stream.timeout = seconds
+
     async def account_statement(self, sql: str) -> Reply:
         return await self.session.admin.execute(self.session, sql)
 

@@ -59,15 +59,26 @@ class BoundedStream:
         self.reader = reader
         self.writer = writer
         self.limit = limit
-        self.timeout = timeout
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._timeout = timeout
         self.timeout_reason = "wait_timeout"
         self.seq = 0
         self._pushback = b""  # bytes read by `client_gone` that belong to the next packet
         self._buffer = bytearray()
         self._flush_at = flush_at
         self._reading_since: float | None = None
-        self._watchdog: asyncio.TimerHandle | None = None
         self._timed_out = False
+
+    @property
+    def timeout(self) -> float | None:
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value: float | None) -> None:
+        """A new idle limit (after login; the client's SET wait_timeout) takes
+        effect at the next read: the watchdog armed for the old one is dropped."""
+        self._timeout = value
+        self.close_watchdog()
 
     def reset_seq(self) -> None:
         self.seq = 0

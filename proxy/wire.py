@@ -20,8 +20,10 @@ does not do, and this module does:
 
 Error handling: a `SqlError` raised while handling one command is written as
 an ERR packet and the session goes on; a protocol error (`MalformedPacket`,
-`PacketTooLarge`, `ReadTimeout`) or a failed COM_CHANGE_USER is answered and
-then ends the connection, as in MariaDB.
+`PacketTooLarge`) or a failed COM_CHANGE_USER is answered and then ends the
+connection, as in MariaDB; an idle client past its wait_timeout (`ReadTimeout`,
+the proxy's --wait-timeout or the client's own SET wait_timeout) is closed
+without a word, as MariaDB does.
 """
 
 from __future__ import annotations
@@ -236,6 +238,8 @@ class ProxyConnection(Connection):
                 raise
             await self._write_fatal(SqlError(1927, "Connection was killed", "70100"))
         except _FATAL as e:
+            if isinstance(e, ReadTimeout):
+                return  # wait_timeout: MariaDB closes the idle connection without a word; so do we
             if isinstance(e, PacketTooLarge):
                 metrics.REJECTED_PACKET_TOO_LARGE.inc()
             elif isinstance(e, MalformedPacket):

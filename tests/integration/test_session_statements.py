@@ -177,3 +177,14 @@ def test_lock_tables_hold_on_every_copy(cluster, db):
     copies = cluster.rows_on_regions(db, "t", "id")
     assert len(copies) == 2 and all([r[0] for r in rows] == [3, 4] for rows in copies.values())
     conn.close()
+
+
+def test_the_clients_own_wait_timeout_ends_its_idle_session(cluster):
+    conn = cluster.connect()
+    cur = conn.cursor()
+    cur.execute("SET wait_timeout = 1")
+    import time
+    time.sleep(2.5)
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        cur.execute("SELECT 1")
+    assert info.value.args[0] in (2006, 2013)  # closed without a word, as MariaDB does

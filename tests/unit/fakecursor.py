@@ -99,6 +99,9 @@ class LoggingCursor(CursorBase):
     def set_charset(self, name: str) -> None:
         self.charsets.append(name)
 
+    def set_idle_timeout(self, seconds: float) -> None:
+        self.idle_timeout = seconds
+
     async def ddl(self, sql: str) -> Reply:
         self.ddls.append(sql)
         return Reply(ok_result(0))
