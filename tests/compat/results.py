@@ -93,25 +93,30 @@ def parse_unittest_totals(text: str) -> dict[str, int]:
 
 
 # -- error lines -------------------------------------------------------------------------
+_EXC = re.compile(r"(?:^|(?<=[\s\"'(]))((?:[A-Za-z_]\w*\.)*(?:(?:[A-Z]\w*)?(?:Error|Exception|Failure|Exit|Interrupt|Warning)"
+                  r"|AssertionError|error)):(?:\s|$)")
+_NOISE = re.compile(r"^\s*(\[SQL:|\[parameters:|\(Background on this error|\[\+\d+ more lines?|\]$)")
+
+
 def last_error_line(text: str | None) -> str:
-    """The line of a failure text that says what went wrong: the last 'SomeError: ...'
-    line of a traceback (or the first line of a one-line message)."""
+    """The line of a failure text that says what went wrong: the last 'SomeError: ...' of a
+    traceback (also inside pytest's 'failed on setup with "...Error: ..."'), else the last line
+    that is not SQLAlchemy's [SQL: ...] / [parameters: ...] trailer."""
     if not text:
         return ""
     lines = [line.rstrip() for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return ""
-    exc = re.compile(r"^(E\s+)?([A-Za-z_][\w.]*(Error|Exception|Failure|Exit|Interrupt|Warning|error)|AssertionError)\b.*")
     for line in reversed(lines):
-        m = exc.match(line.strip())
+        m = _EXC.search(line)
         if m:
-            return line.strip()[2:].strip() if line.strip().startswith("E ") else line.strip()
-    return lines[-1].strip()
+            return line[m.start():].strip().rstrip('"').strip()
+    meaningful = [line for line in lines if not _NOISE.match(line)]
+    return (meaningful or lines or [""])[-1].strip()
 
 
 def _first_sql(text: str | None) -> str:
-    m = re.search(r"\[SQL: (.*?)\]?\s*(\n|$)", text or "")
-    return m.group(1).strip() if m else ""
+    """The statement of SQLAlchemy's '[SQL: ...]' trailer (it may span lines), on one line."""
+    m = re.search(r"\[SQL:\s*(.*?)\]\s*(?:\n\[parameters|\n\(Background|\n\[\+\d|\Z)", text or "", re.S)
+    return re.sub(r"\s+", " ", m.group(1)).strip() if m else ""
 
 
 # -- JUnit XML (pytest) ------------------------------------------------------------------

@@ -280,11 +280,19 @@ class ConnectorSuite(Suite):
     def baseline(self) -> set[str]:
         return read_list(HERE / "baselines" / "connector-mariadb-failures.txt")
 
+    script = "unittests.py"
+    #: seconds one test may take before the watchdog fails it (it takes < 10 s on one MariaDB)
+    test_timeout = 30
+
     def execute(self, src: Path, endpoint: Endpoint, out: Path) -> tuple[int | None, float]:
+        # The harness has no per-test timeout, and a client waiting for an answer that never comes
+        # (e.g. the compressed protocol through the cluster) would stall the whole run: run it
+        # under a watchdog that fails such a test and goes on.
+        shutil.copy(HERE / "unittest_watchdog.py", src / "unittest_watchdog.py")
         return self._subprocess(
-            [str(suite_python()), "unittests.py", "--use-external-server", f"--host={endpoint.host}",
-             f"--port={endpoint.port}", f"--user={endpoint.user}", f"--password={endpoint.password}",
-             "--verbosity=1"], src, out / "run.log")
+            [str(suite_python()), "unittest_watchdog.py", str(self.test_timeout), self.script,
+             "--use-external-server", f"--host={endpoint.host}", f"--port={endpoint.port}",
+             f"--user={endpoint.user}", f"--password={endpoint.password}", "--verbosity=1"], src, out / "run.log")
 
     def parse(self, out: Path, target: str) -> SuiteRun:
         logfile = out / "run.log"
@@ -301,6 +309,7 @@ class LenientConnectorSuite(ConnectorSuite):
     whole run before any test; its tests then count as "no ML", as on MariaDB."""
 
     name, label = "connector-lenient", "Connector/Python 26.10, ML probe non-fatal"
+    script = "unittests_lenient.py"
     PROBE = "                    cur.execute(\n                        \"\"\"\n                        SELECT 1 FROM information_schema.ROUTINES"
     PROBE_END = "                    tests.MYSQL_ML_ENABLED = cur.fetchone() is not None\n"
 
@@ -315,11 +324,8 @@ class LenientConnectorSuite(ConnectorSuite):
                    + "                    except Exception as err:  # noqa: BLE001\n"
                    + "                        LOGGER.warning(\"HeatWave ML probe failed (%s): no ML tests\", err)\n"
                    + "                        tests.MYSQL_ML_ENABLED = False\n")
-        (src / "unittests_lenient.py").write_text(text[:start] + patched + text[end + len(self.PROBE_END):])
-        return self._subprocess(
-            [str(suite_python()), "unittests_lenient.py", "--use-external-server", f"--host={endpoint.host}",
-             f"--port={endpoint.port}", f"--user={endpoint.user}", f"--password={endpoint.password}",
-             "--verbosity=1"], src, out / "run.log")
+        (src / self.script).write_text(text[:start] + patched + text[end + len(self.PROBE_END):])
+        return super().execute(src, endpoint, out)
 
 
 class MTRSuite(Suite):
