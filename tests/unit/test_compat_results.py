@@ -55,6 +55,7 @@ def test_junit_counts_and_failure_lines():
     assert run.failures["pymysql.tests.test_basic.TestCursor::test_single_tuple"] == "AssertionError: 1 != 2"
     fk = run.failures["test.dialect.test_suite.LongNameBlowoutTest_mysql+pymysql_11::test_long_convention_name[fk-_fk_name]"]
     assert "(1005, " in fk and "errno: 150" in fk
+    assert fk.endswith("[SQL: CREATE TABLE a_things_with_stuff (id INTEGER NOT NULL AUTO_INCREMENT)]")
 
 
 def test_count_lines_of_pytest_and_the_shared_scripts():
@@ -166,6 +167,14 @@ def test_last_error_line():
     assert last_error_line("E   pymysql.err.ProgrammingError: (1146, 'no table')\nmore context") == (
         "pymysql.err.ProgrammingError: (1146, 'no table')")
     assert last_error_line("just a message") == "just a message"
+    setup = ('failed on setup with "sqlalchemy.exc.NotSupportedError: (pymysql.err.NotSupportedError) (1235, '
+             "'no INFORMATION_SCHEMA')\n[SQL: SELECT 1 FROM INFORMATION_SCHEMA.TABLES]\n[parameters: {}]\n"
+             '[+1 more line; full report in element text]"')
+    assert last_error_line(setup) == (
+        "sqlalchemy.exc.NotSupportedError: (pymysql.err.NotSupportedError) (1235, 'no INFORMATION_SCHEMA')")
+    assert last_error_line("During handling...\nKeyError: 1\nmysql.connector.errors.Error: 2013: lost\n") == (
+        "mysql.connector.errors.Error: 2013: lost")
+    assert last_error_line("wrong result\n[SQL: SELECT 1]\n(Background on this error at: x)") == "wrong result"
     assert last_error_line("") == ""
 
 
