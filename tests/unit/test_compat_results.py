@@ -252,3 +252,17 @@ def test_group_causes_biggest_first_with_an_example():
 def test_suite_run_round_trips_through_json():
     run = _run("cluster", 3, {"a": "b"}, skipped=1, wall_s=2.5, error=None)
     assert SuiteRun.from_dict(json.loads(json.dumps(run.to_dict()))) == run
+
+
+def test_reference_mariadb_is_a_plain_server_on_its_own_datadir(tmp_path):
+    from tests.compat.runner import MTR_SERVER_OPTIONS, ReferenceMariaDB
+
+    server = ReferenceMariaDB(tmp_path / "datadir", 23456)
+    argv = server.command()
+    assert argv[1] == "--no-defaults"
+    assert f"--datadir={tmp_path / 'datadir'}" in argv and "--port=23456" in argv
+    assert "--bind-address=127.0.0.1" in argv and "--local-infile=1" in argv
+    # none of the stack's hardening or defaults on the bar
+    assert not any(a.startswith(("--skip-name-resolve", "--local-infile=0", "--character-set-server")) for a in argv)
+    mtr = ReferenceMariaDB(tmp_path / "datadir", 23456, profile="mtr").command()
+    assert all(option in mtr for option in MTR_SERVER_OPTIONS)
