@@ -209,12 +209,18 @@ def parse_mtr_log(text: str, suite: str, target: str, expected: Sequence[str] = 
         verdict[test] = status
         if status == "fail":
             detail = ""
-            for nxt in lines[i + 1:i + 40]:
+            for j, nxt in enumerate(lines[i + 1:i + 40], start=i + 1):
                 s = nxt.strip()
                 if _MTR_LINE.match(s):
                     break
                 if s.startswith(("mysqltest: At line", "mariadb-test: At line", "query '", "At line")):
-                    detail = s
+                    # the query may span lines: up to its "failed: ..." / "..., instead of ..."
+                    parts = [s]
+                    for more in lines[j + 1:j + 12]:
+                        if "failed:" in parts[-1] or "instead of" in parts[-1] or not more.strip():
+                            break
+                        parts.append(more.strip())
+                    detail = " ".join(parts)
                     break
                 if s.startswith(("---", "+++")) and not detail:
                     detail = "result differs"

@@ -146,6 +146,13 @@ main.create_drop_view                    [ fail ]
 CURRENT_TEST: main.create_drop_view
 mysqltest: At line 12: query 'CREATE VIEW v1 AS SELECT 1' failed: ER_UNKNOWN_ERROR (1105): views are not supported
 main.create_drop_view                    [ fail ]  Found warnings/errors in server log file!
+main.alter_table_errors                  [ fail ]
+        Test ended at 2026-11-30 19:31:43
+
+mysqltest: In included file "./include/have_innodb.inc":
+At line 11: query 'if (`select count(*) from information_schema.system_variables`)
+{' failed: ER_NOT_SUPPORTED_YET (1235): queries on information_schema are not supported
+
 main.key                                 [ skipped ]  Requires debug build
 main.flush                                [ fail ]
 --- /x/main/flush.result
@@ -156,8 +163,13 @@ main.flush                               [ pass ]     10
 
 def test_mtr_log_last_verdict_wins_and_missing_tests_fail():
     run = parse_mtr_log(MTR_LOG, "mtr", "cluster", expected=["alter_table", "create_drop_view", "key", "flush", "auto_increment"])
-    assert (run.passed, run.failed, run.skipped) == (2, 2, 1)
+    assert (run.passed, run.failed, run.skipped) == (2, 3, 1)
     assert run.failures["main.create_drop_view"].startswith("mysqltest: At line 12:")
+    assert run.failures["main.alter_table_errors"] == (
+        "At line 11: query 'if (`select count(*) from information_schema.system_variables`) {' failed: "
+        "ER_NOT_SUPPORTED_YET (1235): queries on information_schema are not supported")
+    assert error_signature(run.failures["main.alter_table_errors"]) == (
+        "1235", "queries on information_schema are not supported")
     assert run.failures["main.auto_increment"].startswith("no result")
     assert "main.flush" not in run.failures  # retried and passed
 
