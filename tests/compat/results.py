@@ -368,6 +368,8 @@ def normalize_message(message: str) -> str:
             msg = msg[:start.start()] + _quoted_text(start.group(1), msg[start.start() + 1:end]) + msg[end + 1:]
     msg = re.sub(r"'(?:[^'\\]|\\.)*'", _quoted, msg)
     msg = re.sub(r'"(?:[^"\\]|\\.)*"', _quoted, msg)
+    msg = re.sub(r"\b[A-Za-z_]\w*\.[A-Za-z_]\w*\b", "?.?", msg)  # db.table
+    msg = re.sub(r"\b(region\(s\)|on) r\d+(, r\d+)*", r"\1 rN", msg)
     msg = re.sub(r"\b0x[0-9a-fA-F]+\b", "N", msg)
     msg = re.sub(r"(?<!errno: )\b\d+(\.\d+)?\b", "N", msg)
     msg = re.sub(r"\s+", " ", msg).strip()
@@ -386,11 +388,15 @@ class Cause:
 def group_causes(failures: Mapping[str, str], limit: int | None = None) -> list[Cause]:
     """Failures bucketed by `error_signature`, biggest bucket first (ties: by errno)."""
     buckets: dict[tuple[str, str], list[str]] = {}
+    shown: dict[tuple[str, str], str] = {}
     for test in sorted(failures):
-        buckets.setdefault(error_signature(failures[test]), []).append(test)
+        errno, message = error_signature(failures[test])
+        key = (errno, message.lower())  # a name echoed in the client's case is one cause
+        buckets.setdefault(key, []).append(test)
+        shown.setdefault(key, message)
     causes = [
-        Cause(errno, message, len(tests), tests[0], failures[tests[0]])
-        for (errno, message), tests in buckets.items()
+        Cause(key[0], shown[key], len(tests), tests[0], failures[tests[0]])
+        for key, tests in buckets.items()
     ]
     causes.sort(key=lambda c: (-c.count, c.errno, c.message))
     return causes[:limit] if limit else causes

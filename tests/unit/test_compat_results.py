@@ -243,6 +243,8 @@ def test_error_signature_and_normalization():
         "does not support 'SHOW PROCESSLIST' through the gateway yet")
     assert normalize_message("unsupported: 'CREATE PROCEDURE p1(a INT) BEGIN END'") == "unsupported: 'CREATE PROCEDURE ...'"
     assert normalize_message("Unknown column 'price' in 'field list'") == "Unknown column '?' in '?'"
+    assert normalize_message("a write that reads sqla_test.manual_pk, which has no copy on region(s) r1, r3 yet") == (
+        "a write that reads ?.?, which has no copy on region(s) rN yet")
 
 
 def test_group_causes_biggest_first_with_an_example():
@@ -251,10 +253,11 @@ def test_group_causes_biggest_first_with_an_example():
         "t1": "pymysql.err.OperationalError: (1005, \"Can't create table `c`.`d` (errno: 150)\")",
         "t2": "pymysql.err.InternalError: (1105, 'SAVEPOINT sp_1 is not supported')",
         "t4": "AssertionError: 1 != 2",
+        "t5": "pymysql.err.InternalError: (1105, 'SAVEPOINT SP_1 IS NOT SUPPORTED')",
     }
     causes = group_causes(failures)
     assert [(c.errno, c.count, c.example_test) for c in causes] == [
-        ("1005", 2, "t1"), ("1105", 1, "t2"), ("AssertionError", 1, "t4")]
+        ("1005", 2, "t1"), ("1105", 2, "t2"), ("AssertionError", 1, "t4")]
     assert causes[0].example_error == failures["t1"]
     assert causes[0].message == "Can't create table `?`.`?` (errno: 150)"  # errno kept: it is the cause
     assert causes[1].message == "SAVEPOINT sp_1 is not supported"
