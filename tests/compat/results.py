@@ -187,6 +187,9 @@ def parse_unittest_log(text: str, suite: str, target: str) -> SuiteRun:
     run.passed = max(ran - run.failed - run.skipped, 0)
     if not ran:
         run.error = "no 'Ran N tests' line: " + (last_error_line(text) or "empty log")[:400]
+    cut = re.findall(r"^compat watchdog: .*$", text, re.M)
+    if cut and ran:
+        run.error = f"partial run: {cut[-1][len('compat watchdog: '):]}"
     return run
 
 

@@ -283,6 +283,8 @@ class ConnectorSuite(Suite):
     script = "unittests.py"
     #: seconds one test may take before the watchdog fails it (it takes < 10 s on one MariaDB)
     test_timeout = 30
+    #: seconds after which the watchdog starts no further test (one MariaDB: ~130 s for all)
+    budget = float(os.environ.get("MINISQL_COMPAT_CONNECTOR_BUDGET", "900"))
 
     def execute(self, src: Path, endpoint: Endpoint, out: Path) -> tuple[int | None, float]:
         # The harness has no per-test timeout, and a client waiting for an answer that never comes
@@ -290,7 +292,7 @@ class ConnectorSuite(Suite):
         # under a watchdog that fails such a test and goes on.
         shutil.copy(HERE / "unittest_watchdog.py", src / "unittest_watchdog.py")
         return self._subprocess(
-            [str(suite_python()), "unittest_watchdog.py", str(self.test_timeout), self.script,
+            [str(suite_python()), "unittest_watchdog.py", str(self.test_timeout), str(self.budget), self.script,
              "--use-external-server", f"--host={endpoint.host}", f"--port={endpoint.port}",
              f"--user={endpoint.user}", f"--password={endpoint.password}", "--verbosity=1"], src, out / "run.log")
 

@@ -121,6 +121,14 @@ def test_unittest_log_skips_counted_by_the_harness_itself():
     assert run.failures == {"bugs.Bug1.test_a": "KeyError: 'x'"}
 
 
+def test_unittest_log_of_a_run_cut_by_the_watchdog_budget():
+    text = ("Ran 400 tests in 900.1s\n\nOK\n"
+            "compat watchdog: budget of 900 s spent, run stopped before tests.test_bugs.Bug1.test_a\n")
+    run = parse_unittest_log(text, "connector", "cluster")
+    assert (run.passed, run.failed, run.skipped) == (400, 0, 0)
+    assert run.error == "partial run: budget of 900 s spent, run stopped before tests.test_bugs.Bug1.test_a"
+
+
 def test_unittest_log_of_a_harness_that_cannot_start():
     text = ("2026-11-30 [ERROR] Failed connecting to the external MySQL server: 1046 (3D000): No database selected\n")
     run = parse_unittest_log(text, "connector", "cluster")
