@@ -309,6 +309,7 @@ _ERRNO_PATTERNS = (
     re.compile(r"\((\d{4}),\s*(['\"])(.*?)\2\)"),       # PyMySQL: (1105, 'message')
     re.compile(r"\b(\d{4}) \([0-9A-Z]{5}\): (.*)"),      # Connector/Python: 1046 (3D000): message
     re.compile(r"failed: (?:[A-Z_]+ )?\(?(\d{4})\)?: (.*)"),  # mtr: query '...' failed: ER_X (1105): message
+    re.compile(r"failed with wrong errno (?:[A-Z_]+ )?\((\d{4})\): (.*)"),  # mtr: ... instead of ER_Y
     re.compile(r"\berrno:? (\d{4})\b\W*(.*)"),
 )
 

@@ -241,6 +241,10 @@ def test_error_signature_and_normalization():
     assert error_signature("mysqltest: At line 3: query 'x' failed: ER_NO_SUCH_TABLE (1146): Table 'test.t1' doesn't exist") == (
         "1146", "Table '?' doesn't exist")
     assert error_signature("AssertionError: 3 != 4") == ("AssertionError", "N != N")
+    errno, message = error_signature("At line 16: query 'CREATE INDEX i1 ON t1(b)' failed with wrong errno "
+                                     "ER_NO_SUCH_TABLE (1146): 'Table 'test.t1' doesn't exist', instead of "
+                                     "ER_WRONG_USAGE (1221)...")
+    assert errno == "1146" and message.endswith("instead of ER_WRONG_USAGE (N)...")
     assert normalize_message("Unknown table `db`.`t_12` [SQL: DROP TABLE t_12]") == "Unknown table `?`.`?`"
     # a quoted statement keeps its leading keywords: they are the cause
     assert normalize_message("does not support 'LOAD DATA LOCAL INFILE '/tmp/x' INTO TABLE t' yet") == (
