@@ -270,7 +270,8 @@ class Comparison:
 def compare(reference: SuiteRun, cluster: SuiteRun, baseline: Iterable[str] | None = None) -> Comparison:
     ref_failed = set(reference.failures)
     new = {t: msg for t, msg in sorted(cluster.failures.items()) if t not in ref_failed}
-    fixed = sorted(ref_failed - set(cluster.failures)) if (cluster.passed or cluster.failed) else []
+    complete = (cluster.passed or cluster.failed) and not (cluster.error or "").startswith("partial run")
+    fixed = sorted(ref_failed - set(cluster.failures)) if complete else []
     unexpected = sorted(ref_failed - set(baseline)) if baseline is not None else []
     return Comparison(reference.suite, reference, cluster, new, fixed, unexpected)
 

@@ -212,6 +212,13 @@ def test_compare_new_failures_fixed_and_a_sick_reference():
     assert c.new == "2"
 
 
+def test_compare_a_partial_cluster_run_claims_no_fixes():
+    ref = _run("mariadb", 10, {"a": "x"})
+    clu = _run("cluster", 3, {"c": "y"}, error="partial run: budget of 600 s spent, run stopped before t")
+    c = compare(ref, clu)
+    assert c.fixed == [] and c.new_failures == {"c": "y"} and c.new == "1"
+
+
 def test_compare_when_the_cluster_run_produced_nothing():
     ref = _run("mariadb", 10, {})
     clu = SuiteRun("s", "cluster", error="harness could not start")
