@@ -300,9 +300,10 @@ def format_table(comparisons: Sequence[Comparison], labels: Mapping[str, str] | 
 
 def _cell(run: SuiteRun) -> str:
     text = run.counts
-    if run.wall_s:
-        text += f" ({run.wall_s:.0f} s)"
-    return text
+    notes = [f"{run.wall_s:.0f} s"] if run.wall_s else []
+    if (run.error or "").startswith("partial run"):
+        notes.append("partial")
+    return text + (f" ({', '.join(notes)})" if notes else "")
 
 
 # -- failure causes -----------------------------------------------------------------------------

@@ -237,6 +237,8 @@ def test_table_side_by_side():
     assert cells == ["PyMySQL 0.10.1", "152/0/15 (3 s)", "140/1/15 (20 s)", "1"]
     cells = [cell.strip() for cell in table[3].strip("|").split("|")]
     assert cells == ["PyMySQL 0.10.1", "813/1/339", "not run", "n/a"]
+    partial = _run("cluster", 3, {}, wall_s=600, error="partial run: budget of 600 s spent")
+    assert "3/0/0 (600 s, partial)" in format_table([compare(_run("mariadb", 3, {}), partial)])
     assert len({len(line) for line in table}) == 1  # aligned columns
 
 
