@@ -219,7 +219,7 @@ def parse_mtr_log(text: str, suite: str, target: str, expected: Sequence[str] = 
                 if s.startswith(("mysqltest: At line", "mariadb-test: At line", "query '", "At line")):
                     # the query may span lines: up to its "failed: ..." / "..., instead of ..."
                     parts = [s]
-                    for more in lines[j + 1:j + 12]:
+                    for more in lines[j + 1:j + 60]:
                         if "failed:" in parts[-1] or "instead of" in parts[-1] or not more.strip():
                             break
                         parts.append(more.strip())
