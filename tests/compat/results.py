@@ -224,6 +224,9 @@ def parse_mtr_log(text: str, suite: str, target: str, expected: Sequence[str] = 
                             break
                         parts.append(more.strip())
                     detail = " ".join(parts)
+                    cut = max(detail.rfind("' failed"), detail.rfind("', instead of"))
+                    if len(detail) > 500 and cut > 200:  # keep the error, shorten the query
+                        detail = detail[:200] + " ..." + detail[cut:]
                     break
                 if s.startswith(("---", "+++")) and not detail:
                     detail = "result differs"

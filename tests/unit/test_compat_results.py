@@ -161,6 +161,10 @@ mysqltest: In included file "./include/have_innodb.inc":
 At line 11: query 'if (`select count(*) from information_schema.system_variables`)
 {' failed: ER_NOT_SUPPORTED_YET (1235): queries on information_schema are not supported
 
+main.case                                [ fail ]
+At line 48: query 'CREATE TABLE t1 SELECT CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, CASE WHEN 1 THEN 1 ELSE 2 END AS c, 1 AS z
+FROM t0' failed: ER_NOT_SUPPORTED_YET (1235): CREATE TABLE ... SELECT is not supported
+
 main.key                                 [ skipped ]  Requires debug build
 main.flush                                [ fail ]
 --- /x/main/flush.result
@@ -171,7 +175,10 @@ main.flush                               [ pass ]     10
 
 def test_mtr_log_last_verdict_wins_and_missing_tests_fail():
     run = parse_mtr_log(MTR_LOG, "mtr", "cluster", expected=["alter_table", "create_drop_view", "key", "flush", "auto_increment"])
-    assert (run.passed, run.failed, run.skipped) == (2, 3, 1)
+    assert (run.passed, run.failed, run.skipped) == (2, 4, 1)
+    assert run.failures["main.case"].startswith("At line 48: query 'CREATE TABLE t1 SELECT CASE")
+    assert run.failures["main.case"].endswith(" ...' failed: ER_NOT_SUPPORTED_YET (1235): CREATE TABLE ... SELECT is not supported")
+    assert error_signature(run.failures["main.case"])[0] == "1235"
     assert run.failures["main.create_drop_view"].startswith("mysqltest: At line 12:")
     assert run.failures["main.alter_table_errors"] == (
         "At line 11: query 'if (`select count(*) from information_schema.system_variables`) {' failed: "
