@@ -6,7 +6,7 @@
 #   make bench    run the benchmark (bench/run.sh)
 #   make status   show the running cluster's regions, tables and leader
 #   make clean    remove the local stack's data (.minisql)
-#   make compat   third-party suites through a cluster (so far: PyMySQL 0.10.1's, with its known-failures list)
+#   make compat   third-party suites against one MariaDB and through a 3-region cluster, side by side (SUITES=pymysql,connector,connector-lenient,sqlalchemy[,mtr])
 #   make fuzz     fuzz the proxy (protocol + SQL) for FUZZ_BUDGET seconds (default 600), report in FUZZ_REPORT
 
 SHELL := /bin/bash
@@ -97,8 +97,16 @@ fuzz: deps
 	  MINISQL_FUZZ_MAX_RESTARTS=$${MINISQL_FUZZ_MAX_RESTARTS:-50} MINISQL_FUZZ_REPORT=$(FUZZ_REPORT) \
 	  $(VENV_PY) -m pytest -q -s -p no:cacheprovider tests/fuzz $(PYTEST_ARGS)
 
-# Third-party suites through a 3-region cluster; each compares with its known-failures list
-# (tests/compat/*-known-failures.txt), which may only shrink.  Also part of `make test`.
+# Third-party suites (PyMySQL 0.10.1, Connector/Python 26.10, SQLAlchemy 2.0 dialect compliance;
+# optional: mtr) against one plain MariaDB and through a fresh 3-region `minisql up`, printed side by
+# side with the tests that fail only through the cluster (tests/compat/runner.py; docs/compat.md).
+# Each server + suite runs under `flock $(COMPAT_LOCK)`, released between suites.  Logs, summary.json
+# and table.md in $(COMPAT_WORK).  Not part of `make test`, which (like CI) runs only
+# tests/compat/test_pymysql_suite.py: PyMySQL's suite through a cluster against
+# tests/compat/pymysql-known-failures.txt, a list that may only shrink.
+SUITES      ?= pymysql,connector,connector-lenient,sqlalchemy
+COMPAT_WORK ?= $(DATA_DIR)/compat
+COMPAT_LOCK ?= /tmp/minisql-cluster.lock
 .PHONY: compat
 compat: deps
-	$(VENV_PY) -m pytest -q -s -p no:cacheprovider tests/compat $(PYTEST_ARGS)
+	$(VENV_PY) -m tests.compat.runner --suites $(SUITES) --work $(COMPAT_WORK) --lock $(COMPAT_LOCK)
