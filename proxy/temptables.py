@@ -36,7 +36,10 @@ _LIKE = re.compile(rf"^\s*\(?\s*like\s+{_NAME}", re.I)
 _SELECT = re.compile(r"\b(select|with)\b", re.I)
 _DROP = re.compile(r"^drop\s+(?:temporary\s+)?tables?\s+(if\s+exists\s+)?", re.I)
 _NAME_ITEM = re.compile(rf"\s*{_NAME}\s*(,)?")
-_OTHER_DDL = re.compile(rf"^(?:alter\s+(?:online\s+|ignore\s+)*table|truncate(?:\s+table)?|rename\s+table)\s+{_NAME}", re.I)
+_OTHER_DDL = re.compile(
+    rf"^(?:alter\s+(?:online\s+|ignore\s+)*table|truncate(?:\s+table)?|rename\s+table"
+    rf"|create\s+(?:or\s+replace\s+)?(?:unique\s+|fulltext\s+|spatial\s+)?index\s+(?:if\s+not\s+exists\s+)?{_IDENT}"
+    rf"(?:\s+using\s+\w+)?\s+on|drop\s+index\s+(?:if\s+exists\s+)?{_IDENT}\s+on)\s+{_NAME}", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +142,7 @@ def _plan_drop(sql: str, body: str, session: SessionView, temporary: dict[tuple[
 
 
 def plan_ddl_on_temporary(sql: str, snap: RoutingSnapshot, session: SessionView) -> TempTable | None:
-    """DROP / ALTER / TRUNCATE / RENAME naming a session's temporary table goes to
+    """DROP / ALTER / TRUNCATE / RENAME / CREATE INDEX / DROP INDEX naming a session's temporary table goes to
     its region, not to the master (None: not about temporary tables)."""
     temporary: dict[tuple[str, str], str] = getattr(session, "temp_tables", {})
     if not temporary:

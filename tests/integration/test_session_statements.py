@@ -126,6 +126,9 @@ def test_temporary_tables_live_on_one_region_for_one_session(cluster, db):
     # ... SELECT from a normal table: created where t has a copy, usable with it.
     cur.execute("CREATE TEMPORARY TABLE picked AS SELECT id, v FROM t WHERE v > 15")
     cur.execute("INSERT INTO picked VALUES (3, 30)")
+    cur.execute("CREATE INDEX picked_v ON picked (v)")  # on its region, not through the master
+    cur.execute("SHOW INDEX FROM picked")
+    assert "picked_v" in [row[2] for row in cur.fetchall()]
     cur.execute("SELECT t.id, picked.v FROM t JOIN picked ON picked.id = t.id ORDER BY t.id")
     assert cur.fetchall() == ((2, 20),)
     cur.execute("CREATE TEMPORARY TABLE shadow LIKE t")
