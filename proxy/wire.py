@@ -39,7 +39,7 @@ from mysql_mimic.constants import KillKind
 from mysql_mimic.stream import ConnectionClosed
 from mysql_mimic.types import Capabilities, ColumnType, Commands
 
-from minisql.errors import ER_UNKNOWN, SqlError
+from minisql.errors import ER_NOT_SUPPORTED_YET, ER_UNKNOWN, SqlError
 
 from . import metrics
 from .backend import BackendError, BackendLost, QueryResult, ResultStream
@@ -133,6 +133,14 @@ class ProxyConnection(Connection):
                 self.secure = login.secure
                 self.session.variables.set("character_set_client", response.client_charset.name)
                 self.session.variables.set("external_user", response.username, force=True)
+                if Capabilities.CLIENT_COMPRESS in response.client_capabilities:
+                    # Not offered, asked anyway (Connector/Python's compress=True does): its
+                    # next packets would be compressed frames the proxy cannot read -- the
+                    # client would wait forever.  A clear error instead.
+                    await self.write_error(SqlError(
+                        ER_NOT_SUPPORTED_YET, "MiniSQL Cluster does not support the compressed protocol (CLIENT_COMPRESS); "
+                        "connect without compression", "08004"))
+                    return False
                 refused = await self.admit(login.account)
                 if refused is not None:
                     await self.write_error(refused)

@@ -81,8 +81,8 @@ class RawClient:
         pos = version_end + 1 + 4 + 8 + 1 + 2 + 1
         return struct.unpack("<H", self.handshake[pos:pos + 2])[0]
 
-    def login_packet(self, user: str, password: str, database: str | None = None) -> bytes:
-        caps = BASIC_CAPS | (CONNECT_WITH_DB if database else 0)
+    def login_packet(self, user: str, password: str, database: str | None = None, extra_caps: int = 0) -> bytes:
+        caps = BASIC_CAPS | (CONNECT_WITH_DB if database else 0) | extra_caps
         auth = scramble_native(password, self.nonce)
         body = struct.pack("<IIB", caps, 1 << 24, 45) + bytes(23)
         body += user.encode() + b"\0" + bytes((len(auth),)) + auth

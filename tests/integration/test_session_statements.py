@@ -191,3 +191,13 @@ def test_the_clients_own_wait_timeout_ends_its_idle_session(cluster):
     with pytest.raises(pymysql.err.OperationalError) as info:
         cur.execute("SELECT 1")
     assert info.value.args[0] in (2006, 2013)  # closed without a word, as MariaDB does
+
+
+def test_a_client_asking_for_compression_gets_a_clear_error_not_a_hang(cluster):
+    raw = RawClient(cluster.proxy_port)
+    raw.read_handshake()
+    raw.send(raw.login_packet("root", "", extra_caps=0x20), 1)  # CLIENT_COMPRESS, never offered
+    answer = raw.read_packet()[1]
+    assert answer[:1] == b"\xff" and int.from_bytes(answer[1:3], "little") == 1235
+    assert b"compressed protocol" in answer
+    assert raw.is_closed()
