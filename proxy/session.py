@@ -259,8 +259,8 @@ class ProxySession(BaseSession):
                                             params=prepared.params, columns=prepared.columns)
             conn.prepared[stmt] = prepared.stmt_id
             return stmt, prepared.warnings
-        if primitive is not None and hasattr(primitive, "regions"):  # a write: MariaDB checks it on the primary
-            region = primitive.regions[0]  # type: ignore[union-attr]
+        if isinstance(primitive, FanOutWrite):  # a write: MariaDB checks it on the primary
+            region = primitive.regions[0]
             await cursor.join(region)
             conn = await self.backends.get(region, cursor.snapshot, self.state)
             prepared = await cursor._call(conn, conn.prepare(sql.encode(conn.sql_encoding, "surrogateescape")))
