@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-from minisql.errors import CR_SERVER_LOST, SqlError
+from minisql.errors import SqlError
 
 from .protocol import (
     CLIENT_FOUND_ROWS,
@@ -395,9 +395,12 @@ class BackendConnection:
         assert reader is not None
         try:
             data = await reader.read(READ_CHUNK)
-        except (OSError, asyncio.CancelledError):
+        except asyncio.CancelledError:  # mid-response: the connection cannot be reused
             self.close()
             raise
+        except OSError as e:
+            self.close()
+            raise BackendLost(f"lost connection to region '{self.region_id}': {e}") from None
         if not data:
             self.close()
             raise BackendLost(f"region '{self.region_id}' closed the connection")
@@ -441,18 +444,11 @@ class BackendConnection:
         return b"".join(bytes(buf[p:p + n]) for p, n in parts)
 
     async def _read(self) -> bytes:
-        try:
-            while True:
-                packet = self._take()
-                if packet is not None:
-                    return packet
-                await self._fill()
-        except asyncio.CancelledError:
-            self.close()
-            raise
-        except OSError as e:
-            self.close()
-            raise BackendLost(f"lost connection to region '{self.region_id}': {e}") from None
+        while True:
+            packet = self._take()
+            if packet is not None:
+                return packet
+            await self._fill()
 
     async def _read_batch(self) -> list[bytes]:
         """Every complete packet buffered (at least one, at most ~BATCH_BYTES),
@@ -464,14 +460,7 @@ class BackendConnection:
             if packet is None:
                 if out:
                     return out
-                try:
-                    await self._fill()
-                except asyncio.CancelledError:
-                    self.close()
-                    raise
-                except OSError as e:
-                    self.close()
-                    raise BackendLost(f"lost connection to region '{self.region_id}': {e}") from None
+                await self._fill()
                 continue
             out.append(packet)
             size += len(packet)
@@ -603,7 +592,3 @@ class BackendLogin:
     user: str
     password: str = field(repr=False)
 
-
-def lost(conn: BackendConnection, e: BaseException) -> SqlError:
-    """The client's error for a backend connection that broke."""
-    return SqlError(CR_SERVER_LOST, f"Lost connection to region '{conn.region_id}' during query: {e}")

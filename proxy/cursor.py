@@ -73,26 +73,27 @@ class SessionBackends:
             conn.sql_encoding = self.sql_encoding
             self.conns[region] = conn
             for stmt in state.replay.values():
-                await self._call(conn, conn.run(stmt))
+                await self.call(conn, conn.run(stmt), state)
         if state.database is not None and state.database != conn.current_db:
             try:
-                await conn.use(state.database)
-            except BackendError as e:
+                await self.call(conn, conn.use(state.database), state)
+            except SqlError as e:
                 if e.errno != 1049:
-                    raise e.to_sql_error()
+                    raise
                 # The region holds no table of this database; statements that
                 # name no table still run there, with no default database.
-            except (BackendLost, OSError) as e:
-                self.drop(region)
-                raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{region}': {e}")
         return conn
 
-    async def _call(self, conn: BackendConnection, call: Any) -> Any:
+    async def call(self, conn: BackendConnection, call: Any, state: SessionState) -> Any:
+        """Await one backend call: an ERR packet becomes the client's SqlError; a
+        broken connection is dropped (the state learns the transaction lost a
+        participant) and becomes 2013."""
         try:
             return await call
         except BackendError as e:
             raise e.to_sql_error()
         except (BackendLost, OSError) as e:
+            state.lost(conn.region_id)
             self.drop(conn.region_id)
             raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{conn.region_id}' during query: {e}")
 
@@ -178,22 +179,17 @@ class SessionCursor(CursorBase):
         backends = self.backends
         conn = await backends.get(region, self.snapshot, self.state)
         backends.last = conn
-        return await self._call(conn, conn.run(self._body(sql, conn.sql_encoding), prefix))
+        return await self.call(conn, conn.run(self._body(sql, conn.sql_encoding), prefix))
 
     async def _stream(self, region: str, sql: str) -> ResultStream:
         backends = self.backends
         conn = await backends.get(region, self.snapshot, self.state)
         backends.last = conn
-        return await self._call(conn, conn.query_stream(sql.encode(conn.sql_encoding, "surrogateescape")))
+        return await self.call(conn, conn.query_stream(sql.encode(conn.sql_encoding, "surrogateescape")))
 
-    async def _call(self, conn: BackendConnection, call: Any) -> Any:
-        try:
-            return await call
-        except BackendError as e:
-            raise e.to_sql_error()
-        except (BackendLost, OSError) as e:
-            self.drop(conn.region_id)
-            raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{conn.region_id}' during query: {e}")
+    async def call(self, conn: BackendConnection, call: Any) -> Any:
+        """SessionBackends.call with this statement's session state."""
+        return await self.backends.call(conn, call, self.state)
 
     def drop(self, region: str) -> None:
         self.state.lost(region)

@@ -28,7 +28,7 @@ from enum import Enum
 
 from minisql.errors import SqlError
 
-from .protocol import lenenc_int, lenenc_str, read_lenenc_int
+from .protocol import lenenc_str, read_lenenc_int
 
 ER_WRONG_ARGUMENTS = 1210
 ER_UNKNOWN_STMT_HANDLER = 1243
@@ -67,7 +67,6 @@ class PreparedStatement:
     columns: list[bytes]  # raw column definitions
     types: bytes = b""  # 2 bytes per parameter, from the last execute that bound them
     long_data: dict[int, bytearray] = field(default_factory=dict)
-    long_data_size: int = 0
     cursor: object = None  # the backend connection with this statement's open cursor
     plan: tuple[object, str | None, object] | None = None  # (snapshot, database, primitive) of the last execute
 
@@ -332,6 +331,3 @@ def _binary_time(text: str) -> bytes:
         body += int(frac.ljust(6, "0")[:6]).to_bytes(4, "little")
     return bytes((len(body),)) + body
 
-
-def column_count_packet(n: int) -> bytes:
-    return lenenc_int(n)

@@ -254,7 +254,7 @@ class ProxySession(BaseSession):
             primitive = plan_statement(sql, kind, cursor.snapshot, self.state, self.cache)
         if isinstance(primitive, Route) and not primitive.last_insert_id and not primitive.connection_id:
             conn = await self._statement_connection(cursor, primitive)
-            prepared = await cursor._call(conn, conn.prepare(sql.encode(conn.sql_encoding, "surrogateescape")))
+            prepared = await cursor.call(conn, conn.prepare(sql.encode(conn.sql_encoding, "surrogateescape")))
             stmt = self.state.add_statement(sql=sql, route=PsRoute.RELAY, param_count=len(prepared.params),
                                             params=prepared.params, columns=prepared.columns)
             conn.prepared[stmt] = prepared.stmt_id
@@ -263,7 +263,7 @@ class ProxySession(BaseSession):
             region = primitive.regions[0]
             await cursor.join(region)
             conn = await self.backends.get(region, cursor.snapshot, self.state)
-            prepared = await cursor._call(conn, conn.prepare(sql.encode(conn.sql_encoding, "surrogateescape")))
+            prepared = await cursor.call(conn, conn.prepare(sql.encode(conn.sql_encoding, "surrogateescape")))
             conn.close_statement(prepared.stmt_id)
             if len(prepared.params) != len(placeholder_positions(sql)):
                 raise unsupported("this prepared statement (its placeholders could not be located in the text)")
@@ -297,7 +297,6 @@ class ProxySession(BaseSession):
         if stmt.route is PsRoute.TEXT:
             literals = param_literals(stmt, req, self.backends.sql_encoding, self.state.no_backslash_escapes)
             stmt.long_data.clear()
-            stmt.long_data_size = 0
             sql = interpolate(stmt.sql, literals)
             if not kept:
                 return await self.execute(sql)
@@ -307,7 +306,7 @@ class ProxySession(BaseSession):
         conn = await self._statement_connection(cursor, primitive)
         backend_id = conn.prepared.get(stmt)
         if backend_id is None:
-            prepared = await cursor._call(conn, conn.prepare(stmt.sql.encode(conn.sql_encoding, "surrogateescape")))
+            prepared = await cursor.call(conn, conn.prepare(stmt.sql.encode(conn.sql_encoding, "surrogateescape")))
             backend_id = conn.prepared[stmt] = prepared.stmt_id
         if stmt.long_data:
             try:
@@ -315,8 +314,7 @@ class ProxySession(BaseSession):
                     conn.send_long_data(backend_id, param, bytes(data))
             finally:
                 stmt.long_data.clear()
-                stmt.long_data_size = 0
-        stream = await cursor._call(conn, conn.execute_stream(backend_execute_payload(backend_id, stmt, req)))
+        stream = await cursor.call(conn, conn.execute_stream(backend_execute_payload(backend_id, stmt, req)))
         stmt.cursor = conn if stream.cursor else None
         return Reply(stream=stream)
 
@@ -343,15 +341,14 @@ class ProxySession(BaseSession):
         backend_id = conn.prepared.get(stmt) if conn is not None else None
         if conn is None or backend_id is None or conn.closed:
             raise SqlError(1421, f"The statement ({stmt.stmt_id}) has no open cursor.", "HY000")
-        return Reply(stream=await self.cursor()._call(conn, conn.fetch_stream(backend_id, rows)))
+        return Reply(stream=await self.cursor().call(conn, conn.fetch_stream(backend_id, rows)))
 
     async def reset_prepared(self, stmt: PreparedStatement) -> None:
         """COM_STMT_RESET: long data dropped, an open cursor closed."""
         stmt.long_data.clear()
-        stmt.long_data_size = 0
         conn, stmt.cursor = stmt.cursor, None
         if conn is not None and not conn.closed and stmt in conn.prepared:
-            await self.cursor()._call(conn, conn.reset_statement(conn.prepared[stmt]))
+            await self.cursor().call(conn, conn.reset_statement(conn.prepared[stmt]))
 
     def close_prepared(self, stmt_id: int) -> None:
         """COM_STMT_CLOSE (no answer): forgotten here and on every backend."""

@@ -586,8 +586,7 @@ class ProxyConnection(Connection):
         param = int.from_bytes(data[4:6], "little")
         if stmt is None or param >= stmt.param_count:
             return
-        stmt.long_data_size += len(data) - 6
-        if stmt.long_data_size > self.edge.max_allowed_packet:
+        if sum(map(len, stmt.long_data.values())) + len(data) - 6 > self.edge.max_allowed_packet:
             raise PacketTooLarge()
         stmt.long_data.setdefault(param, bytearray()).extend(data[6:])
 
@@ -601,7 +600,7 @@ class ProxyConnection(Connection):
         cursor = session.cursor()
         region = cursor.any_region()
         conn = await session.backends.get(region, cursor.snapshot, session.state)
-        await self.stream.write(await cursor._call(conn, conn.statistics()))
+        await self.stream.write(await cursor.call(conn, conn.statistics()))
 
     async def handle_process_kill(self, data: bytes) -> None:
         """COM_PROCESS_KILL (mysql_kill()): KILL CONNECTION of any proxy's session."""

@@ -10,23 +10,8 @@ import pytest
 from minisql.errors import SqlError
 from proxy.planner import Op, RoutingSnapshot, plan
 from proxy.statements import AnalysisCache, Kind, classify
-from topology import EMPTY_PLACEMENT, RegionInfo, ReplicaState, TablePlacement
 
-IN_SYNC = ReplicaState.IN_SYNC
-
-
-def _placement():
-    p = EMPTY_PLACEMENT.with_database("shop").with_database("empty")
-    p = p.with_table(TablePlacement("shop", "users", "r1", {"r2": IN_SYNC}))
-    p = p.with_table(TablePlacement("shop", "orders", "r2", {"r1": IN_SYNC}))
-    p = p.with_table(TablePlacement("shop", "items", "r3", {"r2": IN_SYNC}))
-    p = p.with_table(TablePlacement("shop", "logs", "r3", {"r1": ReplicaState.COPYING}))
-    p = p.with_table(TablePlacement("shop", "solo", "r1", {}))
-    return p
-
-
-REGIONS = MappingProxyType({r: RegionInfo(r, "127.0.0.1", 3300 + i) for i, r in enumerate(("r1", "r2", "r3"), 1)})
-SNAP = RoutingSnapshot(_placement(), REGIONS)
+from .fakecursor import REGIONS, SNAP  # the placement every planner and engine test plans against
 
 
 @dataclass
