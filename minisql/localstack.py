@@ -341,8 +341,11 @@ class MariaDBProcess(ManagedProcess):
       beside the datadir, e.g. ``regions/r1/mysql-files``; not inside it, where
       MariaDB would take it for a database): ``SELECT ... INTO OUTFILE`` and
       ``LOAD_FILE()`` work there only, never on /etc or the datadir itself;
-    * ``--local-infile=0``: ``LOAD DATA LOCAL`` is refused (the proxy does not
-      relay it, and it lets a server read client files);
+    * ``--local-infile=1``, managed: ``LOAD DATA LOCAL`` lets a server ask its
+      *client* for a file; the regions' only client is the proxy, which
+      answers only a request for its own client's LOAD DATA LOCAL, with the
+      bytes that client sent (proxy/localinfile.py) -- never a file of the
+      proxy's host;
     * when we run as root and the ``mysql`` system user exists (Debian's
       mariadb-server creates it), the datadir, socket directory, error log and
       files directory are chowned to it and mariadbd gets ``--user=mysql``, so
@@ -511,7 +514,7 @@ class MariaDBProcess(ManagedProcess):
             managed.append("--user=root")
         managed += [
             f"--secure-file-priv={self.secure_file_dir}",
-            "--local-infile=0",
+            "--local-infile=1",
             "--skip-name-resolve",
             f"--log-error={self.log_path}",
             f"--pid-file={self.pid_file}",

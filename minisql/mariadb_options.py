@@ -47,7 +47,7 @@ FORBIDDEN: dict[str, str] = {
     "grant-tables": "accounts and rights are enforced by the regions (--skip-grant-tables would turn that off)",
     "init-file": "accounts are managed through the gateway, not by SQL run at server start",
     "secure-file-priv": "the regions' file access is confined to regions/<id>/mysql-files (hardening)",
-    "local-infile": "LOAD DATA LOCAL stays off on the regions (hardening)",
+    "local-infile": "the proxy relays its clients' LOAD DATA LOCAL files to the regions (proxy/localinfile.py)",
     "name-resolve": "the regions skip name resolution; account host patterns depend on it",
     "require-secure-transport": "the agents and proxies reach the regions over plain TCP on loopback",
     "plugin-dir": "plugins load only from the system's plugin directory (hardening)",

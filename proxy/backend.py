@@ -27,12 +27,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from minisql.errors import SqlError
 
 from .protocol import (
     CLIENT_FOUND_ROWS,
+    CLIENT_LOCAL_FILES,
     CLIENT_LONG_FLAG,
     CLIENT_LONG_PASSWORD,
     CLIENT_MULTI_RESULTS,
@@ -70,6 +71,7 @@ log = logging.getLogger(__name__)
 
 READ_CHUNK = 1 << 18  # bytes asked of the socket per read
 BATCH_BYTES = 1 << 18  # row bytes handed to the client writer per batch
+INFILE_PACKET = (1 << 16) - 1  # LOAD DATA LOCAL data packets sent to a region
 UTF8MB4_GENERAL_CI = 45
 
 
@@ -154,8 +156,10 @@ class ResultStream:
         if kind == 0xFF:
             conn._busy = False
             raise BackendError(*_error_args(first))
-        if kind == 0xFB:  # LOCAL INFILE request: we never offer CLIENT_LOCAL_FILES
-            conn._broken("the server asked for a local file")
+        if kind == 0xFB:  # LOCAL INFILE request: only answered for our own LOAD DATA LOCAL
+            await conn._send_local_file(first[1:])
+            await self._read_head()
+            return
         count, _ = read_lenenc_int(first, 0)
         fields = [await conn._read() for _ in range(count or 0)]
         eof = await conn._read()
@@ -244,6 +248,7 @@ class BackendConnection:
         self._pos = 0
         self._seq = 0
         self._busy = False
+        self._infile: Any = None  # the LOAD DATA LOCAL file of the statement being sent
         self._closed = True
 
     # -- life ------------------------------------------------------------------------
@@ -294,7 +299,7 @@ class BackendConnection:
         nonce += greeting[pos:pos + max(13, auth_len - 8)].rstrip(b"\0")
         flags = (CLIENT_LONG_PASSWORD | CLIENT_LONG_FLAG | CLIENT_PROTOCOL_41 | CLIENT_TRANSACTIONS
                  | CLIENT_SECURE_CONNECTION | CLIENT_MULTI_RESULTS | CLIENT_PS_MULTI_RESULTS | CLIENT_PLUGIN_AUTH
-                 | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA | (CLIENT_FOUND_ROWS if self.found_rows else 0))
+                 | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT_LOCAL_FILES | (CLIENT_FOUND_ROWS if self.found_rows else 0))
         scramble = native_password_scramble(password, nonce)
         response = b"".join((
             flags.to_bytes(4, "little"), MAX_PAYLOAD.to_bytes(4, "little"), bytes((UTF8MB4_GENERAL_CI,)), bytes(23),
@@ -469,9 +474,11 @@ class BackendConnection:
                 return out
 
     # -- commands ----------------------------------------------------------------------------
-    async def query_stream(self, sql: bytes, prefix: bytes = b"") -> ResultStream:
+    async def query_stream(self, sql: bytes, prefix: bytes = b"", infile: Any = None) -> ResultStream:
         """Send COM_QUERY (`prefix` + `sql`, not joined); return the result with
-        its head read, rows still to come."""
+        its head read, rows still to come.  `infile` (localinfile.ClientFile)
+        answers the server's request for a LOAD DATA LOCAL file."""
+        self._infile = infile
         if prefix:
             self._command(COM_QUERY, prefix, sql)
         else:
@@ -480,14 +487,35 @@ class BackendConnection:
         await stream._read_head()
         return stream
 
-    async def run(self, sql: str | bytes, prefix: str = "") -> QueryResult:
+    async def run(self, sql: str | bytes, prefix: str = "", infile: Any = None) -> QueryResult:
         """Execute one statement and return its whole raw result (raises BackendError).
         `sql` may be already encoded in the connection's charset (a write sent
         to several regions is encoded once)."""
         encoding = self.sql_encoding
         body = sql if isinstance(sql, bytes) else sql.encode(encoding, "surrogateescape")
-        stream = await self.query_stream(body, prefix.encode(encoding) if prefix else b"")
+        stream = await self.query_stream(body, prefix.encode(encoding) if prefix else b"", infile)
         return await stream.read_all()
+
+    async def _send_local_file(self, filename: bytes) -> None:
+        """Answer the server's LOCAL INFILE request with `self._infile`'s data,
+        then the empty packet that ends it.  Anything going wrong midway
+        closes the connection: MariaDB then aborts the statement."""
+        source, self._infile = self._infile, None
+        if source is None:
+            self._broken("the server asked for a local file nobody offered")
+        writer = self._writer
+        assert writer is not None
+        try:
+            async for chunk in source.chunks(filename):
+                view = memoryview(chunk)
+                for start in range(0, len(view), INFILE_PACKET):  # small packets: any max_allowed_packet takes them
+                    self._send(view[start:start + INFILE_PACKET], seq=self._seq)  # type: ignore[arg-type]
+                await writer.drain()
+        except BaseException:
+            self.close()
+            await source.discard_rest()
+            raise
+        self._send(b"", seq=self._seq)
 
     async def use(self, database: str | None) -> None:
         if database is None or database == self.current_db:

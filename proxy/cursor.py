@@ -31,6 +31,7 @@ from topology import CallTimeout, TopologyError
 from . import metrics
 from .backend import BackendConnection, BackendError, BackendLogin, BackendLost, QueryResult, ResultStream
 from .engine import Reply
+from .localinfile import ClientFile, capability_disabled
 from .planner import RoutingSnapshot
 from .pool import BackendPool
 from .sessionstate import SessionState
@@ -128,7 +129,7 @@ class CursorBase:
     state: SessionState
     snapshot: RoutingSnapshot
 
-    async def _run(self, region: str, sql: str, prefix: str = "") -> QueryResult:
+    async def _run(self, region: str, sql: str, prefix: str = "", infile: Any = None) -> QueryResult:
         raise NotImplementedError
 
     async def _stream(self, region: str, sql: str) -> ResultStream:
@@ -142,12 +143,13 @@ class CursorBase:
                 await self._run(region, f"SAVEPOINT `{name.replace('`', '``')}`")
             state.joined(region)
 
-    async def run(self, region: str, sql: str, *, join: bool = True, prefix: str = "") -> QueryResult:
+    async def run(self, region: str, sql: str, *, join: bool = True, prefix: str = "", infile: Any = None) -> QueryResult:
         """`prefix` + `sql` on `region` (kept apart: a big statement sent to
-        several regions with different prefixes is encoded once, never joined)."""
+        several regions with different prefixes is encoded once, never joined);
+        `infile`: the LOAD DATA LOCAL file, should the region ask for it."""
         if join:
             await self.join(region)
-        return await self._run(region, sql, prefix)
+        return await self._run(region, sql, prefix, infile)
 
     async def stream(self, region: str, sql: str) -> ResultStream:
         await self.join(region)
@@ -175,11 +177,18 @@ class SessionCursor(CursorBase):
         self._encoded = (sql, encoding, body)
         return body
 
-    async def _run(self, region: str, sql: str, prefix: str = "") -> QueryResult:
+    async def _run(self, region: str, sql: str, prefix: str = "", infile: Any = None) -> QueryResult:
         backends = self.backends
         conn = await backends.get(region, self.snapshot, self.state)
         backends.last = conn
-        return await self.call(conn, conn.run(self._body(sql, conn.sql_encoding), prefix))
+        return await self.call(conn, conn.run(self._body(sql, conn.sql_encoding), prefix, infile))
+
+    def local_infile(self, keep: bool) -> ClientFile:
+        """The client's file for LOAD DATA LOCAL (4166 if it did not offer one)."""
+        connection = self.session.connection
+        if connection is None or not connection.local_files:
+            raise capability_disabled()
+        return ClientFile(connection.read_local_file, keep)
 
     async def _stream(self, region: str, sql: str) -> ResultStream:
         backends = self.backends

@@ -76,7 +76,8 @@ class VCursor(Protocol):
     state: SessionState
     snapshot: RoutingSnapshot
 
-    async def run(self, region: str, sql: str, *, join: bool = True, prefix: str = "") -> QueryResult: ...
+    async def run(self, region: str, sql: str, *, join: bool = True, prefix: str = "", infile: Any = None) -> QueryResult: ...
+    def local_infile(self, keep: bool) -> Any: ...
     async def stream(self, region: str, sql: str) -> ResultStream: ...
     def any_region(self) -> str: ...
     def last_region(self) -> str | None: ...
@@ -175,6 +176,7 @@ class FanOutWrite:
     uses_rand: bool = False
     last_insert_id: bool = False
     statement_vars: str = ""  # SET STATEMENT <these> FOR ...: merged into the pinning prefix
+    local_infile: bool = False  # LOAD DATA LOCAL: the client's file goes to every copy (localinfile.py)
     label: str = "write"
     epoch: int = -1
     clock: Any = field(default=time.time, compare=False, repr=False)
@@ -185,8 +187,10 @@ class FanOutWrite:
         state.on(Event.STATEMENT)
         sql = _session_values(self.sql, state, self.last_insert_id)
         primary, replicas = self.regions[0], self.regions[1:]
+        infile = vc.local_infile(keep=bool(replicas)) if self.local_infile else None
         if not replicas:
-            result = await vc.run(primary, sql, prefix=f"SET STATEMENT {self.statement_vars} FOR " if self.statement_vars else "")
+            result = await vc.run(primary, sql, prefix=f"SET STATEMENT {self.statement_vars} FOR " if self.statement_vars else "",
+                                  infile=infile)
             state.inserted(result.insert_id, primary)
             state.row_count = result.affected_rows
             return Reply(result)
@@ -201,12 +205,13 @@ class FanOutWrite:
         else:
             state.wrote_as_primary(primary)
         try:
-            result = await vc.run(primary, sql, prefix=_pinned(ts, seeds, 0, self.statement_vars))
+            result = await vc.run(primary, sql, prefix=_pinned(ts, seeds, 0, self.statement_vars), infile=infile)
         except SqlError:
             if own_txn:
                 await _rollback_quietly(vc, primary, locked)
             raise
-        failure = await self._replicate(vc, replicas, sql, _pinned(ts, seeds, result.insert_id, self.statement_vars), primary, result)
+        failure = await self._replicate(vc, replicas, sql, _pinned(ts, seeds, result.insert_id, self.statement_vars), primary, result,
+                                        infile)
         if failure is not None:
             if own_txn:
                 await _rollback_quietly(vc, primary, locked)
@@ -229,10 +234,10 @@ class FanOutWrite:
         return Reply(result)
 
     async def _replicate(self, vc: VCursor, replicas: tuple[str, ...], sql: str, prefix: str, primary: str,
-                         result: QueryResult) -> SqlError | None:
+                         result: QueryResult, infile: Any = None) -> SqlError | None:
         for region in replicas:
             try:
-                replica = await vc.run(region, sql, prefix=prefix)
+                replica = await vc.run(region, sql, prefix=prefix, infile=infile)
             except SqlError as e:
                 return SqlError(e.errno if e.errno >= 2000 else ER_UNKNOWN,
                                 f"Write failed on replica region '{region}' after the primary accepted it: ({e.errno}) {e.message}")
@@ -252,6 +257,8 @@ class FanOutWrite:
             out["last_insert_id"] = True
         if self.statement_vars:
             out["statement_vars"] = self.statement_vars
+        if self.local_infile:
+            out["local_infile"] = True
         return out
 
 

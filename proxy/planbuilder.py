@@ -45,6 +45,8 @@ from .clusterplan import (
     set_session_functions,
     substitute_connection_id,
 )
+from .localinfile import plan_load_data
+from .routines import CallRoutine, parse_call, plan_routine_ddl
 from .planextra import plan_lock_tables, plan_maintenance, plan_set_statement
 from .planner import Op, Plan, RoutingSnapshot, SessionView, plan, plan_dml
 from .prepared import placeholder_positions
@@ -57,7 +59,7 @@ from .txn import Event
 # ending in `(.*?)\s*$` is quadratic on long runs of spaces -- a client-controlled stall).
 _SET_ITEM = re.compile(
     r"^\s*(?:(global|session|local|persist)\s+|@@(global|session|local)\.|@@)?"
-    r"(`[^`]+(?:``[^`]*)*`|@?[\w$.]+|'[^']*')\s*(?::=|=)",
+    r"(@?`[^`]+(?:``[^`]*)*`|@?[\w$.]+|@?'[^']*'|@?\"[^\"]*\")\s*(?::=|=)",
     re.I | re.S,
 )
 _SET_NAMES = re.compile(r"^\s*(names|character\s+set|charset)\b", re.I)
@@ -115,7 +117,10 @@ def plan_set(sql: str, epoch: int = -1) -> SetSession | EveryRegion:
         if not m:
             raise unsupported(f"SET {item.strip()[:40]}")
         scope = (m.group(1) or m.group(2) or "").lower()
-        name = m.group(3).strip("`").lower()
+        name = m.group(3).lower()
+        if name[:1] == "@" and name[1:2] in "`'\"":  # @`user variable` (PyMySQL's callproc), @'x', @"x"
+            name = "@" + name[2:-1]
+        name = name.strip("`")
         if name.startswith("@@"):
             name = name[2:]
         for prefix in ("session.", "local."):
@@ -299,6 +304,13 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
             return on_temporary
     if kind is Kind.HELP:
         return Route(sql, None, label="any", epoch=epoch)
+    if kind is Kind.ROUTINE:
+        return plan_routine_ddl(sql, epoch)
+    if kind is Kind.CALL:
+        database, name = parse_call(sql, state.database)
+        return CallRoutine(sql, database, name, epoch=epoch)
+    if kind is Kind.LOAD_DATA:
+        return plan_load_data(sql, snap, state)
     if kind in (Kind.PREPARE, Kind.EXECUTE, Kind.DEALLOCATE):
         if depth > 2:
             raise SqlError(1295, "This command is not supported in the prepared statement protocol yet", "HY000")

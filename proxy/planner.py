@@ -171,7 +171,27 @@ def _write_regions(analysis: Analysis, writes: tuple[TablePlacement, ...], reads
 _SELECT_DATABASE = re.compile(r"^\s*select\s+((?:database|schema)\s*\(\s*\))\s*;?\s*$", re.I)
 
 
+# Schemas every region holds alike: `mysql` (accounts are kept the same on
+# every region by the account sync; time zones and help tables are installed
+# with MariaDB).  A read of them may go to any live region.
+MIRRORED_SCHEMAS = frozenset({"mysql"})
+
+
+def _reads_only_mirrored(analysis: Analysis, session: SessionView) -> bool:
+    if analysis.kind is not Kind.SELECT or analysis.writes or not analysis.reads:
+        return False
+    for ref in analysis.reads:
+        database = ref.database or session.database
+        if database is None or database.lower() not in MIRRORED_SCHEMAS:
+            return False
+        if getattr(session, "temp_tables", None) and (database.lower(), ref.name.lower()) in session.temp_tables:
+            return False
+    return True
+
+
 def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: SessionView) -> Plan:
+    if analysis.tables and _reads_only_mirrored(analysis, session):
+        return Plan(Op.ANY, sql, kind=analysis.kind, epoch=snap.epoch, analysis=analysis)
     if not analysis.tables:
         m = _SELECT_DATABASE.match(sql)
         if m:

@@ -140,3 +140,17 @@ def native_password_scramble(password: str, nonce: bytes) -> bytes:
     stage2 = hashlib.sha1(stage1).digest()
     mix = hashlib.sha1(nonce[:20] + stage2).digest()
     return bytes(a ^ b for a, b in zip(stage1, mix))
+
+
+def text_row(payload: bytes) -> list[bytes | None]:
+    """The values of one text-protocol row (NULL as None)."""
+    out: list[bytes | None] = []
+    pos = 0
+    while pos < len(payload):
+        n, pos = read_lenenc_int(payload, pos)
+        if n is None:
+            out.append(None)
+        else:
+            out.append(payload[pos:pos + n])
+            pos += n
+    return out

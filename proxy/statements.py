@@ -70,6 +70,9 @@ class Kind(Enum):
     DEALLOCATE = "deallocate"  # DEALLOCATE / DROP PREPARE name
     DO = "do"  # DO expr, ...: planned like a SELECT (clusterplan.py)
     KILL = "kill"  # KILL [CONNECTION | QUERY] id: any proxy's session (cluster.py)
+    ROUTINE = "routine"  # CREATE / ALTER / DROP PROCEDURE / FUNCTION: every region (routines.py)
+    CALL = "call"  # CALL proc(...): routed by the tables its body names (routines.py)
+    LOAD_DATA = "load_data"  # LOAD DATA / XML [LOCAL] INFILE: a write to one table (localinfile.py)
     UNSUPPORTED = "unsupported"
 
 
@@ -124,9 +127,17 @@ _SIMPLE = {
 
 # Real statements the gateway does not route yet (anything else is a syntax error).
 _KNOWN_UNSUPPORTED = frozenset(
-    "lock unlock call load handler xa do kill "
+    "lock unlock handler xa do kill "
     "install uninstall reset purge change stop shutdown help binlog cache signal resignal "
     "get declare return start".split()
+)
+
+
+# CREATE [OR REPLACE] [DEFINER = ...] [AGGREGATE] PROCEDURE|FUNCTION, ALTER/DROP PROCEDURE|FUNCTION
+_ROUTINE_DDL = re.compile(
+    r"(?:create(?:\s+or\s+replace)?(?:\s+definer\s*=\s*(?:'[^']*'|`[^`]*`|[\w.%-]+)(?:\s*@\s*(?:'[^']*'|`[^`]*`|[\w.%-]+))?"
+    r"(?:\s*\(\s*\))?)?(?:\s+aggregate)?|alter|drop)\s+(?:procedure|function)\b",
+    re.I,
 )
 
 
@@ -169,6 +180,12 @@ def classify(sql: str) -> Kind:
         return Kind.SHOW_GRANTS
     if first == "flush":
         return Kind.FLUSH
+    if first == "call":
+        return Kind.CALL
+    if first == "load" and second in ("data", "xml"):
+        return Kind.LOAD_DATA
+    if first in ("create", "alter", "drop") and _ROUTINE_DDL.match(body):
+        return Kind.ROUTINE
     if (first, second) == ("drop", "prepare"):
         return Kind.DEALLOCATE
     kind = _SIMPLE.get(first)

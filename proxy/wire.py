@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from mysql_mimic import packets
 from mysql_mimic.connection import Connection
@@ -318,6 +318,24 @@ class ProxyConnection(Connection):
         if change.database:
             await session.use(change.database)
         await self.stream.write(make_ok(affected_rows=0, insert_id=0, status=self._status(), warnings=0))
+
+    # -- LOAD DATA LOCAL INFILE (localinfile.py) ------------------------------------
+    @property
+    def local_files(self) -> bool:
+        """The client offered to send local files (CLIENT_LOCAL_FILES)."""
+        return Capabilities.CLIENT_LOCAL_FILES in self.capabilities
+
+    async def read_local_file(self, filename: bytes) -> AsyncIterator[bytes]:
+        """Ask the client for `filename` (the 0xFB request MariaDB sends) and
+        yield its data packets until the empty one that ends the file.  Each
+        packet is bounded by max_allowed_packet like any other."""
+        stream = self.stream
+        await stream.write(b"\xfb" + filename)
+        while True:
+            data = await stream.read()
+            if not data:
+                return
+            yield data
 
     async def write_error(self, e: SqlError) -> None:
         metrics.ERRORS.labels(str(e.errno)).inc()
@@ -633,4 +651,5 @@ CAPABILITIES = (
     | Capabilities.CLIENT_FOUND_ROWS
     | Capabilities.CLIENT_MULTI_STATEMENTS
     | Capabilities.CLIENT_MULTI_RESULTS
+    | Capabilities.CLIENT_LOCAL_FILES
 )

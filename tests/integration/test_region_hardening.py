@@ -1,5 +1,6 @@
 """The region MariaDB servers as the fixtures (and `minisql up`) run them:
-file access confined to one directory, no LOAD DATA LOCAL, not root.
+file access confined to one directory, not root, and LOAD DATA LOCAL
+requests answered by the proxy only with its own client's data.
 
 The backend user holds ALL PRIVILEGES (FILE included) and the proxy forwards
 clients' SQL as that user, so these settings are what stands between a
@@ -8,6 +9,7 @@ client and the server's file system.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 from pathlib import Path
@@ -16,6 +18,7 @@ import pymysql
 import pytest
 
 from minisql.localstack import MariaDBProcess, free_port
+from proxy.backend import BackendConnection, BackendLost
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +48,7 @@ def test_file_access_is_confined_to_the_secure_file_dir(mariadbs):
                 priv, local_infile = cur.fetchone()
                 assert priv is not None and Path(priv) == m.secure_file_dir
                 assert m.secure_file_dir.parent == m.data_dir.parent  # beside the datadir, not a "database"
-                assert local_infile == 0
+                assert local_infile == 1  # the proxy relays its clients' files (proxy/localinfile.py)
                 # The backend user has FILE, yet cannot read outside the directory...
                 cur.execute("SELECT LOAD_FILE('/etc/passwd')")
                 assert cur.fetchone()[0] is None
@@ -70,27 +73,34 @@ def test_file_access_is_confined_to_the_secure_file_dir(mariadbs):
             conn.close()
 
 
-def test_load_data_local_is_refused(mariadbs, tmp_path):
+def test_a_region_asking_for_a_file_the_client_never_offered_gets_nothing(mariadbs, tmp_path):
+    """A region (or whoever answers on its port) that asks the proxy's backend
+    side for a local file outside the proxy's own LOAD DATA LOCAL gets no byte:
+    the connection is broken instead, and nothing is loaded."""
     m = mariadbs[0]
-    data = tmp_path / "rows.csv"
-    data.write_text("1\n2\n")
-    conn = pymysql.connect(
-        host=m.host, port=m.port, user=m.backend_user, password=m.backend_password,
-        autocommit=True, local_infile=True,
-    )  # fmt: skip
+    secret = tmp_path / "secret.txt"
+    secret.write_text("1\n2\n")
+    admin = m.backend_connection()
     try:
-        with conn.cursor() as cur:
+        with admin.cursor() as cur:
             cur.execute("CREATE DATABASE IF NOT EXISTS hardening_probe")
             cur.execute("CREATE TABLE IF NOT EXISTS hardening_probe.t (id INT)")
-            with pytest.raises(pymysql.err.MySQLError) as info:
-                cur.execute(f"LOAD DATA LOCAL INFILE '{data}' INTO TABLE hardening_probe.t")
-            assert info.value.args[0] in (1148, 3948, 4166), info.value  # "not allowed with this version"
+
+        async def probe() -> None:
+            conn = BackendConnection("r-probe", m.host, m.port)
+            await conn.connect(m.backend_user, m.backend_password, 10)
+            with pytest.raises(BackendLost):
+                await conn.run(f"LOAD DATA LOCAL INFILE '{secret}' INTO TABLE hardening_probe.t")
+            assert conn.closed
+
+        asyncio.run(probe())
+        with admin.cursor() as cur:
             cur.execute("SELECT COUNT(*) FROM hardening_probe.t")
             assert cur.fetchone()[0] == 0
     finally:
-        with conn.cursor() as cur:
+        with admin.cursor() as cur:
             cur.execute("DROP DATABASE IF EXISTS hardening_probe")
-        conn.close()
+        admin.close()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can switch users; as non-root mariadbd already runs unprivileged")
@@ -116,7 +126,7 @@ def test_unreachable_datadir_falls_back_to_root_with_a_warning(tmp_path, mariadb
     try:
         with caplog.at_level("WARNING", logger="minisql.localstack"):
             server.start(timeout=120)
-        assert server.query("SELECT @@local_infile") == [(0,)]
+        assert server.query("SELECT @@local_infile") == [(1,)]
         assert Path(server.query("SELECT @@secure_file_priv")[0][0]) == server.secure_file_dir
         if os.geteuid() == 0 and _mysql_user_exists() and (tmp_path.stat().st_mode & 0o001) == 0:
             assert server.run_user is None

@@ -134,7 +134,7 @@ def test_every_region_runs_with_the_options_and_keeps_its_hardening(stack):
         assert (charset, collation, engine) == ("latin1", "latin1_swedish_ci", "MyISAM"), k
         assert max_conn == 321, k  # a stack default (500), overridden
         assert Path(file_priv) == stack.data / "regions" / f"r{k}" / "mysql-files", k
-        assert (local_infile, skip_resolve, port) == (0, 1, stack.ports["mysql"] + k - 1), k
+        assert (local_infile, skip_resolve, port) == (1, 1, stack.ports["mysql"] + k - 1), k
     assert "  mariadbd:  --character-set-server=latin1 --default_storage_engine=MyISAM --max-connections=321 " \
            "(on every region)" in stack.output  # fmt: skip
 
@@ -151,7 +151,7 @@ def test_the_options_come_after_the_defaults_and_before_the_managed_options(stac
         assert argv.index("--max-connections=500") < first
         assert not any(a.startswith("--collation-server=") for a in argv)  # would clash with latin1
         assert min(i for i, a in enumerate(argv) if a.startswith("--secure-file-priv=")) > first
-        assert argv.index("--local-infile=0") > first
+        assert argv.index("--local-infile=1") > first
 
 
 # -- --proxies ---------------------------------------------------------------------------------
@@ -226,7 +226,7 @@ def test_banner_and_status_list_both_proxies(stack):
         ("--mariadb-option=--secure-file-priv=/", "--secure-file-priv cannot be set with --mariadb-option: "
          "the regions' file access is confined"),
         ("--mariadb-option=--skip-grant-tables", "--skip-grant-tables cannot be set with --mariadb-option"),
-        ("--mariadb-option=local_infile=1", "--local_infile cannot be set with --mariadb-option: LOAD DATA LOCAL"),
+        ("--mariadb-option=local_infile=0", "--local_infile cannot be set with --mariadb-option: the proxy relays"),
         ("--mariadb-option=--datad=/tmp", "--datad (mariadbd may read it as an abbreviation of --datadir)"),
         ("--mariadb-option=-P3306", "short options are not accepted"),
     ],

@@ -74,8 +74,11 @@ class LoggingCursor(CursorBase):
             raise answer
         return answer or ok_result(0)
 
-    async def _run(self, region: str, sql: str, prefix: str = "") -> QueryResult:
-        return self._answer(region, prefix + sql)
+    async def _run(self, region: str, sql: str, prefix: str = "", infile: object = None) -> QueryResult:
+        return self._answer(region, prefix + sql + (" <- client file" if infile is not None else ""))
+
+    def local_infile(self, keep: bool) -> object:
+        return ("client file", keep)
 
     async def _stream(self, region: str, sql: str) -> FakeStream:  # type: ignore[override]
         self._answer(region, sql)

@@ -137,7 +137,7 @@ def test_user_options_override_defaults_but_not_the_managed_options(tmp_path, mo
         index, _ = _last(argv, name)
         assert index > first_user + 2, name
     assert _last(argv, "secure-file-priv")[1] == f"--secure-file-priv={server.secure_file_dir}"
-    assert _last(argv, "local-infile")[1] == "--local-infile=0"
+    assert _last(argv, "local-infile")[1] == "--local-infile=1"
     assert argv[-1] == "--test-only"  # extra_args: last, for tests
 
 

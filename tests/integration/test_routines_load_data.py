@@ -1,0 +1,166 @@
+"""LOAD DATA LOCAL INFILE, stored procedures and functions, and reads of the
+`mysql` schema, through a real 3-region cluster, with PyMySQL in its default
+mode (autocommit off) where it matters."""
+
+from __future__ import annotations
+
+import uuid
+
+import pymysql
+import pytest
+
+from .cluster import Cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory):
+    c = Cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory.mktemp("cluster"), f"/routines-{uuid.uuid4().hex[:8]}")
+    try:
+        c.start(users={"root": ""})
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture()
+def db(cluster):
+    name = f"r_{uuid.uuid4().hex[:10]}"
+    conn = cluster.connect()
+    conn.cursor().execute(f"CREATE DATABASE {name}")
+    conn.close()
+    return name
+
+
+def default_client(cluster, db, **kwargs):
+    """PyMySQL as an application opens it: autocommit off."""
+    return pymysql.connect(host="127.0.0.1", port=cluster.proxy_port, user="root", password="", database=db, **kwargs)
+
+
+def test_load_data_local_reaches_every_copy_identically(cluster, db, tmp_path):
+    admin = cluster.connect(database=db)
+    admin.cursor().execute("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, a INT, b VARCHAR(20), "
+                           "at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))")
+    data = tmp_path / "rows.csv"
+    data.write_text("".join(f"{i},row-{i}\n" for i in range(30000)))  # ~0.4 MB: several packets each way
+
+    conn = default_client(cluster, db, local_infile=True)
+    cur = conn.cursor()
+    cur.execute(f"LOAD DATA LOCAL INFILE '{data}' INTO TABLE t FIELDS TERMINATED BY ',' (a, b)")
+    assert cur.rowcount == 30000
+    conn.rollback()  # autocommit off: the load was part of a transaction
+    cur.execute("SELECT COUNT(*) FROM t")
+    assert cur.fetchone()[0] == 0
+    cur.execute(f"LOAD DATA LOCAL INFILE '{data}' INTO TABLE t FIELDS TERMINATED BY ',' (a, b)")
+    conn.commit()
+    copies = cluster.rows_on_regions(db, "t", "id")
+    assert len(copies) == 2
+    first, second = copies.values()
+    assert len(first) == 30000 and first == second  # same ids, same timestamps
+    assert first[-1][1:3] == (29999, "row-29999")
+
+    # A file the client cannot open: the client's error, nothing loaded, the connection goes on.
+    with pytest.raises(pymysql.err.OperationalError):
+        cur.execute(f"LOAD DATA LOCAL INFILE '{tmp_path / 'missing.csv'}' INTO TABLE t FIELDS TERMINATED BY ','")
+    conn.commit()
+    cur.execute("SELECT COUNT(*) FROM t")
+    assert cur.fetchone()[0] == 30000
+
+    # A key clash in the middle of the file: as MariaDB does with LOCAL (it cannot stop
+    # the client's transfer), the row is skipped with a warning -- on every copy alike.
+    clash = tmp_path / "clash.csv"
+    taken = first[0][0]  # (the rolled-back load used up ids: InnoDB does not give them back)
+    clash.write_text("".join(f"{i},{i},x\n" for i in (90000, 90001, taken, 90002)))
+    cur.execute(f"LOAD DATA LOCAL INFILE '{clash}' INTO TABLE t FIELDS TERMINATED BY ',' (id, a, b)")
+    assert cur.rowcount == 3
+    cur.execute("SHOW WARNINGS")
+    assert [w[1] for w in cur.fetchall()] == [1062]
+    conn.commit()
+    copies = list(cluster.rows_on_regions(db, "t", "id").values())
+    assert len(copies[0]) == 30003 and copies[0] == copies[1]
+    cur.execute("SELECT 1")
+    assert cur.fetchone() == (1,)
+    conn.close()
+
+    # A client that did not offer local files gets MariaDB's refusal, before any file is asked for.
+    plain = default_client(cluster, db)
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        plain.cursor().execute(f"LOAD DATA LOCAL INFILE '{data}' INTO TABLE t")
+    assert info.value.args[0] == 4166
+    plain.close()
+    admin.close()
+
+
+def test_stored_procedures_and_functions(cluster, db):
+    conn = default_client(cluster, db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE trees (pos INT, tree CHAR(20))")
+    cur.executemany("INSERT INTO trees VALUES (%s, %s)", list(enumerate("ash birch cedar larch pine".split())))
+    conn.commit()
+    cur.execute("CREATE PROCEDURE find_tree(IN t VARCHAR(255)) BEGIN SELECT pos FROM trees WHERE tree = t; END")
+    cur.execute("CREATE PROCEDURE two_results() BEGIN SELECT COUNT(*) FROM trees; SELECT tree FROM trees ORDER BY pos; END")
+    cur.execute("CREATE PROCEDURE plant(IN p INT, IN t CHAR(20)) BEGIN INSERT INTO trees VALUES (p, t); "
+                "UPDATE trees SET tree = UPPER(tree) WHERE pos = p; END")
+    cur.execute("CREATE FUNCTION twice(x INT) RETURNS INT DETERMINISTIC RETURN x * 2")
+    # Every region holds every routine (a CALL can run where its tables are).
+    for region in ("r1", "r2", "r3"):
+        direct = cluster.connect_region(region)
+        with direct.cursor() as dcur:
+            dcur.execute("SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA=%s ORDER BY 1", (db,))
+            assert [r[0] for r in dcur.fetchall()] == ["find_tree", "plant", "twice", "two_results"], region
+        direct.close()
+
+    cur.callproc("find_tree", ("larch",))  # SET @_find_tree_0 = ..., then CALL find_tree(@_find_tree_0)
+    assert cur.fetchall() == ((3,),)
+    cur.nextset()
+    cur.execute("CALL two_results()")
+    assert cur.fetchall() == ((5,),)
+    assert cur.nextset()
+    assert [r[0] for r in cur.fetchall()] == ["ash", "birch", "cedar", "larch", "pine"]
+    cur.execute("SELECT twice(pos) FROM trees WHERE tree = 'pine'")
+    assert cur.fetchone() == (8,)
+
+    cur.execute("CALL plant(9, 'oak')")  # a write: the primary, then the replica
+    conn.commit()
+    copies = cluster.rows_on_regions(db, "trees", "pos")
+    assert len(copies) == 2 and all(rows[-1] == (9, "OAK") for rows in copies.values())
+    cur.execute("CALL plant(10, 'elm')")
+    conn.rollback()
+    assert all(len(rows) == 6 for rows in cluster.rows_on_regions(db, "trees", "pos").values())
+
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cur.execute("CALL no_such_procedure()")
+    assert info.value.args[0] == 1305
+
+    cur.execute("DROP PROCEDURE plant")
+    cur.execute("DROP FUNCTION twice")
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cur.execute("CALL plant(11, 'fir')")
+    assert info.value.args[0] == 1305
+    conn.close()
+
+
+def test_a_procedure_writing_tables_on_different_regions_is_refused(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    placements = {}
+    for i in range(6):
+        cur.execute(f"CREATE TABLE t{i} (a INT)")
+        placements[f"t{i}"] = frozenset(cluster.state()["placement"].table(db, f"t{i}").write_regions)
+    first = "t0"
+    other = next(name for name, regions in placements.items() if regions != placements[first])
+    cur.execute(f"CREATE PROCEDURE spread() BEGIN INSERT INTO {first} VALUES (1); INSERT INTO {other} VALUES (1); END")
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cur.execute("CALL spread()")
+    assert info.value.args[0] == 1235
+    assert all(rows == [] for t in (first, other) for rows in cluster.rows_on_regions(db, t).values())
+    conn.close()
+
+
+def test_the_mysql_schema_is_readable(cluster):
+    conn = default_client(cluster, "mysql")
+    cur = conn.cursor()
+    cur.execute("SELECT user FROM user WHERE user = 'root'")
+    assert cur.fetchall()
+    cur.execute("SELECT plugin FROM mysql.user WHERE CONCAT(user, '@', host) = CURRENT_USER()")
+    assert cur.fetchone() is not None
+    conn.close()
