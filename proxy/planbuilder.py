@@ -45,6 +45,7 @@ from .clusterplan import (
     set_session_functions,
     substitute_connection_id,
 )
+from .catalogscatter import CatalogScatter
 from .localinfile import plan_load_data
 from .routines import CallRoutine, parse_call, plan_routine_ddl
 from .planextra import plan_lock_tables, plan_maintenance, plan_set_statement
@@ -332,6 +333,9 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         return Route(p.sql, p.regions[0], last_insert_id=p.uses_last_insert_id, epoch=epoch)
     if p.op is Op.STICKY:
         return ShowWarnings(p.sql, epoch=epoch)
+    if p.op is Op.CATALOG:
+        assert p.catalog_keys is not None
+        return CatalogScatter(p.sql, p.catalog_keys, epoch=epoch)
     return Route(p.sql, None, sticky=p.op is Op.STICKY, last_insert_id=p.uses_last_insert_id,
                  label="any" if p.op is Op.ANY else "sticky", epoch=epoch)
 

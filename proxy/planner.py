@@ -34,6 +34,7 @@ from minisql.errors import (
 from minisql.like import LikePattern
 from topology import Placement, RegionInfo, TablePlacement
 
+from .catalog import catalog_refs, route_catalog
 from .statements import SYSTEM_SCHEMAS, Analysis, AnalysisCache, Kind, TableRef, classify, strip_leading_noise, sysdate_as_now
 
 
@@ -45,6 +46,7 @@ class Op(Enum):
     LOCAL = "local"  # answered by the proxy from the placement
     DDL = "ddl"  # sent to the master
     USE = "use"
+    CATALOG = "catalog"  # information_schema about tables: every live region, merged (catalogscatter.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class Plan:
     uses_last_insert_id: bool = False  # LAST_INSERT_ID() to substitute if run elsewhere
     epoch: int = -1
     analysis: Analysis | None = None  # DML: the facts planbuilder needs beyond routing (lock functions, CONNECTION_ID())
+    catalog_keys: tuple[str, str] | None = None  # CATALOG: each row's schema and table columns
 
 
 # -- helpers -------------------------------------------------------------------
@@ -189,9 +192,25 @@ def _reads_only_mirrored(analysis: Analysis, session: SessionView) -> bool:
     return True
 
 
+def _plan_catalog(sql: str, analysis: Analysis, refs: list[tuple[str, str]], snap: RoutingSnapshot,
+                  session: SessionView) -> Plan:
+    route = route_catalog(sql, analysis, refs, session.database)
+    if route.table is not None:
+        table = snap.placement.table(*route.table)
+        if table is not None:
+            return Plan(Op.READ, sql, (read_region((table,), snap),), Kind.SELECT, (table,), epoch=snap.epoch, analysis=analysis)
+    if route.keys is not None:
+        return Plan(Op.CATALOG, sql, kind=Kind.SELECT, epoch=snap.epoch, analysis=analysis, catalog_keys=route.keys)
+    return Plan(Op.ANY, sql, kind=Kind.SELECT, epoch=snap.epoch, analysis=analysis)
+
+
 def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: SessionView) -> Plan:
-    if analysis.tables and _reads_only_mirrored(analysis, session):
-        return Plan(Op.ANY, sql, kind=analysis.kind, epoch=snap.epoch, analysis=analysis)
+    if analysis.tables:
+        refs = catalog_refs(analysis, session.database)
+        if refs is not None:
+            return _plan_catalog(sql, analysis, refs, snap, session)
+        if _reads_only_mirrored(analysis, session):
+            return Plan(Op.ANY, sql, kind=analysis.kind, epoch=snap.epoch, analysis=analysis)
     if not analysis.tables:
         m = _SELECT_DATABASE.match(sql)
         if m:

@@ -1,5 +1,5 @@
-"""LOAD DATA LOCAL INFILE, stored procedures and functions, and reads of the
-`mysql` schema, through a real 3-region cluster, with PyMySQL in its default
+"""LOAD DATA LOCAL INFILE, stored procedures and functions, reads of information_schema
+and the `mysql` schema, through a real 3-region cluster, with PyMySQL in its default
 mode (autocommit off) where it matters."""
 
 from __future__ import annotations
@@ -163,4 +163,34 @@ def test_the_mysql_schema_is_readable(cluster):
     assert cur.fetchall()
     cur.execute("SELECT plugin FROM mysql.user WHERE CONCAT(user, '@', host) = CURRENT_USER()")
     assert cur.fetchone() is not None
+    conn.close()
+
+
+def test_information_schema_lists_each_table_once(cluster, db):
+    conn = default_client(cluster, db)
+    cur = conn.cursor()
+    for i in range(5):
+        cur.execute(f"CREATE TABLE t{i} (id INT PRIMARY KEY, v VARCHAR(10))")
+    cur.execute("INSERT INTO t3 VALUES (1, 'a'), (2, 'b')")
+    conn.commit()
+    cur.execute("SELECT * FROM information_schema.TABLES")  # PyMySQL's own suite does this
+    rows = cur.fetchall()
+    mine = sorted(r[2] for r in rows if r[1] == db)
+    assert mine == ["t0", "t1", "t2", "t3", "t4"]
+    assert len([r for r in rows if (r[1], r[2]) == ("information_schema", "TABLES")]) == 1
+    cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME DESC LIMIT 2", (db,))
+    assert cur.fetchall() == (("t4",), ("t3",))
+    # One named table (how ORMs reflect): its primary answers.
+    cur.execute("SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 't3' "
+                "ORDER BY ORDINAL_POSITION", (db,))
+    assert cur.fetchall() == (("id", "int"), ("v", "varchar"))
+    cur.execute("SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() ORDER BY 1, 2")
+    assert len(cur.fetchall()) == 10
+    # The same everywhere: any region answers.
+    cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (db,))
+    assert cur.fetchall() == ((db,),)
+    # A merge the gateway cannot do exactly is refused, not guessed.
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (db,))
+    assert info.value.args[0] == 1235
     conn.close()

@@ -74,7 +74,7 @@ ERRORS = [
     ("INSERT INTO users SELECT * FROM items", None, 1235, "42000"),  # items has no copy on r1
     ("UPDATE users SET token = UUID()", None, 1235, "42000"),
     ("DELETE FROM users LIMIT 10", None, 1235, "42000"),
-    ("SELECT * FROM information_schema.tables", None, 1235, "42000"),
+    ("SELECT COUNT(*) FROM information_schema.tables", None, 1235, "42000"),  # a merge the gateway does not do
     ("SHOW TABLES FROM nope", None, 1049, "42000"),
     ("USE nope", None, 1049, "42000"),
     ("SHOW PROCESSLIST", None, 1235, "42000"),

@@ -1,5 +1,5 @@
-"""CALL routing and LOAD DATA fan-out, against the logging fake cursor: which
-statements reach which region, in which order."""
+"""CALL routing, LOAD DATA fan-out and merged information_schema reads, against the
+logging fake cursor: which statements reach which region, in which order."""
 
 from __future__ import annotations
 
@@ -103,3 +103,30 @@ def test_load_data_local_sends_the_client_file_to_every_copy_in_one_transaction_
         ("r2", "SET STATEMENT timestamp=1700000000.000000, insert_id=10 FOR LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE users <- client file"),
         ("r1", "COMMIT"),
     ]
+
+
+# -- information_schema merged from every region (catalogscatter.py) ------------------------
+def test_a_catalog_query_keeps_each_table_once_from_its_primary():
+    from proxy.catalogscatter import encode_row
+
+    held = {"r1": ["users", "orders", "solo", "logs"], "r2": ["users", "orders", "items"], "r3": ["items", "logs"]}
+    sent = []
+
+    def respond(region, sql):
+        sent.append(sql)
+        rows = [encode_row([name.encode(), f"{region}:{name}".encode(), b"shop", name.encode(), name.encode()])
+                for name in held[region]]
+        rows.append(encode_row([b"TABLES", region.encode(), b"information_schema", b"TABLES", b"TABLES"]))
+        return QueryResult([b"f"] * 5, rows, len(rows), 0, 0, 0, b"")
+
+    c = LoggingCursor(respond=respond)
+    reply = run(c, "SELECT TABLE_NAME, CREATE_OPTIONS FROM information_schema.TABLES ORDER BY TABLE_NAME LIMIT 10")
+    assert sent[0].startswith("SELECT TABLE_NAME, CREATE_OPTIONS, `table_schema` AS `__minisql_0`, `table_name` AS `__minisql_1`, "
+                              "`table_name` AS `__minisql_2` FROM information_schema.TABLES ORDER BY TABLE_NAME")
+    assert "LIMIT" not in sent[0]  # applied after the merge
+    from proxy.protocol import text_row
+
+    rows = [tuple(v.decode() for v in text_row(r)) for r in reply.result.rows]
+    assert rows == [("TABLES", "r1"), ("items", "r3:items"), ("logs", "r3:logs"), ("orders", "r2:orders"),
+                    ("solo", "r1:solo"), ("users", "r1:users")]
+    assert len(reply.result.fields) == 2

@@ -1,0 +1,136 @@
+"""CatalogScatter: an information_schema query about tables, asked of every
+live region and merged (catalog.py says when and why)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from minisql.errors import SqlError, unsupported
+
+from .backend import QueryResult
+from .catalog import STRINGS
+from .engine import Reply, VCursor
+from .planner import read_region
+from .protocol import lenenc_str, text_row
+
+_ORDER_LIMIT = re.compile(
+    r"\border\s+by\s+((?:[\w$`.]+(?:\s+(?:asc|desc))?\s*,\s*)*[\w$`.]+(?:\s+(?:asc|desc))?)"
+    r"(?:\s+limit\s+(\d+)(?:\s*(,|offset)\s*(\d+))?)?\s*;?\s*$"
+    r"|\blimit\s+(\d+)(?:\s*(,|offset)\s*(\d+))?\s*;?\s*$",
+    re.I,
+)
+
+
+def _sort_key(value: bytes | None) -> tuple[int, Any]:
+    if value is None:
+        return (0, b"")
+    try:
+        return (1, float(value))
+    except ValueError:
+        return (2, value)
+
+
+_FROM = re.compile(r"\bfrom\b", re.I)
+HIDDEN = "__minisql_"
+
+
+def with_hidden_columns(sql: str, columns: list[str]) -> str:
+    """`sql` selecting `columns` too, after its own (plain shape: the first
+    FROM outside strings is the query's)."""
+    blanked = STRINGS.sub(lambda m: "'" + "x" * (len(m.group()) - 2) + "'", sql)
+    m = _FROM.search(blanked)
+    if m is None:
+        raise unsupported("a query on information_schema without FROM")
+    extra = "".join(f", `{c}` AS `{HIDDEN}{i}`" for i, c in enumerate(columns))
+    return sql[:m.start()].rstrip() + extra + " " + sql[m.start():]
+
+
+def encode_row(values: list[bytes | None]) -> bytes:
+    return b"".join(b"\xfb" if v is None else lenenc_str(v) for v in values)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogScatter:
+    """Every live region answers; each row is kept from the region serving its
+    table.  The row's schema and table (and the ORDER BY columns) are selected
+    as hidden trailing columns, used to merge, then cut off."""
+
+    sql: str
+    keys: tuple[str, str]
+    label: str = "catalog"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        snap = vc.snapshot
+        regions = sorted(snap.regions)
+        if not regions:
+            raise unsupported("information_schema with no live region")
+        anchor = regions[0]
+        sql, order, limit = _split_order_limit(self.sql)
+        by_name = [c for c, _ in order if not c.isdigit()]
+        hidden = [self.keys[0], self.keys[1], *by_name]
+        sql = with_hidden_columns(sql, hidden)
+        results = {region: await vc.run(region, sql, join=False) for region in regions}
+        first = results[anchor]
+        fields = first.fields or []
+        visible = len(fields) - len(hidden)
+        sort_index: list[tuple[int, bool]] = []
+        for column, descending in order:
+            if column.isdigit():
+                if not 1 <= int(column) <= visible:
+                    raise SqlError(1054, f"Unknown column '{column}' in 'order clause'", "42S22")
+                sort_index.append((int(column) - 1, descending))
+            else:
+                sort_index.append((visible + 2 + by_name.index(column), descending))
+        owners: dict[tuple[bytes, bytes], str] = {}
+        rows: list[list[bytes | None]] = []
+        for region in regions:
+            for raw in results[region].rows:
+                values = text_row(raw)
+                key = (values[visible] or b"", values[visible + 1] or b"")
+                owner = owners.get(key)
+                if owner is None:
+                    table = snap.placement.table(key[0].decode("utf8", "replace"), key[1].decode("utf8", "replace"))
+                    owner = read_region((table,), snap) if table is not None else anchor
+                    owners[key] = owner
+                if owner == region:
+                    rows.append(values)
+        for i, descending in reversed(sort_index):
+            rows.sort(key=lambda r: _sort_key(r[i]), reverse=descending)
+        if limit is not None:
+            count, offset = limit
+            rows = rows[offset:offset + count]
+        out = [encode_row(values[:visible]) for values in rows]
+        warnings = sum(r.warnings for r in results.values())
+        return Reply(QueryResult(fields[:visible], out, len(out), 0, warnings, first.server_status, b""))
+
+    def describe(self) -> dict[str, Any]:
+        return {"CatalogScatter": "every live region", "keys": list(self.keys)}
+
+
+def _split_order_limit(sql: str) -> tuple[str, list[tuple[str, bool]], tuple[int, int] | None]:
+    """The statement to send (no LIMIT: it applies after the merge), the ORDER
+    BY columns and the LIMIT (count, offset)."""
+    blanked = STRINGS.sub(lambda m: "'" + "x" * (len(m.group()) - 2) + "'", sql)
+    m = _ORDER_LIMIT.search(blanked)
+    if m is None:
+        return sql, [], None
+    order: list[tuple[str, bool]] = []
+    if m.group(1):
+        for item in m.group(1).split(","):
+            words = item.split()
+            order.append((words[0].split(".")[-1].strip("`").lower(), len(words) > 1 and words[1].lower() == "desc"))
+        count, sep, second = m.group(2), m.group(3), m.group(4)
+        cut = blanked.lower().rindex("limit", 0, m.start(2)) if count else len(sql)
+    else:
+        count, sep, second = m.group(5), m.group(6), m.group(7)
+        cut = m.start()
+    limit = None
+    if count:
+        if sep == ",":  # LIMIT offset, count
+            limit = (int(second), int(count))
+        else:
+            limit = (int(count), int(second or 0))
+    return sql[:cut], order, limit
