@@ -201,3 +201,20 @@ def test_a_client_asking_for_compression_gets_a_clear_error_not_a_hang(cluster):
     assert answer[:1] == b"\xff" and int.from_bytes(answer[1:3], "little") == 1235
     assert b"compressed protocol" in answer
     assert raw.is_closed()
+
+
+def test_set_names_binary_and_koi8r_carry_the_clients_bytes(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE names_t (id INT PRIMARY KEY, raw VARBINARY(16), txt VARCHAR(16) CHARACTER SET utf8mb4)")
+    cur.execute("SET NAMES 'binary' COLLATE 'binary'")  # Connector/Python's set_charset_collation("binary")
+    cur.execute(b"INSERT INTO names_t (id, raw) VALUES (1, '\xeb\xeb\xff')")
+    cur.execute("SET NAMES koi8r")
+    cur.execute("INSERT INTO names_t (id, txt) VALUES (2, '".encode() + "привет".encode("koi8_r") + b"')")
+    cur.execute("SET NAMES utf8mb4")
+    cur.execute("SELECT raw FROM names_t WHERE id = 1")
+    assert cur.fetchone()[0] == b"\xeb\xeb\xff"
+    cur.execute("SELECT txt FROM names_t WHERE id = 2")
+    assert cur.fetchone()[0] == "привет"
+    assert all(len(rows) == 2 for rows in cluster.rows_on_regions(db, "names_t", "id").values())
+    conn.close()
