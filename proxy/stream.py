@@ -23,8 +23,9 @@ does not complete within `timeout` seconds ends the connection.
 from __future__ import annotations
 
 import asyncio
+import zlib
 
-from typing import Sequence
+from typing import Awaitable, Callable, Sequence
 
 from mysql_mimic.stream import ConnectionClosed
 
@@ -32,6 +33,7 @@ from minisql.errors import SqlError
 
 from .inbound import MalformedPacket
 
+MIN_COMPRESS = 50  # MariaDB's MIN_COMPRESS_LENGTH: smaller frames go uncompressed
 ER_NET_PACKET_TOO_LARGE = 1153
 ER_NET_READ_INTERRUPTED = 1159
 _MAX_PAYLOAD = 0xFFFFFF
@@ -68,6 +70,12 @@ class BoundedStream:
         self._flush_at = flush_at
         self._reading_since: float | None = None
         self._timed_out = False
+        # CLIENT_COMPRESS (both directions, from the login's OK on): packets travel
+        # inside zlib frames with a sequence number of their own.
+        self.compressed = False
+        self.cseq = 0
+        self._plain = bytearray()  # inflated bytes not yet read as packets
+        self._plain_pos = 0
 
     @property
     def timeout(self) -> float | None:
@@ -82,6 +90,7 @@ class BoundedStream:
 
     def reset_seq(self) -> None:
         self.seq = 0
+        self.cseq = 0
 
     async def client_gone(self) -> bool:
         """Wait until the client sends something (False: kept for the next read)
@@ -122,9 +131,76 @@ class BoundedStream:
 
     async def drain(self) -> None:
         if self._buffer:
-            self.writer.write(self._buffer)
+            self.writer.write(self._deflate(self._buffer) if self.compressed else self._buffer)
             self._buffer = bytearray()
         await self.writer.drain()
+
+    # -- the compressed protocol -----------------------------------------------------
+    def _deflate(self, data: bytearray) -> bytes:
+        """Packets as compressed frames: 3-byte compressed length, sequence,
+        3-byte original length (0: sent as is -- under MIN_COMPRESS or when
+        zlib does not make it smaller, as MariaDB does)."""
+        out = bytearray()
+        view = memoryview(data)
+        for start in range(0, len(view), _MAX_PAYLOAD):
+            chunk = view[start:start + _MAX_PAYLOAD]
+            body: bytes | memoryview = chunk
+            original = 0
+            if len(chunk) >= MIN_COMPRESS:
+                packed = zlib.compress(chunk)
+                if len(packed) < len(chunk):
+                    body, original = packed, len(chunk)
+            n = len(body)
+            out += bytes((n & 0xFF, (n >> 8) & 0xFF, n >> 16, self.cseq,
+                          original & 0xFF, (original >> 8) & 0xFF, original >> 16))
+            out += body
+            self.cseq = (self.cseq + 1) & 0xFF
+        return bytes(out)
+
+    async def _inflate_frame(self) -> None:
+        """Read one compressed frame and keep its packets' bytes.  Bounded: a
+        frame may not claim more than max_allowed_packet (plus headers), and
+        zlib is stopped at the length the frame claims."""
+        header = await self._raw_exact(7)
+        length = header[0] | header[1] << 8 | header[2] << 16
+        original = header[4] | header[5] << 8 | header[6] << 16
+        if header[3] != self.cseq:
+            raise MalformedPacket(message=f"Got compressed packets out of order (expected {self.cseq}, got {header[3]})")
+        self.cseq = (self.cseq + 1) & 0xFF
+        bound = self.limit + 1024
+        if length > bound or original > bound:
+            raise PacketTooLarge()
+        body = await self._raw_exact(length) if length else b""
+        if original:
+            inflater = zlib.decompressobj()
+            try:
+                body = inflater.decompress(body, original)
+            except zlib.error:
+                raise MalformedPacket(message="Bad compressed packet") from None
+            if len(body) != original or inflater.unconsumed_tail:
+                raise MalformedPacket(message="Compressed packet of the wrong length")
+        if self._plain_pos:
+            del self._plain[:self._plain_pos]
+            self._plain_pos = 0
+        self._plain += body
+
+    async def _exact(self, n: int) -> bytes:
+        if not self.compressed:
+            return await self._raw_exact(n)
+        while len(self._plain) - self._plain_pos < n:
+            await self._inflate_frame()
+        start = self._plain_pos
+        self._plain_pos = start + n
+        return bytes(self._plain[start:start + n])
+
+    async def _raw_exact(self, n: int) -> bytes:
+        try:
+            if self._pushback:
+                head, self._pushback = self._pushback, b""
+                return head + await self.reader.readexactly(n - len(head)) if n > len(head) else head
+            return await self.reader.readexactly(n)
+        except asyncio.IncompleteReadError:
+            raise ConnectionClosed() from None
 
     async def read(self) -> bytes:
         """The next client message.  With `timeout`, a read that waits longer
@@ -164,16 +240,14 @@ class BoundedStream:
             self._watchdog = None
 
     async def _read(self) -> bytes:
+        if self.compressed or self._pushback:
+            return await self._read_via(self._exact)
         reader = self.reader
         chunks: list[bytes] = []
         total = 0
         while True:
             try:
-                if self._pushback:
-                    header = self._pushback + await reader.readexactly(4 - len(self._pushback))
-                    self._pushback = b""
-                else:
-                    header = await reader.readexactly(4)
+                header = await reader.readexactly(4)
             except asyncio.IncompleteReadError:
                 raise ConnectionClosed() from None
             length = header[0] | header[1] << 8 | header[2] << 16
@@ -190,5 +264,24 @@ class BoundedStream:
                     chunks.append(await reader.readexactly(length))
                 except asyncio.IncompleteReadError:
                     raise ConnectionClosed() from None
+            if length < _MAX_PAYLOAD:
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _read_via(self, exact: "Callable[[int], Awaitable[bytes]]") -> bytes:
+        """`_read` over `exact` (compressed frames, or bytes pushed back)."""
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            header = await exact(4)
+            length = header[0] | header[1] << 8 | header[2] << 16
+            expected = self.seq
+            self.seq = (expected + 1) & 0xFF
+            if header[3] != expected:
+                raise MalformedPacket(message=f"Got packets out of order (expected {expected}, got {header[3]})")
+            total += length
+            if total > self.limit:
+                raise PacketTooLarge()
+            if length:
+                chunks.append(await exact(length))
             if length < _MAX_PAYLOAD:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -133,14 +133,6 @@ class ProxyConnection(Connection):
                 self.secure = login.secure
                 self.session.variables.set("character_set_client", response.client_charset.name)
                 self.session.variables.set("external_user", response.username, force=True)
-                if Capabilities.CLIENT_COMPRESS in response.client_capabilities:
-                    # Not offered, asked anyway (Connector/Python's compress=True does): its
-                    # next packets would be compressed frames the proxy cannot read -- the
-                    # client would wait forever.  A clear error instead.
-                    await self.write_error(SqlError(
-                        ER_NOT_SUPPORTED_YET, "MiniSQL Cluster does not support the compressed protocol (CLIENT_COMPRESS); "
-                        "connect without compression", "08004"))
-                    return False
                 refused = await self.admit(login.account)
                 if refused is not None:
                     await self.write_error(refused)
@@ -150,6 +142,8 @@ class ProxyConnection(Connection):
                 self.session.database = response.database
                 await self.session.init(self)
                 await stream.write(make_ok(affected_rows=0, insert_id=0, status=self._status(), warnings=0))
+                # CLIENT_COMPRESS: everything after the login's OK travels in zlib frames.
+                stream.compressed = Capabilities.CLIENT_COMPRESS in response.capabilities
         except TimeoutError:
             metrics.REJECTED_HANDSHAKE_TIMEOUT.inc()
             return False
@@ -652,4 +646,5 @@ CAPABILITIES = (
     | Capabilities.CLIENT_MULTI_STATEMENTS
     | Capabilities.CLIENT_MULTI_RESULTS
     | Capabilities.CLIENT_LOCAL_FILES
+    | Capabilities.CLIENT_COMPRESS
 )
