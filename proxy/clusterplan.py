@@ -155,6 +155,20 @@ def processlist_result(rows: Iterable[Sequence[Any]]) -> QueryResult:
     return QueryResult(fields, out, len(out), 0, 0, 0, b"")
 
 
+def warnings_result(warnings: Iterable[dict[str, Any]]) -> QueryResult:
+    """SHOW WARNINGS' result (Level, Code, Message) for warnings the proxy holds
+    (a DDL's, reported by the master)."""
+    columns = (("Level", ColumnType.VAR_STRING, 7 * 4, ColumnDefinition(0)),
+               ("Code", ColumnType.LONG, 4, ColumnDefinition.NOT_NULL_FLAG | ColumnDefinition.UNSIGNED_FLAG | _NUM),
+               ("Message", ColumnType.VAR_STRING, 512 * 4, ColumnDefinition(0)))
+    fields = [make_column_definition_41(server_charset=CharacterSet.utf8mb4, name=name, column_type=ctype, column_length=length,
+                                        flags=flags, character_set=CharacterSet.binary if flags & _NUM else CharacterSet.utf8mb4)
+              for name, ctype, length, flags in columns]
+    rows = [b"".join(lenenc_str(str(w.get(k, "")).encode("utf8", "surrogateescape")) for k in ("level", "code", "message"))
+            for w in warnings]
+    return QueryResult(fields, rows, len(rows), 0, 0, 0, b"")
+
+
 def trim_info(info: str | None, full: bool) -> str | None:
     if info is None:
         return None

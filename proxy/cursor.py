@@ -30,6 +30,7 @@ from topology import CallTimeout, TopologyError
 
 from . import metrics
 from .backend import BackendConnection, BackendError, BackendLogin, BackendLost, QueryResult, ResultStream
+from .clusterplan import warnings_result
 from .engine import Reply
 from .localinfile import ClientFile, capability_disabled
 from .planner import RoutingSnapshot
@@ -265,4 +266,6 @@ class SessionCursor(CursorBase):
         except asyncio.TimeoutError:
             log.warning("placement version %d not seen after DDL; answering anyway", version)
         warnings = result.get("warnings") or []
+        if warnings:  # what SHOW WARNINGS answers next (the regions that ran it are not the session's)
+            self.state.warnings = warnings_result(warnings)
         return Reply(QueryResult(None, [], int(result.get("affected_rows", 0)), 0, len(warnings), 0, b""))

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import logging
 import random
+import re
+import uuid
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -157,6 +159,18 @@ def _session_values(sql: str, state: SessionState, last_insert_id: bool) -> str:
     return sql
 
 
+_UUID_CALL = re.compile(
+    r"""('[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"|`[^`]*`|/\*.*?\*/)|\buuid\s*\(\s*\)""",
+    re.I | re.S,
+)
+
+
+def substitute_uuids(sql: str) -> str:
+    """Each UUID() call (outside strings and comments) as a fresh version-1 UUID
+    literal, as MariaDB's UUID() makes them."""
+    return _UUID_CALL.sub(lambda m: m.group(1) or f"'{uuid.uuid1()}'", sql)
+
+
 def _pinned(ts: float, seeds: tuple[int, int] | None, insert_id: int = 0, statement_vars: str = "") -> str:
     parts = [statement_vars] if statement_vars else []
     parts.append(f"timestamp={ts:.6f}")
@@ -177,6 +191,7 @@ class FanOutWrite:
     last_insert_id: bool = False
     statement_vars: str = ""  # SET STATEMENT <these> FOR ...: merged into the pinning prefix
     local_infile: bool = False  # LOAD DATA LOCAL: the client's file goes to every copy (localinfile.py)
+    uuids: bool = False  # UUID() in INSERT ... VALUES: evaluated here, once per call, the same literal on every copy
     label: str = "write"
     epoch: int = -1
     clock: Any = field(default=time.time, compare=False, repr=False)
@@ -186,6 +201,8 @@ class FanOutWrite:
         state = vc.state
         state.on(Event.STATEMENT)
         sql = _session_values(self.sql, state, self.last_insert_id)
+        if self.uuids:
+            sql = substitute_uuids(sql)
         primary, replicas = self.regions[0], self.regions[1:]
         infile = vc.local_infile(keep=bool(replicas)) if self.local_infile else None
         if not replicas:
@@ -259,6 +276,8 @@ class FanOutWrite:
             out["statement_vars"] = self.statement_vars
         if self.local_infile:
             out["local_infile"] = True
+        if self.uuids:
+            out["uuid_literals"] = True
         return out
 
 

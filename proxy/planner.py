@@ -161,7 +161,7 @@ def _write_regions(analysis: Analysis, writes: tuple[TablePlacement, ...], reads
                 f"a write that reads {t.database}.{t.name}, which has no copy on region(s) {', '.join(sorted(missing))}"
             )
     if len(regions) > 1:
-        if analysis.nondeterministic:  # (SYSDATE() is made NOW(), pinned: plan_dml)
+        if analysis.nondeterministic and not analysis.uuid_once:  # (SYSDATE() is made NOW(), pinned: plan_dml; UUID() in VALUES: a literal)
             raise unsupported(f"{analysis.nondeterministic} in a write to a replicated table (each copy would get a different value)")
         if analysis.unordered_limit:
             raise unsupported(

@@ -161,9 +161,11 @@ class ProxySession(BaseSession):
             self.backends.drop(self.state.lock_region)
             self.state.lock_region = None
 
-    async def reset(self) -> None:
+    async def reset(self, keep_database: bool = False) -> None:
         """COM_RESET_CONNECTION / COM_CHANGE_USER: roll back, let go of every
-        backend connection, start from a fresh state."""
+        backend connection, start from a fresh state (COM_RESET_CONNECTION
+        keeps the default database, as MariaDB does)."""
+        database = self.state.database
         if self.state.tx.active:
             try:
                 await end_transaction(self.cursor(), self.state.on(Event.ROLLBACK))
@@ -176,6 +178,8 @@ class ProxySession(BaseSession):
         self.backends.found_rows = old.found_rows
         self.backends.login = old.login
         self.state.reset()
+        if keep_database:
+            self.state.use(database)
         self.set_charset(str(self.variables.get("character_set_client")))
 
     async def use(self, database: str) -> None:

@@ -242,6 +242,7 @@ class Analysis:
     unordered_limit: bool = False  # UPDATE/DELETE ... LIMIT without ORDER BY
     uses_lock_functions: bool = False  # GET_LOCK() & co: runs on the lock region (clusterplan.py)
     uses_connection_id: bool = False  # CONNECTION_ID(): the cluster-wide id substituted
+    uuid_once: bool = False  # INSERT ... VALUES whose only nondeterminism is UUID(): each call runs once, so it can be a literal
 
     @property
     def tables(self) -> tuple[TableRef, ...]:
@@ -330,6 +331,13 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
     if real_kind in (Kind.UPDATE, Kind.DELETE):
         unordered_limit = bool(tree.args.get("limit")) and not tree.args.get("order")
     nondet = _NONDETERMINISTIC.search(shape)
+    # In INSERT ... VALUES each UUID() in the text is evaluated exactly once, so
+    # the proxy can evaluate it instead (engine.FanOutWrite) and every copy gets
+    # the same value; per row (SELECT, UPDATE, ON DUPLICATE KEY UPDATE) it cannot.
+    uuid_once = (
+        nondet is not None and real_kind in (Kind.INSERT, Kind.REPLACE) and isinstance(tree.expression, exp.Values)
+        and not tree.args.get("conflict") and not refs[1:] and {m.lower() for m in _NONDETERMINISTIC.findall(shape)} == {"uuid"}
+    )
     return Analysis(
         kind=real_kind,
         writes=tuple(writes),
@@ -342,6 +350,7 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
         unordered_limit=unordered_limit,
         uses_lock_functions=bool(_LOCK_FUNCTIONS.search(shape)),
         uses_connection_id=bool(_CONNECTION_ID.search(shape)),
+        uuid_once=uuid_once,
     )
 
 

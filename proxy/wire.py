@@ -603,7 +603,7 @@ class ProxyConnection(Connection):
         stmt.long_data.setdefault(param, bytearray()).extend(data[6:])
 
     async def handle_reset_connection(self, data: bytes) -> None:
-        await self.session.reset()
+        await self.session.reset(keep_database=True)
         await self.stream.write(make_ok(affected_rows=0, insert_id=0, status=self._status(), warnings=0))
 
     async def handle_statistics(self, data: bytes) -> None:

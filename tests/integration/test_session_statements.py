@@ -114,8 +114,11 @@ def test_statistics_and_reset_connection(cluster, db):
     assert raw.query("SET @x = 5")[0] == 0
     assert raw.command(b"\x1f")[0] == 0  # COM_RESET_CONNECTION: OK
     raw.send(b"\x03SELECT @x IS NULL", 0)
-    packets = [raw.read_packet()[1] for _ in range(3)]  # column count, column, row (DEPRECATE_EOF)
+    packets = [raw.read_packet()[1] for _ in range(4)]  # column count, column, row, end (DEPRECATE_EOF)
     assert packets[2] == b"\x011"  # the user variable is gone
+    raw.send(b"\x03SELECT DATABASE()", 0)
+    packets = [raw.read_packet()[1] for _ in range(4)]
+    assert packets[2] == bytes((len(db),)) + db.encode()  # the default database stays, as in MariaDB
     raw.close()
 
 
@@ -239,4 +242,30 @@ def test_set_names_binary_and_koi8r_carry_the_clients_bytes(cluster, db):
     cur.execute("SELECT txt FROM names_t WHERE id = 2")
     assert cur.fetchone()[0] == "привет"
     assert all(len(rows) == 2 for rows in cluster.rows_on_regions(db, "names_t", "id").values())
+    conn.close()
+
+
+def test_a_ddl_note_is_what_show_warnings_tells_next(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    assert cur.execute("DROP TABLE IF EXISTS no_such_table") == 0
+    cur.execute("SHOW WARNINGS")
+    assert [(r[0], r[1]) for r in cur.fetchall()] == [("Note", 1051)]
+    cur.execute("SELECT 1")
+    cur.execute("SHOW WARNINGS")
+    assert cur.fetchall() == ()
+    conn.close()
+
+
+def test_uuid_in_insert_values_is_the_same_on_every_copy(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE tokens (id INT PRIMARY KEY, token CHAR(36))")
+    cur.execute("INSERT INTO tokens VALUES (1, UUID()), (2, UUID())")
+    copies = list(cluster.rows_on_regions(db, "tokens", "id").values())
+    assert len(copies) == 2 and copies[0] == copies[1]
+    assert copies[0][0][1] != copies[0][1][1] and len(copies[0][0][1]) == 36
+    with pytest.raises(pymysql.err.MySQLError) as info:  # per row: still refused on a replicated table
+        cur.execute("UPDATE tokens SET token = UUID()")
+    assert info.value.args[0] == 1235
     conn.close()

@@ -240,3 +240,16 @@ def test_under_lock_tables_a_write_keeps_the_locks():
                                             "COMMIT", "SET autocommit=1"]
     run(c, "UNLOCK TABLES")
     assert c.log[-2:] == [("r1", "UNLOCK TABLES"), ("r2", "UNLOCK TABLES")] and c.state.locked_regions == ()
+
+
+def test_uuid_in_insert_values_is_one_literal_per_call_the_same_on_every_copy():
+    c = LoggingCursor(respond=lambda region, sql: ok_result(2))
+    run(c, "INSERT INTO users (id, token) VALUES (1, UUID()), (2, 'uuid()')")
+    writes = [sql for _, sql in c.log if "INSERT" in sql]
+    assert len(writes) == 2 and writes[0] == writes[1]
+    assert "UUID()" not in writes[0] and "'uuid()'" in writes[0]  # the string stays a string
+    import re
+    assert re.search(r"VALUES \(1, '[0-9a-f]{8}-[0-9a-f]{4}-1[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}'\)", writes[0])
+    c2 = LoggingCursor(respond=lambda region, sql: ok_result(2))
+    run(c2, "INSERT INTO users (id, token) VALUES (1, UUID()), (2, 'uuid()')")
+    assert [sql for _, sql in c2.log if "INSERT" in sql][0] != writes[0]  # fresh values each run
