@@ -18,7 +18,7 @@ Routing rules (issue 2):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from types import MappingProxyType
 from typing import Mapping, Protocol
@@ -125,6 +125,14 @@ def resolve_table(ref: TableRef, session: SessionView, snap: RoutingSnapshot) ->
     return table
 
 
+def _is_table(ref: TableRef, session: SessionView, snap: RoutingSnapshot) -> bool:
+    try:
+        resolve_table(ref, session, snap)
+    except SqlError:
+        return False
+    return True
+
+
 def _require_live(region: str, snap: RoutingSnapshot) -> None:
     if region not in snap.regions:
         raise SqlError(CR_CONN_HOST_ERROR, f"Region '{region}' is not available (failover may be in progress); try again")
@@ -222,6 +230,11 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
                         analysis=analysis)
         return Plan(Op.ANY, sql, kind=analysis.kind, uses_last_insert_id=analysis.uses_last_insert_id, epoch=snap.epoch,
                     analysis=analysis)
+    if analysis.scanned:  # names scanned from an unparsable read: keep those that are tables
+        analysis = replace(analysis, reads=tuple(r for r in analysis.reads if _is_table(r, session, snap)))
+        if not analysis.reads:
+            return Plan(Op.ANY, sql, kind=Kind.SELECT, uses_last_insert_id=analysis.uses_last_insert_id, epoch=snap.epoch,
+                        analysis=analysis)
     writes = tuple(resolve_table(r, session, snap) for r in analysis.writes)
     reads = tuple(resolve_table(r, session, snap) for r in analysis.reads)
     if analysis.kind is Kind.SELECT:

@@ -243,6 +243,7 @@ class Analysis:
     uses_lock_functions: bool = False  # GET_LOCK() & co: runs on the lock region (clusterplan.py)
     uses_connection_id: bool = False  # CONNECTION_ID(): the cluster-wide id substituted
     uuid_once: bool = False  # INSERT ... VALUES whose only nondeterminism is UUID(): each call runs once, so it can be a literal
+    scanned: bool = False  # a read sqlglot could not parse: `reads` scanned from the text, names that are no table dropped
 
     @property
     def tables(self) -> tuple[TableRef, ...]:
@@ -279,10 +280,51 @@ def _parse(sql: str) -> exp.Expression:
     return statements[0]
 
 
+# A read sqlglot cannot parse (valid MariaDB it does not know, e.g. a CTE made of
+# VALUES): the tables it names, scanned from the text with strings and comments
+# blanked.  Over-approximate on purpose -- a name that is not a table (a CTE, an
+# alias) is dropped by the planner (Analysis.scanned) -- and only for reads: a
+# read sent to a region that lacks a table it missed gets MariaDB's 1146, never
+# a wrong answer; a write must never be guessed.
+_SCAN_NOISE = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"|/\*.*?\*/|--[ \t][^\n]*|#[^\n]*", re.S)
+_SCAN_TABLE = re.compile(r"\b(?:from|join)\s+(`(?:[^`]|``)+`|[\w$]+)(?:\s*\.\s*(`(?:[^`]|``)+`|[\w$]+))?", re.I)
+_SCAN_WRITE = re.compile(r"\b(?:insert|update|delete|replace|into|for\s+update|lock\s+in\s+share\s+mode|for\s+share)\b", re.I)
+
+
+def _scan_unquote(ident: str) -> str:
+    return ident[1:-1].replace("``", "`") if ident.startswith("`") else ident
+
+
+def scan_read(sql: str) -> Analysis | None:
+    """The Analysis of a plain read from its text alone (None: it may write or lock)."""
+    text = _SCAN_NOISE.sub(" ", sql)
+    if _SCAN_WRITE.search(text):
+        return None
+    refs: list[TableRef] = []
+    for m in _SCAN_TABLE.finditer(text):
+        first, second = _scan_unquote(m.group(1)), m.group(2)
+        ref = TableRef(None, first) if second is None else TableRef(first, _scan_unquote(second))
+        if ref.name.lower() not in ("select", "dual", "values", "lateral", "json_table") and ref not in refs:
+            refs.append(ref)
+    return Analysis(
+        kind=Kind.SELECT, writes=(), reads=tuple(refs), scanned=True,
+        uses_last_insert_id=bool(_LAST_INSERT_ID.search(text)), uses_rand=bool(_RAND.search(text)),
+        uses_lock_functions=bool(_LOCK_FUNCTIONS.search(text)), uses_connection_id=bool(_CONNECTION_ID.search(text)),
+    )
+
+
 def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
     """Parse one DML statement and extract what routing needs."""
     text = _REPLACE_HEAD.sub(r"\1INSERT", sql, count=1) if kind is Kind.REPLACE else sql
-    tree = _parse(text)
+    try:
+        tree = _parse(text)
+    except SqlError as e:
+        if e.errno != ER_PARSE or kind is not Kind.SELECT:
+            raise
+        scanned = scan_read(sql)
+        if scanned is None:
+            raise
+        return scanned
     if isinstance(tree, exp.Command):
         raise unsupported(f"this form of {kind.value.upper()} statement")
 

@@ -82,7 +82,7 @@ ERRORS = [
     ("LOCK TABLES users WRITE", None, 1235, "42000"),
     ("SELECT 1; SELECT 2", None, 1235, "42000"),
     ("SELEC 1", None, 1064, "42000"),
-    ("SELECT * FROM users WHERE", None, 1064, "42000"),
+    ("UPDATE users SET WHERE", None, 1064, "42000"),  # a write the parser cannot read is never guessed
 ]
 
 

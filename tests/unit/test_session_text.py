@@ -84,7 +84,7 @@ def test_cached_errors_do_not_grow_and_huge_shapes_are_not_cached():
     depths = []
     for _ in range(5):
         with pytest.raises(SqlError) as info:
-            cache.get("SELECT FROM WHERE", Kind.SELECT)
+            cache.get("UPDATE SET WHERE", Kind.UPDATE)
         tb, depth = info.value.__traceback__, 0
         while tb is not None:
             depth, tb = depth + 1, tb.tb_next

@@ -65,7 +65,7 @@ def test_cache_caches_errors_too():
     cache = AnalysisCache()
     for _ in range(2):
         with pytest.raises(SqlError):
-            cache.get("SELECT * FROM WHERE", Kind.SELECT)
+            cache.get("UPDATE SET WHERE", Kind.UPDATE)
     assert cache.misses == 1
 
 
