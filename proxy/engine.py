@@ -35,17 +35,16 @@ from __future__ import annotations
 
 import logging
 import random
-import re
-import uuid
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from minisql.errors import CR_SERVER_LOST, ER_UNKNOWN, SqlError
+from minisql.errors import CR_SERVER_LOST, ER_UNKNOWN, SqlError, unsupported
 
 from . import metrics
 from .backend import QueryResult, ResultStream
 from .planner import LocalResult, RoutingSnapshot
+from .pinning import order_by_key, substitute_uuids, table_key
 from .sessionstate import EndTransaction, SessionState
 from .statements import ROW_COUNT, substitute_last_insert_id, substitute_row_count
 from .txn import Event
@@ -159,18 +158,6 @@ def _session_values(sql: str, state: SessionState, last_insert_id: bool) -> str:
     return sql
 
 
-_UUID_CALL = re.compile(
-    r"""('[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"|`[^`]*`|/\*.*?\*/)|\buuid\s*\(\s*\)""",
-    re.I | re.S,
-)
-
-
-def substitute_uuids(sql: str) -> str:
-    """Each UUID() call (outside strings and comments) as a fresh version-1 UUID
-    literal, as MariaDB's UUID() makes them."""
-    return _UUID_CALL.sub(lambda m: m.group(1) or f"'{uuid.uuid1()}'", sql)
-
-
 def _pinned(ts: float, seeds: tuple[int, int] | None, insert_id: int = 0, statement_vars: str = "") -> str:
     parts = [statement_vars] if statement_vars else []
     parts.append(f"timestamp={ts:.6f}")
@@ -192,6 +179,7 @@ class FanOutWrite:
     statement_vars: str = ""  # SET STATEMENT <these> FOR ...: merged into the pinning prefix
     local_infile: bool = False  # LOAD DATA LOCAL: the client's file goes to every copy (localinfile.py)
     uuids: bool = False  # UUID() in INSERT ... VALUES: evaluated here, once per call, the same literal on every copy
+    key_order: tuple[str, str] | None = None  # UPDATE/DELETE ... LIMIT without ORDER BY: ordered by this table's key
     label: str = "write"
     epoch: int = -1
     clock: Any = field(default=time.time, compare=False, repr=False)
@@ -204,6 +192,8 @@ class FanOutWrite:
         if self.uuids:
             sql = substitute_uuids(sql)
         primary, replicas = self.regions[0], self.regions[1:]
+        if self.key_order is not None:
+            sql = order_by_key(sql, await table_key(vc, primary, self.key_order))
         infile = vc.local_infile(keep=bool(replicas)) if self.local_infile else None
         if not replicas:
             result = await vc.run(primary, sql, prefix=f"SET STATEMENT {self.statement_vars} FOR " if self.statement_vars else "",
@@ -278,6 +268,8 @@ class FanOutWrite:
             out["local_infile"] = True
         if self.uuids:
             out["uuid_literals"] = True
+        if self.key_order is not None:
+            out["order_by_key"] = ".".join(self.key_order)
         return out
 
 

@@ -329,7 +329,7 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         return Local(p.local, epoch=epoch)
     if p.op is Op.WRITE:
         uuids = analysis is not None and analysis.uuid_once and len(p.regions) > 1
-        return FanOutWrite(p.sql, p.regions, p.uses_rand, p.uses_last_insert_id, uuids=uuids, epoch=epoch)
+        return FanOutWrite(p.sql, p.regions, p.uses_rand, p.uses_last_insert_id, uuids=uuids, key_order=p.key_order, epoch=epoch)
     if p.op is Op.READ:
         return Route(p.sql, p.regions[0], last_insert_id=p.uses_last_insert_id, epoch=epoch)
     if p.op is Op.STICKY:
@@ -394,7 +394,7 @@ def _plan_session_functions(p: Plan, sql: str, snap: RoutingSnapshot, state: Ses
     if not analysis.uses_lock_functions:
         if p.op is Op.WRITE:
             return FanOutWrite(sql, p.regions, p.uses_rand, p.uses_last_insert_id, uuids=analysis.uuid_once and len(p.regions) > 1,
-                               epoch=p.epoch)
+                               key_order=p.key_order, epoch=p.epoch)
         region = p.regions[0] if p.op is Op.READ else None
         return Route(sql, region, last_insert_id=p.uses_last_insert_id, label="read" if region else "any",
                      connection_id=True, epoch=p.epoch)

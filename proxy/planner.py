@@ -87,6 +87,7 @@ class Plan:
     epoch: int = -1
     analysis: Analysis | None = None  # DML: the facts planbuilder needs beyond routing (lock functions, CONNECTION_ID())
     catalog_keys: tuple[str, str] | None = None  # CATALOG: each row's schema and table columns
+    key_order: tuple[str, str] | None = None  # UPDATE/DELETE ... LIMIT: ordered by this table's key (engine.KeyOrder)
 
 
 # -- helpers -------------------------------------------------------------------
@@ -171,7 +172,7 @@ def _write_regions(analysis: Analysis, writes: tuple[TablePlacement, ...], reads
     if len(regions) > 1:
         if analysis.nondeterministic and not analysis.uuid_once:  # (SYSDATE() is made NOW(), pinned: plan_dml; UUID() in VALUES: a literal)
             raise unsupported(f"{analysis.nondeterministic} in a write to a replicated table (each copy would get a different value)")
-        if analysis.unordered_limit:
+        if analysis.unordered_limit and len(writes) != 1:
             raise unsupported(
                 f"{analysis.kind.value.upper()} ... LIMIT without ORDER BY on a replicated table (the copies could change different rows)"
             )
@@ -261,6 +262,7 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
         Op.WRITE, sql, regions, analysis.kind, writes + reads,
         uses_rand=analysis.uses_rand, uses_last_insert_id=analysis.uses_last_insert_id, epoch=snap.epoch,
         analysis=analysis,
+        key_order=(writes[0].database, writes[0].name) if analysis.unordered_limit and len(regions) > 1 else None,
     )
 
 

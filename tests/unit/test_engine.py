@@ -253,3 +253,21 @@ def test_uuid_in_insert_values_is_one_literal_per_call_the_same_on_every_copy():
     c2 = LoggingCursor(respond=lambda region, sql: ok_result(2))
     run(c2, "INSERT INTO users (id, token) VALUES (1, UUID()), (2, 'uuid()')")
     assert [sql for _, sql in c2.log if "INSERT" in sql][0] != writes[0]  # fresh values each run
+
+
+def test_update_limit_without_order_by_is_ordered_by_the_primary_key_on_every_copy():
+    from proxy.protocol import lenenc_str
+
+    def keys(region, sql):
+        if sql.startswith("SHOW KEYS"):
+            def row(*v):
+                return b"".join(b"\xfb" if x is None else lenenc_str(x.encode()) for x in v)
+            rows = [row("users", "0", "PRIMARY", "2", "b", "A", "1", None, None, "", "BTREE", "", "", "NO"),
+                    row("users", "0", "PRIMARY", "1", "a", "A", "1", None, None, "", "BTREE", "", "", "NO")]
+            return QueryResult([b"c"] * 14, rows, 2, 0, 0, 0, b"")
+        return ok_result(1)
+
+    c = LoggingCursor(respond=keys)
+    run(c, "DELETE FROM users WHERE name = 'limit' LIMIT 1")
+    deletes = [sql for _, sql in c.log if "DELETE" in sql]
+    assert deletes == [PIN + "DELETE FROM users WHERE name = 'limit' ORDER BY `a`, `b` LIMIT 1"] * 2

@@ -1,0 +1,80 @@
+"""Making a write come out the same on every copy, beyond SET STATEMENT pinning
+(engine.FanOutWrite pins NOW(), RAND() and insert ids with `_pinned`):
+
+* `substitute_uuids`: in INSERT ... VALUES each UUID() call is evaluated once,
+  so the proxy evaluates it and sends the literal to every copy;
+* `order_by_key`: UPDATE/DELETE ... LIMIT without ORDER BY may change
+  different rows on each copy (MariaDB's "unsafe for statement-based
+  replication"); ordered by the table's primary key (or a unique key of NOT
+  NULL columns, `table_key`, read from the primary once per placement epoch),
+  every copy picks the same rows.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import TYPE_CHECKING
+
+from minisql.errors import unsupported
+
+from .protocol import text_row
+
+if TYPE_CHECKING:
+    from .engine import VCursor
+
+_UUID_CALL = re.compile(
+    r"""('[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"|`[^`]*`|/\*.*?\*/)|\buuid\s*\(\s*\)""",
+    re.I | re.S,
+)
+
+
+_KEYS: dict[tuple[str, str, int], tuple[str, ...]] = {}  # (db, table, placement epoch) -> key columns
+
+
+async def table_key(vc: "VCursor", region: str, table: tuple[str, str]) -> tuple[str, ...]:
+    """The columns of the table's primary key (else of a unique key of NOT NULL
+    columns), read from `region` once per placement epoch."""
+    cached = _KEYS.get((*table, vc.snapshot.epoch))
+    if cached is not None:
+        return cached
+    db, name = table
+    quoted = "`" + db.replace("`", "``") + "`.`" + name.replace("`", "``") + "`"
+    result = await vc.run(region, f"SHOW KEYS FROM {quoted}", join=False)
+    keys: dict[str, list[tuple[int, str, bool]]] = {}
+    unique: dict[str, bool] = {}
+    for raw in result.rows:
+        v = [x.decode("utf8", "surrogateescape") if x is not None else None for x in text_row(raw)]
+        # Table, Non_unique, Key_name, Seq_in_index, Column_name, Collation, Cardinality, Sub_part, Packed, Null, ...
+        keys.setdefault(v[2] or "", []).append((int(v[3] or 0), v[4] or "", (v[9] or "") == "YES"))
+        unique[v[2] or ""] = v[1] == "0"
+    chosen = keys.get("PRIMARY") or next(
+        (cols for k, cols in keys.items() if unique.get(k) and not any(weak for _, _, weak in cols)), None)
+    if not chosen:
+        raise unsupported(f"UPDATE/DELETE ... LIMIT without ORDER BY on the replicated table {db}.{name}, which has no "
+                          "primary or NOT NULL unique key to order by (the copies could change different rows)")
+    columns = tuple(c for _, c, _ in sorted(chosen))
+    if len(_KEYS) > 4096:
+        _KEYS.clear()
+    _KEYS[(db, name, vc.snapshot.epoch)] = columns
+    return columns
+
+
+_TRAILING_LIMIT = re.compile(r"\blimit\s+[^\s;]+\s*;?\s*$", re.I)
+_QUOTED = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"|`[^`]*`")
+
+
+def order_by_key(sql: str, columns: tuple[str, ...]) -> str:
+    """`... LIMIT n` as `... ORDER BY <key> LIMIT n`: every copy picks the same rows."""
+    blanked = _QUOTED.sub(lambda m: "x" * len(m.group()), sql)
+    m = _TRAILING_LIMIT.search(blanked)
+    if m is None:
+        raise unsupported("this form of UPDATE/DELETE ... LIMIT on a replicated table (add ORDER BY)")
+    order = ", ".join("`" + c.replace("`", "``") + "`" for c in columns)
+    return f"{sql[:m.start()]}ORDER BY {order} {sql[m.start():]}"
+
+
+def substitute_uuids(sql: str) -> str:
+    """Each UUID() call (outside strings and comments) as a fresh version-1 UUID
+    literal, as MariaDB's UUID() makes them."""
+    return _UUID_CALL.sub(lambda m: m.group(1) or f"'{uuid.uuid1()}'", sql)
