@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 
 from minisql.errors import SqlError
 
@@ -120,13 +120,13 @@ class ResultStream:
     """A result being read from a backend: its head now, its rows in batches.
 
     `fields is None`: an OK result (`affected_rows`... are set).  Otherwise
-    iterate `batches()` to the end; then `warnings` and `server_status` are the
+    call `next_batch()` until it returns None; then `warnings` and `server_status` are the
     final EOF's.  `more_results` tells whether another result follows (a CALL);
     `next_result()` reads its head.  A stream not read to its end must be
     `abort()`ed: the connection is then closed.
     """
 
-    __slots__ = ("conn", "fields", "affected_rows", "insert_id", "warnings", "server_status", "info", "done", "cursor")
+    __slots__ = ("conn", "fields", "affected_rows", "insert_id", "warnings", "server_status", "info", "done", "cursor", "_error")
 
     def __init__(self, conn: "BackendConnection") -> None:
         self.conn = conn
@@ -138,6 +138,7 @@ class ResultStream:
         self.info = b""
         self.done = True
         self.cursor = False  # a COM_STMT_EXECUTE that opened a cursor: rows come by COM_STMT_FETCH
+        self._error: BackendError | None = None  # an ERR after rows, raised by the next next_batch()
 
     @property
     def more_results(self) -> bool:
@@ -145,7 +146,9 @@ class ResultStream:
 
     async def _read_head(self) -> None:
         conn = self.conn
-        first = await conn._read()
+        first = conn._take()  # (buffered packets are taken without a coroutine call each)
+        if first is None:
+            first = await conn._read()
         kind = first[0] if first else 0
         if kind == 0x00:
             self.fields = None
@@ -161,8 +164,13 @@ class ResultStream:
             await self._read_head()
             return
         count, _ = read_lenenc_int(first, 0)
-        fields = [await conn._read() for _ in range(count or 0)]
-        eof = await conn._read()
+        fields = []
+        for _ in range(count or 0):
+            field = conn._take()
+            fields.append(field if field is not None else await conn._read())
+        eof = conn._take()
+        if eof is None:
+            eof = await conn._read()
         if not is_eof(eof):
             conn._broken("expected EOF after column definitions")
         self.fields = fields
@@ -174,10 +182,16 @@ class ResultStream:
         else:
             self.done = False
 
-    async def batches(self) -> AsyncIterator[list[bytes]]:
-        """Row payloads in batches of about BATCH_BYTES, until the final EOF.
-        An ERR packet in place of the EOF (e.g. the query was killed) raises
-        BackendError after the rows before it were yielded."""
+    async def next_batch(self) -> list[bytes] | None:
+        """The next row payloads (about BATCH_BYTES, never empty), or None after
+        the final EOF.  An ERR packet in place of the EOF (e.g. the query was
+        killed) raises BackendError once the rows before it were returned.
+        A coroutine, not an async generator: the event loop tracks every
+        async generator in a WeakSet, a cost the fast path pays per result."""
+        error = self._error
+        if error is not None:
+            self._error = None
+            raise error
         conn = self.conn
         while not self.done:
             batch = await conn._read_batch()
@@ -191,16 +205,19 @@ class ResultStream:
                 batch.pop()
                 self.done = True
                 conn._settle(0)
+                error = BackendError(*_error_args(last))
                 if batch:
-                    yield batch
-                raise BackendError(*_error_args(last))
+                    self._error = error
+                    return batch
+                raise error
             if batch:
-                yield batch
+                return batch
+        return None
 
     async def read_all(self) -> QueryResult:
         rows: list[bytes] = []
         if self.fields is not None:
-            async for batch in self.batches():
+            while (batch := await self.next_batch()) is not None:
                 rows.extend(batch)
         result = QueryResult(self.fields, rows, self.affected_rows if self.fields is None else len(rows), self.insert_id,
                              self.warnings, self.server_status, self.info)
@@ -567,7 +584,9 @@ class BackendConnection:
     async def execute_stream(self, payload: bytes) -> ResultStream:
         """COM_STMT_EXECUTE with a complete payload (statement id first)."""
         self._command(COM_STMT_EXECUTE, payload)
-        return await self._head()
+        stream = ResultStream(self)
+        await stream._read_head()
+        return stream
 
     async def fetch_stream(self, stmt_id: int, rows: int) -> ResultStream:
         """COM_STMT_FETCH on an open cursor: rows until an EOF."""

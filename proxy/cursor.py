@@ -95,9 +95,13 @@ class SessionBackends:
         except BackendError as e:
             raise e.to_sql_error()
         except (BackendLost, OSError) as e:
-            state.lost(conn.region_id)
-            self.drop(conn.region_id)
-            raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{conn.region_id}' during query: {e}")
+            raise self.lost(conn, state, e) from None
+
+    def lost(self, conn: BackendConnection, state: SessionState, e: Exception) -> SqlError:
+        """A broken connection: dropped, the state told (the transaction lost a participant); 2013."""
+        state.lost(conn.region_id)
+        self.drop(conn.region_id)
+        return SqlError(CR_SERVER_LOST, f"Lost connection to region '{conn.region_id}' during query: {e}")
 
     def any_region(self, snap: RoutingSnapshot) -> str:
         if self.last is not None and not self.last.closed and self.last.region_id in snap.regions:
@@ -196,6 +200,31 @@ class SessionCursor(CursorBase):
         conn = await backends.get(region, self.snapshot, self.state)
         backends.last = conn
         return await self.call(conn, conn.query_stream(sql.encode(conn.sql_encoding, "surrogateescape")))
+
+    async def stream(self, region: str, sql: str) -> ResultStream:
+        """CursorBase.stream, flattened for the fast path (a read on an open
+        connection outside a transaction): every coroutine level here is
+        re-entered on each wake-up of the statement."""
+        conn = await self.connection(region)
+        try:
+            return await conn.query_stream(sql.encode(conn.sql_encoding, "surrogateescape"))
+        except BackendError as e:
+            raise e.to_sql_error()
+        except (BackendLost, OSError) as e:
+            raise self.backends.lost(conn, self.state, e) from None
+
+    async def connection(self, region: str) -> BackendConnection:
+        """The session's connection to `region`, in the open transaction there,
+        with the session's database: the last connection this statement used."""
+        state = self.state
+        if state.tx.active and region not in state.participants:
+            await self.join(region)
+        backends = self.backends
+        conn = backends.conns.get(region)
+        if conn is None or conn.closed or (state.database is not None and state.database != conn.current_db):
+            conn = await backends.get(region, self.snapshot, state)
+        backends.last = conn
+        return conn
 
     async def call(self, conn: BackendConnection, call: Any) -> Any:
         """SessionBackends.call with this statement's session state."""

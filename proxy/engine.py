@@ -129,7 +129,7 @@ class Route:
 
     async def execute(self, vc: VCursor) -> Reply:
         state = vc.state
-        state.on(Event.STATEMENT)
+        state.statement()
         region = self.region or (vc.last_region() if self.sticky else None) or vc.any_region()
         if self.lock:
             state.lock_region = region  # its locks die with a change of lock region (cluster.py)

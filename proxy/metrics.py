@@ -1,27 +1,60 @@
 """Prometheus metrics of the proxy (served by `minisql proxy --metrics-port`)."""
 
-from prometheus_client import Counter, Gauge, Histogram
+from bisect import bisect_left
+from typing import Iterator
 
-QUERIES = Counter("minisql_proxy_queries_total", "Statements handled, by the primitive that ran them", ["op"])
-_QUERY_CHILDREN: dict[str, object] = {}
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+class StatementMetrics:
+    """`minisql_proxy_queries_total{op}` and `minisql_proxy_query_seconds{op="query"}`,
+    counted in plain Python numbers and exported at scrape time (a Collector).
+
+    Why not prometheus_client's Counter and Histogram: every `inc()`/`observe()`
+    takes a lock and checks observability (~1.4 us per statement, 2 % of the
+    proxy's CPU on a point select).  The event loop is the only writer; a
+    scrape (another thread) copies under the GIL, so it may see a statement's
+    count before its latency, never a torn number.
+    """
+
+    BOUNDS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.buckets = [0] * (len(self.BOUNDS) + 1)  # the last: above every bound
+        self.total = 0.0
+
+    def count(self, label: str) -> None:
+        counts = self.counts
+        counts[label] = counts.get(label, 0) + 1
+
+    def observe(self, seconds: float) -> None:
+        self.buckets[bisect_left(self.BOUNDS, seconds)] += 1
+        self.total += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        queries = CounterMetricFamily("minisql_proxy_queries", "Statements handled, by the primitive that ran them", labels=["op"])
+        for label, n in sorted(self.counts.copy().items()):
+            queries.add_metric([label], n)
+        yield queries
+        latency = HistogramMetricFamily("minisql_proxy_query_seconds",
+                                        "Time from receiving a statement to having its reply ready, by plan opcode", labels=["op"])
+        buckets, cumulative, out = list(self.buckets), 0, []
+        for bound, n in zip((*self.BOUNDS, float("inf")), buckets):
+            cumulative += n
+            out.append((floatToGoString(bound), cumulative))
+        latency.add_metric(["query"], out, self.total)
+        yield latency
 
 
-def count_query(label: str) -> None:
-    """QUERIES[label] += 1 with the child resolved once (`.labels()` costs ~5 us)."""
-    child = _QUERY_CHILDREN.get(label)
-    if child is None:
-        child = _QUERY_CHILDREN[label] = QUERIES.labels(label)
-    child.inc()  # type: ignore[attr-defined]
+STATEMENTS = StatementMetrics()
+REGISTRY.register(STATEMENTS)  # type: ignore[arg-type]
+count_query = STATEMENTS.count
+observe_query = STATEMENTS.observe
 
 
 ERRORS = Counter("minisql_proxy_errors_total", "Errors sent to clients, by MySQL errno", ["errno"])
-LATENCY = Histogram(
-    "minisql_proxy_query_seconds",
-    "Time from receiving a statement to having its reply ready, by plan opcode",
-    ["op"],
-    buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
-)
-QUERY_LATENCY = LATENCY.labels("query")
 SESSIONS = Gauge("minisql_proxy_sessions", "Client sessions open")
 BACKEND_CONNECTS = Counter("minisql_proxy_backend_connects_total", "Backend connections handed to sessions", ["region"])
 PLAN_CACHE = Counter("minisql_proxy_plan_cache_total", "Statement analysis cache lookups", ["result"])

@@ -63,9 +63,19 @@ class SessionState:
     @property
     def server_status(self) -> int:
         """Status flags of OK/EOF packets: transaction state and NO_BACKSLASH_ESCAPES."""
-        return self.tx.server_status | (SERVER_STATUS_NO_BACKSLASH_ESCAPES if self.no_backslash_escapes else 0)
+        tx = self.tx  # TxState.server_status inlined: read twice per statement
+        return (1 if tx.active else 0) | (2 if tx.autocommit else 0) | (SERVER_STATUS_NO_BACKSLASH_ESCAPES if self.no_backslash_escapes else 0)
 
     # -- transaction events --------------------------------------------------------------
+    def statement(self) -> None:
+        """Event.STATEMENT, with the transition table's answer for the common
+        case (autocommit, or a transaction already open: nothing changes) taken
+        without building the event's result."""
+        tx = self.tx
+        if tx.autocommit or tx.active:
+            return
+        self.on(Event.STATEMENT)
+
     def on(self, event: Event, *, begin_sql: str = "START TRANSACTION", savepoint: str = "") -> tuple[EndTransaction, ...]:
         """Feed one transaction event; returns the backend work to do, in order."""
         self.tx, effects = transition(self.tx, event, begin_sql=begin_sql, savepoint=savepoint)

@@ -54,6 +54,7 @@ from .protocol import (
     SERVER_MORE_RESULTS_EXISTS,
     SERVER_STATUS_CURSOR_EXISTS,
     SERVER_STATUS_LAST_ROW_SENT,
+    lenenc_int,
     lenenc_str,
     make_eof,
     make_error,
@@ -92,10 +93,11 @@ class ProxyConnection(Connection):
         self.nonce = b""
         self.secure = False  # TLS, from the SSLRequest on; COM_CHANGE_USER's REQUIRE SSL check reads it
         self._deprecate_eof = False  # the client's CLIENT_DEPRECATE_EOF, read once at login
+        self._multi_statements = False  # CLIENT_MULTI_STATEMENTS, read once at login (an IntFlag test costs ~1 us)
         self._big_packet = b""  # a big COM_QUERY on its way to handle_big_query
 
     def _status(self) -> int:
-        return self.session.server_status
+        return self.session.state.server_status
 
     def _login_context(self) -> LoginContext:
         return LoginContext(
@@ -126,6 +128,7 @@ class ProxyConnection(Connection):
                 response = login.response
                 self.capabilities = response.capabilities
                 self._deprecate_eof = Capabilities.CLIENT_DEPRECATE_EOF in response.capabilities
+                self._multi_statements = Capabilities.CLIENT_MULTI_STATEMENTS in response.capabilities
                 self.max_packet_size = response.max_packet_size
                 self.client_connect_attrs = response.connect_attrs
                 self.client_plugin_name = response.client_plugin
@@ -377,7 +380,7 @@ class ProxyConnection(Connection):
         await stream.write(self._end_packet(result.warnings, status))
 
     def _write_head(self, fields: list[bytes], status: int) -> None:
-        head = [packets.make_column_count(capabilities=self.capabilities, column_count=len(fields))]
+        head = [lenenc_int(len(fields))]  # the column count (CLIENT_OPTIONAL_RESULTSET_METADATA is not offered)
         head.extend(fields)
         if not self._deprecate_eof:
             head.append(make_eof(status=status, warnings=0))
@@ -398,14 +401,14 @@ class ProxyConnection(Connection):
                     await stream.write(make_ok(affected_rows=result.affected_rows, insert_id=result.insert_id,
                                                status=status, warnings=result.warnings, info=result.info))
                 elif result.cursor:  # rows follow by COM_STMT_FETCH
-                    head = [packets.make_column_count(capabilities=self.capabilities, column_count=len(result.fields))]
+                    head = [lenenc_int(len(result.fields))]
                     head.extend(result.fields)
                     head.append(self._end_packet(result.warnings, status | SERVER_STATUS_CURSOR_EXISTS))
                     stream.write_many(head)
                     await stream.drain()
                 else:
                     self._write_head(result.fields, status)
-                    async for batch in result.batches():
+                    while (batch := await result.next_batch()) is not None:
                         stream.write_many(batch)
                         if stream.pending >= FLUSH_AT:  # one write for a small result, bounded memory for a big one
                             await stream.drain()
@@ -448,10 +451,14 @@ class ProxyConnection(Connection):
         # The SQL text stays the client's bytes: bytes that are not valid in its
         # character set are carried as surrogates and re-encoded unchanged for
         # the regions (backend.py), so MariaDB judges them, as it would directly.
-        await self._handle_sql(data.decode(self.client_charset.codec, "surrogateescape"))
+        sql = data.decode(self.client_charset.codec, "surrogateescape")
+        if self._multi_statements and ";" in sql:
+            await self._handle_sql(sql)
+        else:  # one level less on the fast path: every level is re-entered at each wake-up
+            await self._run_statement(sql, more=False)
 
     async def _handle_sql(self, sql: str) -> None:
-        statements = split_statements(sql) if Capabilities.CLIENT_MULTI_STATEMENTS in self.capabilities else None
+        statements = split_statements(sql) if self._multi_statements else None
         if statements is None:
             await self._run_statement(sql, more=False)
             return
@@ -476,7 +483,7 @@ class ProxyConnection(Connection):
             log.exception("internal error on %r", sql[:200])
             await self.write_error(SqlError(ER_UNKNOWN, f"Internal proxy error: {type(e).__name__}: {e}"))
             return False
-        metrics.QUERY_LATENCY.observe(time.perf_counter() - started)
+        metrics.observe_query(time.perf_counter() - started)
         await self.write_reply(reply, more=more)
         return True
 
@@ -536,7 +543,7 @@ class ProxyConnection(Connection):
         request = parse_execute(stmt, data)
         started = time.perf_counter()
         reply = await self.session.execute_prepared(stmt, request)
-        metrics.QUERY_LATENCY.observe(time.perf_counter() - started)
+        metrics.observe_query(time.perf_counter() - started)
         if stmt.route is Route.RELAY:
             await self.write_reply(reply)  # binary rows, relayed as they come
         else:
@@ -572,7 +579,7 @@ class ProxyConnection(Connection):
         reply = await self.session.fetch_prepared(stmt, rows)
         result = reply.stream
         try:
-            async for batch in result.batches():
+            while (batch := await result.next_batch()) is not None:
                 self.stream.write_many(batch)
                 await self.stream.drain()
             status = self._status() | (result.server_status & (SERVER_STATUS_CURSOR_EXISTS | SERVER_STATUS_LAST_ROW_SENT))
