@@ -120,9 +120,21 @@ class BoundedStream:
         return len(self._buffer)
 
     def write_many(self, packets: Sequence[bytes]) -> None:
-        """Frame packets into the buffer without sending (the next drain sends)."""
+        """Frame packets into the buffer without sending (the next drain sends).
+        `_frame` inlined for packets under 16 MiB: rows come through here."""
+        buf = self._buffer
+        seq = self.seq
         for data in packets:
-            self._frame(data)
+            n = len(data)
+            if n >= _MAX_PAYLOAD:
+                self.seq = seq
+                self._frame(data)
+                seq = self.seq
+                continue
+            buf += bytes((n & 0xFF, (n >> 8) & 0xFF, n >> 16, seq))
+            buf += data
+            seq = (seq + 1) & 0xFF
+        self.seq = seq
 
     async def write(self, data: bytes, drain: bool = True) -> None:
         self._frame(data)
