@@ -56,7 +56,7 @@ TABLE_KEYED = {
     "triggers": ("event_object_schema", "event_object_table"),
 }
 
-STRINGS = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"")
+STRINGS = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'?|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"?")  # unterminated: to the end
 _NOT_PLAIN = re.compile(
     r"\b(?:group\s+by|distinct|distinctrow|union|having|intersect|except|join|into)\b"
     r"|\b(?:count|sum|min|max|avg|group_concat|std|stddev|variance|bit_and|bit_or|bit_xor|json_arrayagg|json_objectagg)\s*\("

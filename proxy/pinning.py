@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .engine import VCursor
 
 _UUID_CALL = re.compile(
-    r"""('[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"|`[^`]*`|/\*.*?\*/)|\buuid\s*\(\s*\)""",
+    r"""('[^'\\]*(?:(?:\\.|'')[^'\\]*)*'?|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"?|`[^`]*`?|/\*.*?(?:\*/|\Z))|\buuid\s*\(\s*\)""",
     re.I | re.S,
 )
 
@@ -61,7 +61,7 @@ async def table_key(vc: "VCursor", region: str, table: tuple[str, str]) -> tuple
 
 
 _TRAILING_LIMIT = re.compile(r"\blimit\s+[^\s;]+\s*;?\s*$", re.I)
-_QUOTED = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"|`[^`]*`")
+_QUOTED = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'?|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"?|`[^`]*`?")  # unterminated: to the end
 
 
 def order_by_key(sql: str, columns: tuple[str, ...]) -> str:

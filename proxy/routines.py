@@ -32,7 +32,7 @@ from minisql.errors import SqlError, unsupported
 from .engine import EveryRegion, FanOutWrite, Primitive, Reply, Route, VCursor
 from .planner import RoutingSnapshot, read_region
 from .protocol import text_row
-from .statements import strip_leading_noise
+from .statements import STRINGS_AND_COMMENTS, strip_leading_noise
 from topology.model import TablePlacement
 
 MAX_NESTING = 4  # CALLs followed inside bodies
@@ -40,8 +40,6 @@ MAX_NESTING = 4  # CALLs followed inside bodies
 _IDENT = r"(?:`(?:[^`]|``)+`|[\w$]+)"
 _CALL = re.compile(rf"^call\s+({_IDENT})(?:\s*\.\s*({_IDENT}))?\s*(?:\(|;|$)", re.I)
 _ROUTINE_WORD = re.compile(r"\b(procedure|function)\b", re.I)
-# Strings and comments blanked before the body is scanned for table names.
-_NOISE = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"|/\*.*?\*/|--[ \t][^\n]*|#[^\n]*", re.S)
 _TABLE_AFTER = re.compile(
     rf"\b(?:from|join|into|update|table|insert(?:\s+(?:low_priority|delayed|high_priority|ignore))*(?:\s+into)?|"
     rf"replace(?:\s+(?:low_priority|delayed))*(?:\s+into)?)\s+({_IDENT})(?:\s*\.\s*({_IDENT}))?",
@@ -95,7 +93,7 @@ _HEADER = re.compile(r"^\s*create\b.*?\b(?:procedure|function)\b", re.I | re.S)
 
 def body_facts(body: str, database: str) -> BodyFacts:
     """`body`: the routine's text, with or without its CREATE ... PROCEDURE head."""
-    text = _NOISE.sub(" ", body)
+    text = STRINGS_AND_COMMENTS.sub(" ", body)
     text = _HEADER.sub(" ", text, count=1)
     tables: set[tuple[str, str]] = set()
     for m in _TABLE_AFTER.finditer(text):

@@ -286,7 +286,9 @@ def _parse(sql: str) -> exp.Expression:
 # alias) is dropped by the planner (Analysis.scanned) -- and only for reads: a
 # read sent to a region that lacks a table it missed gets MariaDB's 1146, never
 # a wrong answer; a write must never be guessed.
-_SCAN_NOISE = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"|/\*.*?\*/|--[ \t][^\n]*|#[^\n]*", re.S)
+# Each alternative runs to the end of the text when unterminated (`'?`, `\Z`): one
+# pass, never a rescan from every later quote or `/*` (a client-controlled stall).
+STRINGS_AND_COMMENTS = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'?|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"?|/\*.*?(?:\*/|\Z)|--[ \t][^\n]*|#[^\n]*", re.S)
 _SCAN_TABLE = re.compile(r"\b(?:from|join)\s+(`(?:[^`]|``)+`|[\w$]+)(?:\s*\.\s*(`(?:[^`]|``)+`|[\w$]+))?", re.I)
 _SCAN_WRITE = re.compile(r"\b(?:insert|update|delete|replace|into|for\s+update|lock\s+in\s+share\s+mode|for\s+share)\b", re.I)
 
@@ -297,7 +299,7 @@ def _scan_unquote(ident: str) -> str:
 
 def scan_read(sql: str) -> Analysis | None:
     """The Analysis of a plain read from its text alone (None: it may write or lock)."""
-    text = _SCAN_NOISE.sub(" ", sql)
+    text = STRINGS_AND_COMMENTS.sub(" ", sql)
     if _SCAN_WRITE.search(text):
         return None
     refs: list[TableRef] = []
