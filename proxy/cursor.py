@@ -188,6 +188,18 @@ class SessionCursor(CursorBase):
         backends.last = conn
         return await self.call(conn, conn.run(self._body(sql, conn.sql_encoding), prefix, infile))
 
+    def client_status(self) -> dict[str, str]:
+        """The session status variables about the client's own connection."""
+        connection = self.session.connection
+        if connection is None:
+            return {}
+        ssl_object = connection.stream.writer.get_extra_info("ssl_object") if connection.secure else None
+        return {
+            "Compression": "ON" if connection.stream.compressed else "OFF",
+            "Ssl_cipher": ssl_object.cipher()[0] if ssl_object is not None else "",
+            "Ssl_version": ssl_object.version() if ssl_object is not None else "",
+        }
+
     def local_infile(self, keep: bool) -> ClientFile:
         """The client's file for LOAD DATA LOCAL (4166 if it did not offer one)."""
         connection = self.session.connection

@@ -48,7 +48,7 @@ from .clusterplan import (
 from .catalogscatter import CatalogScatter
 from .localinfile import plan_load_data
 from .routines import CallRoutine, parse_call, plan_routine_ddl
-from .planextra import plan_lock_tables, plan_maintenance, plan_set_statement
+from .planextra import SHOW_SESSION_STATUS, SessionStatus, plan_lock_tables, plan_maintenance, plan_set_statement
 from .planner import Op, Plan, RoutingSnapshot, SessionView, plan, plan_dml
 from .prepared import placeholder_positions
 from .temptables import plan_ddl_on_temporary, plan_temporary
@@ -275,6 +275,8 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         full = match_processlist(sql)
         if full is not None:
             return ProcessList(full, epoch=epoch)
+        if SHOW_SESSION_STATUS.match(strip_leading_noise(sql)):
+            return SessionStatus(sql, epoch=epoch)
     if kind is Kind.DO:
         return _plan_do(sql, snap, state, cache)
     if kind is Kind.ACCOUNT:

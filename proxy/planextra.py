@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 from minisql.errors import ER_PARSE, SqlError, unsupported
 
-from .engine import EveryRegion, FanOutWrite, Primitive, Route
+from .engine import EveryRegion, FanOutWrite, Primitive, Reply, Route, VCursor
+from .protocol import lenenc_str, text_row
 from .planner import RoutingSnapshot, SessionView, _split_qualified, read_region, resolve_table
 from .statements import strip_leading_noise
 
@@ -179,3 +180,35 @@ def plan_lock_tables(sql: str, snap: RoutingSnapshot, session: SessionView) -> P
             by_region.setdefault(region, []).append(item.strip())
     per_region = tuple((region, "LOCK TABLES " + ", ".join(items)) for region, items in sorted(by_region.items()))
     return LockTables(per_region, epoch=snap.epoch)  # type: ignore[return-value]
+
+
+# -- SHOW [SESSION] STATUS: the client connection's own variables ---------------------------
+SHOW_SESSION_STATUS = re.compile(r"^\s*show\s+(?:(?:session|local)\s+)?status\b", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStatus:
+    """SHOW [SESSION] STATUS: a region's answer, except the variables about the
+    client's own connection, which the region cannot know (its connection is
+    the proxy's, uncompressed, over plain TCP): Compression, Ssl_cipher,
+    Ssl_version are the proxy's (VCursor.client_status)."""
+
+    sql: str
+    label: str = "any"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        vc.state.statement()
+        result = await vc.run(vc.last_region() or vc.any_region(), self.sql)
+        own = vc.client_status()
+        rows = []
+        for raw in result.rows:
+            values = text_row(raw)
+            name = (values[0] or b"").decode("ascii", "replace")
+            if name in own and len(values) == 2:
+                raw = lenenc_str(name.encode()) + lenenc_str(own[name].encode())
+            rows.append(raw)
+        return Reply(replace(result, rows=rows))
+
+    def describe(self) -> dict[str, Any]:
+        return {"SessionStatus": "any, client connection's own rows from the proxy"}

@@ -123,6 +123,19 @@ def test_100_pymysql_tls_connects_in_a_row(cluster, tls_files):
     assert failures == []
 
 
+def test_show_status_tells_the_clients_own_tls_and_compression(cluster, tls_files):
+    """The region's connection is the proxy's (plain TCP): these rows are the proxy's."""
+    conn = tls_connect(cluster, tls_files, user="app", password="s3cret")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW STATUS WHERE Variable_name IN ('Ssl_cipher', 'Ssl_version', 'Compression')")
+            status = dict(cur.fetchall())
+        assert status["Ssl_version"].startswith("TLSv1.") and status["Ssl_cipher"], status
+        assert status["Compression"] == "OFF"
+    finally:
+        conn.close()
+
+
 def test_client_hello_glued_to_the_ssl_request_is_not_lost(cluster):
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE

@@ -211,6 +211,8 @@ def test_the_compressed_protocol(cluster, db):
     assert [r[0] for r in cur.fetchall()] == [big, "small"]
     cur.execute("SELECT 1")
     assert cur.fetchall() == [(1,)]
+    cur.execute("SHOW STATUS LIKE 'Compression'")
+    assert cur.fetchall() == [("Compression", "ON")]  # the client's connection, not the region's
     prepared = conn.cursor(prepared=True)
     prepared.execute("SELECT LENGTH(body) FROM zipped WHERE id = ?", (1,))
     assert prepared.fetchall() == [(300_000,)]

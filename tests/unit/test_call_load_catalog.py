@@ -130,3 +130,14 @@ def test_a_catalog_query_keeps_each_table_once_from_its_primary():
     assert rows == [("TABLES", "r1"), ("items", "r3:items"), ("logs", "r3:logs"), ("orders", "r2:orders"),
                     ("solo", "r1:solo"), ("users", "r1:users")]
     assert len(reply.result.fields) == 2
+
+
+def test_show_status_rows_about_the_client_connection_are_the_proxys():
+    def respond(region, sql):
+        rows = [lenenc_str(b"Compression") + lenenc_str(b"OFF"), lenenc_str(b"Bytes_sent") + lenenc_str(b"42")]
+        return QueryResult([b"f", b"f"], rows, 2, 0, 0, 0, b"")
+
+    c = LoggingCursor(respond=respond)
+    reply = run(c, "SHOW STATUS")
+    from proxy.protocol import text_row
+    assert [tuple(text_row(r)) for r in reply.result.rows] == [(b"Compression", b"ON"), (b"Bytes_sent", b"42")]
