@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from minisql.errors import unsupported
 
-from .statements import SYSTEM_SCHEMAS, Analysis
+from .statements import SYSTEM_SCHEMAS, Analysis, blank_quoted
 
 INFORMATION_SCHEMA = "information_schema"
 
@@ -56,7 +56,6 @@ TABLE_KEYED = {
     "triggers": ("event_object_schema", "event_object_table"),
 }
 
-STRINGS = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'?|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"?")  # unterminated: to the end
 _NOT_PLAIN = re.compile(
     r"\b(?:group\s+by|distinct|distinctrow|union|having|intersect|except|join|into)\b"
     r"|\b(?:count|sum|min|max|avg|group_concat|std|stddev|variance|bit_and|bit_or|bit_xor|json_arrayagg|json_objectagg)\s*\("
@@ -107,7 +106,7 @@ def route_catalog(sql: str, analysis: Analysis, refs: list[tuple[str, str]], dat
             return CatalogRoute(any_region=True)
         if table is not None:
             return CatalogRoute(table=(schema, table))
-    if _NOT_PLAIN.search(STRINGS.sub("''", sql)):
+    if _NOT_PLAIN.search(blank_quoted(sql)):
         raise unsupported(f"this form of query on information_schema.{views[0].upper()} (the gateway merges only plain "
                           "row lists from several regions; name one table with TABLE_SCHEMA and TABLE_NAME)")
     return CatalogRoute(keys=keys)
@@ -115,7 +114,7 @@ def route_catalog(sql: str, analysis: Analysis, refs: list[tuple[str, str]], dat
 
 def _pinned(sql: str, keys: tuple[str, str], database: str | None) -> tuple[str, str | None] | None:
     """(schema, table or None) fixed by `schema_col = '...' [AND table_col = '...']`."""
-    if _OR.search(STRINGS.sub("''", sql)):
+    if _OR.search(blank_quoted(sql)):
         return None
     m = _PINS[keys[0]].search(sql)
     if m is None:

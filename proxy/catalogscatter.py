@@ -10,10 +10,10 @@ from typing import Any
 from minisql.errors import SqlError, unsupported
 
 from .backend import QueryResult
-from .catalog import STRINGS
 from .engine import Reply, VCursor
 from .planner import read_region
 from .protocol import lenenc_str, text_row
+from .statements import blank_quoted
 
 _ORDER_LIMIT = re.compile(
     r"\border\s+by\s+((?:[\w$`.]+(?:\s+(?:asc|desc))?\s*,\s*)*[\w$`.]+(?:\s+(?:asc|desc))?)"
@@ -39,8 +39,7 @@ HIDDEN = "__minisql_"
 def with_hidden_columns(sql: str, columns: list[str]) -> str:
     """`sql` selecting `columns` too, after its own (plain shape: the first
     FROM outside strings is the query's)."""
-    blanked = STRINGS.sub(lambda m: "'" + "x" * (len(m.group()) - 2) + "'", sql)
-    m = _FROM.search(blanked)
+    m = _FROM.search(blank_quoted(sql))
     if m is None:
         raise unsupported("a query on information_schema without FROM")
     extra = "".join(f", `{c}` AS `{HIDDEN}{i}`" for i, c in enumerate(columns))
@@ -113,13 +112,13 @@ class CatalogScatter:
 def _split_order_limit(sql: str) -> tuple[str, list[tuple[str, bool]], tuple[int, int] | None]:
     """The statement to send (no LIMIT: it applies after the merge), the ORDER
     BY columns and the LIMIT (count, offset)."""
-    blanked = STRINGS.sub(lambda m: "'" + "x" * (len(m.group()) - 2) + "'", sql)
+    blanked = blank_quoted(sql)
     m = _ORDER_LIMIT.search(blanked)
     if m is None:
         return sql, [], None
     order: list[tuple[str, bool]] = []
     if m.group(1):
-        for item in m.group(1).split(","):
+        for item in sql[m.start(1):m.end(1)].split(","):  # (the names as written: blanked has x's)
             words = item.split()
             order.append((words[0].split(".")[-1].strip("`").lower(), len(words) > 1 and words[1].lower() == "desc"))
         count, sep, second = m.group(2), m.group(3), m.group(4)

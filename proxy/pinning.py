@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from minisql.errors import unsupported
 
 from .protocol import text_row
+from .statements import blank_quoted
 
 if TYPE_CHECKING:
     from .engine import VCursor
@@ -61,13 +62,11 @@ async def table_key(vc: "VCursor", region: str, table: tuple[str, str]) -> tuple
 
 
 _TRAILING_LIMIT = re.compile(r"\blimit\s+[^\s;]+\s*;?\s*$", re.I)
-_QUOTED = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'?|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"?|`[^`]*`?")  # unterminated: to the end
 
 
 def order_by_key(sql: str, columns: tuple[str, ...]) -> str:
     """`... LIMIT n` as `... ORDER BY <key> LIMIT n`: every copy picks the same rows."""
-    blanked = _QUOTED.sub(lambda m: "x" * len(m.group()), sql)
-    m = _TRAILING_LIMIT.search(blanked)
+    m = _TRAILING_LIMIT.search(blank_quoted(sql))
     if m is None:
         raise unsupported("this form of UPDATE/DELETE ... LIMIT on a replicated table (add ORDER BY)")
     order = ", ".join("`" + c.replace("`", "``") + "`" for c in columns)

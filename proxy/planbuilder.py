@@ -50,7 +50,7 @@ from .localinfile import plan_load_data
 from .routines import CallRoutine, parse_call, plan_routine_ddl
 from .planextra import SHOW_SESSION_STATUS, SessionStatus, plan_lock_tables, plan_maintenance, plan_set_statement
 from .planner import Op, Plan, RoutingSnapshot, SessionView, plan, plan_dml
-from .prepared import placeholder_positions
+from .prepared import interpolate, placeholder_positions
 from .temptables import plan_ddl_on_temporary, plan_temporary
 from .statements import AnalysisCache, Kind, classify, strip_leading_noise
 from .txn import Event
@@ -195,16 +195,7 @@ def bind_user_variables(text: str, using: str | None, what: str) -> str:
     for v in variables:
         if not _USER_VARIABLE.match(v) and not re.fullmatch(r"[-+]?\d+(?:\.\d+)?|'(?:[^'\\]|\\.|'')*'|NULL", v, re.I):
             raise unsupported(f"EXECUTE ... USING {v[:30]} (user variables and literals only)")
-    positions = placeholder_positions(text)
-    if len(positions) != len(variables):
-        raise SqlError(1210, f"Incorrect arguments to {what}", "HY000")
-    out, last = [], 0
-    for pos, v in zip(positions, variables):
-        out.append(text[last:pos])
-        out.append(v)
-        last = pos + 1
-    out.append(text[last:])
-    return "".join(out)
+    return interpolate(text, variables, what)
 
 
 def _plan_prepared_sql(sql: str, snap: RoutingSnapshot, state: SessionView, cache: AnalysisCache, depth: int) -> Primitive:

@@ -199,7 +199,7 @@ class SessionStatus:
 
     async def execute(self, vc: VCursor) -> Reply:
         vc.state.statement()
-        result = await vc.run(vc.last_region() or vc.any_region(), self.sql)
+        result = await vc.run(vc.any_region(), self.sql)
         own = vc.client_status()
         rows = []
         for raw in result.rows:

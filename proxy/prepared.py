@@ -234,10 +234,12 @@ def placeholder_positions(sql: str) -> list[int]:
     return [m.start() for m in _PLACEHOLDER_SCAN.finditer(sql) if m.group() == "?"]
 
 
-def interpolate(sql: str, literals: list[str]) -> str:
+def interpolate(sql: str, literals: list[str], what: str = "mysqld_stmt_execute") -> str:
+    """Each `?` placeholder of `sql` replaced by the next literal (1210 naming
+    `what` when the counts differ): COM_STMT_EXECUTE and EXECUTE ... USING."""
     positions = placeholder_positions(sql)
     if len(positions) != len(literals):
-        raise _wrong("mysqld_stmt_execute")
+        raise _wrong(what)
     parts, last = [], 0
     for pos, literal in zip(positions, literals):
         parts.append(sql[last:pos])

@@ -286,6 +286,16 @@ def _parse(sql: str) -> exp.Expression:
 # alias) is dropped by the planner (Analysis.scanned) -- and only for reads: a
 # read sent to a region that lacks a table it missed gets MariaDB's 1146, never
 # a wrong answer; a write must never be guessed.
+# Quoted strings and identifiers (unterminated: to the end of the text).
+QUOTED = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'?|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"?|`[^`]*`?")
+
+
+def blank_quoted(sql: str) -> str:
+    """`sql` with every quoted string and identifier made of x's, same length:
+    keywords found in it are the statement's, and positions map back."""
+    return QUOTED.sub(lambda m: "x" * len(m.group()), sql)
+
+
 # Each alternative runs to the end of the text when unterminated (`'?`, `\Z`): one
 # pass, never a rescan from every later quote or `/*` (a client-controlled stall).
 STRINGS_AND_COMMENTS = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'?|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"?|/\*.*?(?:\*/|\Z)|--[ \t][^\n]*|#[^\n]*", re.S)

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pymysql
 
@@ -183,3 +183,30 @@ class Cluster:
             finally:
                 conn.close()
         return found
+
+
+def running_cluster(zookeeper: Any, mariadbs: Sequence[Any], credentials: Any, tmp_path_factory: Any, name: str,
+                    **start: Any) -> Iterator[Cluster]:
+    """A module fixture's body: a cluster under its own ZooKeeper root, started
+    with `start` (Cluster.start's arguments), stopped when the module is done."""
+    import uuid
+
+    cluster = Cluster(zookeeper, mariadbs, credentials, tmp_path_factory.mktemp(name), f"/{name}-{uuid.uuid4().hex[:8]}")
+    try:
+        cluster.start(**start)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def fresh_database(cluster: Cluster, prefix: str) -> str:
+    """A new database for one test (the cluster is shared by the module)."""
+    import uuid
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    conn = cluster.connect()
+    try:
+        conn.cursor().execute(f"CREATE DATABASE {name}")
+    finally:
+        conn.close()
+    return name

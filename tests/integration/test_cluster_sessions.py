@@ -10,19 +10,14 @@ import uuid
 import pymysql
 import pytest
 
-from .cluster import Cluster
+from .cluster import running_cluster
 
 LOCAL_BITS = 22
 
 
 @pytest.fixture(scope="module")
 def cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory):
-    c = Cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory.mktemp("sessions"), f"/sessions-{uuid.uuid4().hex[:8]}")
-    try:
-        c.start(users={"root": ""}, proxies=2)
-        yield c
-    finally:
-        c.stop()
+    yield from running_cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory, "sessions", users={"root": ""}, proxies=2)
 
 
 @pytest.fixture(scope="module")

@@ -10,32 +10,22 @@ import decimal
 import hashlib
 import io
 import struct
-import uuid
 
 import mysql.connector
 import pytest
 
-from .cluster import Cluster
+from .cluster import fresh_database, running_cluster
 from .rawclient import RawClient, error_code
 
 
 @pytest.fixture(scope="module")
 def cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory):
-    c = Cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory.mktemp("cluster"), f"/ps-{uuid.uuid4().hex[:8]}")
-    try:
-        c.start(users={"root": ""})
-        yield c
-    finally:
-        c.stop()
+    yield from running_cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory, "ps", users={"root": ""})
 
 
 @pytest.fixture()
 def db(cluster):
-    name = f"p_{uuid.uuid4().hex[:10]}"
-    conn = cluster.connect()
-    conn.cursor().execute(f"CREATE DATABASE {name}")
-    conn.close()
-    return name
+    return fresh_database(cluster, "p")
 
 
 def _connector(cluster, db):

@@ -6,33 +6,23 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import uuid
 
 import mysql.connector
 import pymysql
 import pytest
 
-from .cluster import Cluster
+from .cluster import fresh_database, running_cluster
 
 
 @pytest.fixture(scope="module")
 def cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory):
-    c = Cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory.mktemp("cluster"), f"/e2e-{uuid.uuid4().hex[:8]}")
-    try:
-        c.start(users={"root": "", "app": "s3cret"})
-        yield c
-    finally:
-        c.stop()
+    yield from running_cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory, "e2e", users={"root": "", "app": "s3cret"})
 
 
 @pytest.fixture()
 def db(cluster):
     """A fresh database for one test (the MariaDB servers are shared by the session)."""
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    conn = cluster.connect()
-    conn.cursor().execute(f"CREATE DATABASE {name}")
-    conn.close()
-    return name
+    return fresh_database(cluster, "t")
 
 
 def cli(cluster, sql: str, database: str | None = None, user: str = "root") -> subprocess.CompletedProcess:

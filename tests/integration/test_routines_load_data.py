@@ -4,31 +4,21 @@ mode (autocommit off) where it matters."""
 
 from __future__ import annotations
 
-import uuid
 
 import pymysql
 import pytest
 
-from .cluster import Cluster
+from .cluster import fresh_database, running_cluster
 
 
 @pytest.fixture(scope="module")
 def cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory):
-    c = Cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory.mktemp("cluster"), f"/routines-{uuid.uuid4().hex[:8]}")
-    try:
-        c.start(users={"root": ""})
-        yield c
-    finally:
-        c.stop()
+    yield from running_cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory, "routines", users={"root": ""})
 
 
 @pytest.fixture()
 def db(cluster):
-    name = f"r_{uuid.uuid4().hex[:10]}"
-    conn = cluster.connect()
-    conn.cursor().execute(f"CREATE DATABASE {name}")
-    conn.close()
-    return name
+    return fresh_database(cluster, "r")
 
 
 def default_client(cluster, db, **kwargs):

@@ -7,30 +7,23 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import uuid
 
 import pymysql
 import pytest
 
-from .cluster import Cluster
+from .cluster import fresh_database, running_cluster
 from .rawclient import RawClient
 
 
 @pytest.fixture(scope="module")
 def cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory):
-    c = Cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory.mktemp("cluster"), f"/stmts-{uuid.uuid4().hex[:8]}")
-    try:
-        c.start(users={"root": ""})
-        yield c
-    finally:
-        c.stop()
+    yield from running_cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory, "stmts", users={"root": ""})
 
 
 @pytest.fixture()
 def db(cluster):
-    name = f"s_{uuid.uuid4().hex[:10]}"
+    name = fresh_database(cluster, "s")
     conn = cluster.connect()
-    conn.cursor().execute(f"CREATE DATABASE {name}")
     conn.cursor().execute(f"CREATE TABLE {name}.t (id INT PRIMARY KEY, v INT, at DATETIME(6))")
     conn.close()
     return name

@@ -12,17 +12,12 @@ import uuid
 import pymysql
 import pytest
 
-from .cluster import Cluster
+from .cluster import running_cluster
 
 
 @pytest.fixture(scope="module")
 def cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory):
-    c = Cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory.mktemp("rights"), f"/rights-{uuid.uuid4().hex[:8]}")
-    try:
-        c.start(users={"root": ""})
-        yield c
-    finally:
-        c.stop()
+    yield from running_cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory, "rights", users={"root": ""})
 
 
 def run(conn, sql, args=None):
