@@ -34,7 +34,7 @@ from typing import Any
 from mysql_mimic.constants import KillKind
 from mysql_mimic.types import Commands
 
-from minisql.errors import ER_UNKNOWN, SqlError
+from minisql.errors import ER_CONNECTION_KILLED, ER_QUERY_INTERRUPTED, ER_UNKNOWN, SqlError
 from topology import CallTimeout, Topology, TopologyError
 from topology.proxies import ProxyInfo, ProxyRegistration, call_proxy, list_proxies, watch_proxies
 
@@ -132,10 +132,10 @@ class ClusterSessions:
         admin = may_kill_any(self._privileges(session))
         if own is not None and target == own.connection_id:
             if query:
-                raise SqlError(1317, "Query execution was interrupted", "70100")
-            own.kill(KillKind.CONNECTION)
-            await asyncio.sleep(0)  # the cancel lands here: the wire layer answers 1927 and closes
-            return ok()
+                raise SqlError(ER_QUERY_INTERRUPTED, "Query execution was interrupted", "70100")
+            # MariaDB answers its own KILL with 1927 and closes; the wire layer
+            # closes the connection after writing this error.
+            raise SqlError(ER_CONNECTION_KILLED, "Connection was killed", "70100")
         number = owner_of(target)
         if number == self.number:
             self._kill_here(target, query, account.user, admin)

@@ -188,13 +188,16 @@ class SessionCursor(CursorBase):
         backends.last = conn
         return await self.call(conn, conn.run(self._body(sql, conn.sql_encoding), prefix, infile))
 
-    def client_status(self) -> dict[str, str]:
-        """The session status variables about the client's own connection."""
+    def client_status(self, global_scope: bool) -> dict[str, str]:
+        """The status variables the proxy answers: this proxy's client connection
+        counters, and in session scope those about the client's own connection."""
+        counters = metrics.CLIENT_STATUS.variables()
         connection = self.session.connection
-        if connection is None:
-            return {}
+        if global_scope or connection is None:
+            return counters
         ssl_object = connection.stream.writer.get_extra_info("ssl_object") if connection.secure else None
         return {
+            **counters,
             "Compression": "ON" if connection.stream.compressed else "OFF",
             "Ssl_cipher": ssl_object.cipher()[0] if ssl_object is not None else "",
             "Ssl_version": ssl_object.version() if ssl_object is not None else "",

@@ -29,7 +29,7 @@ from typing import IO, AsyncIterator, Callable
 from minisql.errors import SqlError
 
 from .engine import FanOutWrite, Primitive
-from .planner import RoutingSnapshot, SessionView, _QUALIFIED, _require_live, _split_qualified, resolve_table
+from .planner import RoutingSnapshot, SessionView, QUALIFIED, require_live, split_qualified, resolve_table
 from .statements import strip_leading_noise
 
 SPOOL_IN_MEMORY = 16 << 20
@@ -38,7 +38,7 @@ CHUNK = 1 << 20  # replayed packets (MariaDB reads LOCAL data in packets of any 
 _LOAD = re.compile(
     r"^load\s+(?:data|xml)\s+(?:(?:low_priority|concurrent)\s+)?(local\s+)?infile\s+"
     r"(?:'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\")\s+"
-    rf"(?:(?:replace|ignore)\s+)?into\s+table\s+{_QUALIFIED}",
+    rf"(?:(?:replace|ignore)\s+)?into\s+table\s+{QUALIFIED}",
     re.I,
 )
 
@@ -47,10 +47,10 @@ def plan_load_data(sql: str, snap: RoutingSnapshot, state: SessionView) -> Primi
     m = _LOAD.match(strip_leading_noise(sql))
     if not m:
         raise SqlError(1064, "You have an error in your SQL syntax near 'LOAD DATA'", "42000")
-    table = resolve_table(_split_qualified(m.group(2), m.group(3)), state, snap)
+    table = resolve_table(split_qualified(m.group(2), m.group(3)), state, snap)
     regions = table.write_regions
     for region in regions:
-        _require_live(region, snap)
+        require_live(region, snap)
     return FanOutWrite(sql, regions, local_infile=m.group(1) is not None, label="load_data", epoch=snap.epoch)
 
 

@@ -48,6 +48,41 @@ class StatementMetrics:
         yield latency
 
 
+class ClientStatus:
+    """MariaDB's connection status variables as this proxy's clients see them.
+
+    A region's own counters are about the proxy's pooled connections (a client
+    that vanished without COM_QUIT never reaches them), so SHOW STATUS answers
+    these from the proxy, counted as MariaDB counts them (sql_connect.cc):
+    Connections at every accept, Aborted_connects for a failed handshake or
+    login, Aborted_clients for a logged-in client that ended other than by
+    COM_QUIT (gone, timed out, killed).  Per proxy: several proxies do not sum.
+    """
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.aborted_connects = 0
+        self.aborted_clients = 0
+        self.connected = 0
+        self.max_used = 0
+
+    def accepted(self) -> None:
+        self.connections += 1
+        self.connected += 1
+        self.max_used = max(self.max_used, self.connected)
+
+    def closed(self) -> None:
+        self.connected -= 1
+
+    def variables(self) -> dict[str, str]:
+        return {
+            "Aborted_clients": str(self.aborted_clients), "Aborted_connects": str(self.aborted_connects),
+            "Connections": str(self.connections), "Max_used_connections": str(self.max_used),
+            "Threads_connected": str(self.connected),
+        }
+
+
+CLIENT_STATUS = ClientStatus()
 STATEMENTS = StatementMetrics()
 REGISTRY.register(STATEMENTS)  # type: ignore[arg-type]
 count_query = STATEMENTS.count

@@ -48,10 +48,11 @@ from .clusterplan import (
 from .catalogscatter import CatalogScatter
 from .localinfile import plan_load_data
 from .routines import CallRoutine, parse_call, plan_routine_ddl
-from .planextra import SHOW_SESSION_STATUS, SessionStatus, plan_lock_tables, plan_maintenance, plan_set_statement
+from .planextra import SHOW_STATUS, SessionStatus, plan_lock_tables, plan_maintenance, plan_set_statement
 from .planner import Op, Plan, RoutingSnapshot, SessionView, plan, plan_dml
 from .prepared import interpolate, placeholder_positions
 from .temptables import plan_ddl_on_temporary, plan_temporary
+from .triggers import plan_show_create_trigger, plan_trigger_ddl, show_triggers_query
 from .statements import AnalysisCache, Kind, classify, strip_leading_noise
 from .txn import Event
 
@@ -266,8 +267,15 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         full = match_processlist(sql)
         if full is not None:
             return ProcessList(full, epoch=epoch)
-        if SHOW_SESSION_STATUS.match(strip_leading_noise(sql)):
-            return SessionStatus(sql, epoch=epoch)
+        status = SHOW_STATUS.match(strip_leading_noise(sql))
+        if status is not None:
+            return SessionStatus(sql, epoch=epoch, global_scope=(status.group(1) or "").lower() == "global")
+        triggers = show_triggers_query(sql, state.database)
+        if triggers is not None:
+            return plan_statement(triggers, Kind.SELECT, snap, state, cache, depth + 1)
+        create_trigger = plan_show_create_trigger(sql, snap)
+        if create_trigger is not None:
+            return create_trigger
     if kind is Kind.DO:
         return _plan_do(sql, snap, state, cache)
     if kind is Kind.ACCOUNT:
@@ -300,6 +308,8 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         return Route(sql, None, label="any", epoch=epoch)
     if kind is Kind.ROUTINE:
         return plan_routine_ddl(sql, epoch)
+    if kind is Kind.TRIGGER:
+        return plan_trigger_ddl(sql, snap, state)
     if kind is Kind.CALL:
         database, name = parse_call(sql, state.database)
         return CallRoutine(sql, database, name, epoch=epoch)

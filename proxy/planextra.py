@@ -22,14 +22,12 @@ from minisql.errors import ER_PARSE, SqlError, unsupported
 
 from .engine import EveryRegion, FanOutWrite, Primitive, Reply, Route, VCursor
 from .protocol import lenenc_str, text_row
-from .planner import RoutingSnapshot, SessionView, _split_qualified, read_region, resolve_table
+from .planner import IDENT, QUALIFIED, RoutingSnapshot, SessionView, split_qualified, read_region, resolve_table
 from .statements import strip_leading_noise
 
-_IDENT = r"(?:`[^`]+(?:``[^`]*)*`|[\w$]+)"
-_TABLE_NAME = rf"({_IDENT})(?:\s*\.\s*({_IDENT}))?"
 _MAINTENANCE = re.compile(
     r"^(analyze|optimize|repair|check|checksum)\s+(?:(?:no_write_to_binlog|local)\s+)?(table|tables)\s+", re.I)
-_TABLE_ITEM = re.compile(rf"\s*{_TABLE_NAME}\s*(,)?", re.I)
+_TABLE_ITEM = re.compile(rf"\s*{QUALIFIED}\s*(,)?", re.I)
 _CHANGES_COPIES = {"analyze", "optimize", "repair"}
 
 
@@ -50,7 +48,7 @@ def plan_maintenance(sql: str, snap: RoutingSnapshot, session: SessionView, plan
         item = _TABLE_ITEM.match(body, pos)
         if not item:
             break
-        tables.append(resolve_table(_split_qualified(item.group(1), item.group(2)), session, snap))
+        tables.append(resolve_table(split_qualified(item.group(1), item.group(2)), session, snap))
         pos = item.end()
         if not item.group(3):
             break
@@ -97,7 +95,7 @@ def plan_set_statement(sql: str, plan_inner: Callable[[str], Primitive]) -> Prim
 # -- LOCK TABLES / UNLOCK TABLES ------------------------------------------------------------------
 _LOCK = re.compile(r"^lock\s+tables?\s+", re.I)
 _LOCK_ITEM = re.compile(
-    rf"^\s*{_TABLE_NAME}(?:\s+(?:as\s+)?(?!read\b|write\b|low_priority\b)({_IDENT}))?\s+"
+    rf"^\s*{QUALIFIED}(?:\s+(?:as\s+)?(?!read\b|write\b|low_priority\b)({IDENT}))?\s+"
     r"(read(?:\s+local)?|(?:low_priority\s+)?write(?:\s+concurrent)?)\s*$", re.I)
 
 
@@ -173,7 +171,7 @@ def plan_lock_tables(sql: str, snap: RoutingSnapshot, session: SessionView) -> P
         im = _LOCK_ITEM.match(item)
         if not im:
             raise SqlError(ER_PARSE, f"You have an error in your SQL syntax near '{item.strip()[:30]}'", "42000")
-        table = resolve_table(_split_qualified(im.group(1), im.group(2)), session, snap)
+        table = resolve_table(split_qualified(im.group(1), im.group(2)), session, snap)
         for region in table.write_regions:
             if region not in snap.regions:
                 raise SqlError(2003, f"Region '{region}' is not available (failover may be in progress); try again")
@@ -182,25 +180,28 @@ def plan_lock_tables(sql: str, snap: RoutingSnapshot, session: SessionView) -> P
     return LockTables(per_region, epoch=snap.epoch)  # type: ignore[return-value]
 
 
-# -- SHOW [SESSION] STATUS: the client connection's own variables ---------------------------
-SHOW_SESSION_STATUS = re.compile(r"^\s*show\s+(?:(?:session|local)\s+)?status\b", re.I)
+# -- SHOW [SESSION|GLOBAL] STATUS: the client-facing variables from the proxy ----------------
+SHOW_STATUS = re.compile(r"^\s*show\s+(?:(session|local|global)\s+)?status\b", re.I)
 
 
 @dataclass(frozen=True, slots=True)
 class SessionStatus:
-    """SHOW [SESSION] STATUS: a region's answer, except the variables about the
-    client's own connection, which the region cannot know (its connection is
-    the proxy's, uncompressed, over plain TCP): Compression, Ssl_cipher,
-    Ssl_version are the proxy's (VCursor.client_status)."""
+    """SHOW [SESSION|GLOBAL] STATUS: a region's answer, except the variables
+    the region cannot know, which are the proxy's (VCursor.client_status):
+    about the client's own connection (Compression, Ssl_cipher, Ssl_version;
+    the region's connection is the proxy's, uncompressed, plain TCP) in
+    session scope, and about client connections (Connections, Aborted_clients,
+    Threads_connected, ...; metrics.ClientStatus) in both scopes."""
 
     sql: str
     label: str = "any"
     epoch: int = -1
+    global_scope: bool = False
 
     async def execute(self, vc: VCursor) -> Reply:
         vc.state.statement()
         result = await vc.run(vc.any_region(), self.sql)
-        own = vc.client_status()
+        own = vc.client_status(self.global_scope)
         rows = []
         for raw in result.rows:
             values = text_row(raw)
@@ -211,4 +212,6 @@ class SessionStatus:
         return Reply(replace(result, rows=rows))
 
     def describe(self) -> dict[str, Any]:
+        if self.global_scope:
+            return {"SessionStatus": "any, client connection counters from the proxy"}
         return {"SessionStatus": "any, client connection's own rows from the proxy"}

@@ -91,8 +91,8 @@ class Plan:
 
 
 # -- helpers -------------------------------------------------------------------
-_IDENT = r"(?:`[^`]+(?:``[^`]*)*`|[\w$]+)"
-_QUALIFIED = rf"({_IDENT})(?:\s*\.\s*({_IDENT}))?"
+IDENT = r"(?:`[^`]+(?:``[^`]*)*`|[\w$]+)"
+QUALIFIED = rf"({IDENT})(?:\s*\.\s*({IDENT}))?"
 
 
 def _unquote(ident: str | None) -> str | None:
@@ -103,7 +103,7 @@ def _unquote(ident: str | None) -> str | None:
     return ident
 
 
-def _split_qualified(first: str, second: str | None) -> TableRef:
+def split_qualified(first: str, second: str | None) -> TableRef:
     if second is None:
         return TableRef(None, _unquote(first) or "")
     return TableRef(_unquote(first), _unquote(second) or "")
@@ -134,7 +134,7 @@ def _is_table(ref: TableRef, session: SessionView, snap: RoutingSnapshot) -> boo
     return True
 
 
-def _require_live(region: str, snap: RoutingSnapshot) -> None:
+def require_live(region: str, snap: RoutingSnapshot) -> None:
     if region not in snap.regions:
         raise SqlError(CR_CONN_HOST_ERROR, f"Region '{region}' is not available (failover may be in progress); try again")
 
@@ -154,7 +154,7 @@ def read_region(tables: tuple[TablePlacement, ...], snap: RoutingSnapshot) -> st
     for region in preferred:
         if region in snap.regions:
             return region
-    _require_live(preferred[0], snap)
+    require_live(preferred[0], snap)
     raise AssertionError("unreachable")
 
 
@@ -183,18 +183,20 @@ def _write_regions(analysis: Analysis, writes: tuple[TablePlacement, ...], reads
 _SELECT_DATABASE = re.compile(r"^\s*select\s+((?:database|schema)\s*\(\s*\))\s*;?\s*$", re.I)
 
 
-# Schemas every region holds alike: `mysql` (accounts are kept the same on
-# every region by the account sync; time zones and help tables are installed
-# with MariaDB).  A read of them may go to any live region.
-MIRRORED_SCHEMAS = frozenset({"mysql"})
+# Schemas a read of which any live region answers.  `mysql` is alike on every
+# region (accounts are kept the same by the account sync; time zones and help
+# tables are installed with MariaDB).  `performance_schema` and `sys` describe
+# the server that answers: one region's instrumentation, as Vitess answers them
+# from any tablet (there is no cluster-wide merge of per-server counters).
+ANY_REGION_SCHEMAS = frozenset({"mysql", "performance_schema", "sys"})
 
 
-def _reads_only_mirrored(analysis: Analysis, session: SessionView) -> bool:
+def _reads_only_any_region_schemas(analysis: Analysis, session: SessionView) -> bool:
     if analysis.kind is not Kind.SELECT or analysis.writes or not analysis.reads:
         return False
     for ref in analysis.reads:
         database = ref.database or session.database
-        if database is None or database.lower() not in MIRRORED_SCHEMAS:
+        if database is None or database.lower() not in ANY_REGION_SCHEMAS:
             return False
         if getattr(session, "temp_tables", None) and (database.lower(), ref.name.lower()) in session.temp_tables:
             return False
@@ -218,7 +220,7 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
         refs = catalog_refs(analysis, session.database)
         if refs is not None:
             return _plan_catalog(sql, analysis, refs, snap, session)
-        if _reads_only_mirrored(analysis, session):
+        if _reads_only_any_region_schemas(analysis, session):
             return Plan(Op.ANY, sql, kind=analysis.kind, epoch=snap.epoch, analysis=analysis)
     if not analysis.tables:
         m = _SELECT_DATABASE.match(sql)
@@ -246,7 +248,7 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
             for t in tables[1:]:
                 if t.primary != region:
                     raise unsupported("SELECT ... FOR UPDATE across tables with different primaries")
-        _require_live(region, snap)
+        require_live(region, snap)
         return Plan(Op.READ, sql, (region,), Kind.SELECT, tables, uses_last_insert_id=analysis.uses_last_insert_id, epoch=snap.epoch,
                     analysis=analysis)
     if not writes:
@@ -255,7 +257,7 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
         raise unsupported(f"this form of {analysis.kind.value.upper()} statement (no table to write found)")
     regions = _write_regions(analysis, writes, reads)
     for region in regions:
-        _require_live(region, snap)
+        require_live(region, snap)
     if analysis.uses_sysdate and len(regions) > 1:
         sql = sysdate_as_now(sql)
     return Plan(
@@ -268,17 +270,17 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
 
 # -- SHOW / DESCRIBE -------------------------------------------------------------
 _SHOW_TABLES = re.compile(
-    rf"^show\s+(full\s+)?tables(?:\s+(?:from|in)\s+({_IDENT}))?(?:\s+like\s+'([^'\\]*(?:(?:\\.|'')[^'\\]*)*)')?\s*;?\s*$", re.I
+    rf"^show\s+(full\s+)?tables(?:\s+(?:from|in)\s+({IDENT}))?(?:\s+like\s+'([^'\\]*(?:(?:\\.|'')[^'\\]*)*)')?\s*;?\s*$", re.I
 )
 _SHOW_DATABASES = re.compile(r"^show\s+(?:databases|schemas)(?:\s+like\s+'([^'\\]*(?:(?:\\.|'')[^'\\]*)*)')?\s*;?\s*$", re.I)
 _SHOW_TABLE_META = re.compile(
-    rf"^show\s+(?:create\s+table|(?:full\s+)?(?:columns|fields)\s+(?:from|in)|(?:index|indexes|keys)\s+(?:from|in))\s+{_QUALIFIED}(?:\s+(?:from|in)\s+({_IDENT}))?",
+    rf"^show\s+(?:create\s+table|(?:full\s+)?(?:columns|fields)\s+(?:from|in)|(?:index|indexes|keys)\s+(?:from|in))\s+{QUALIFIED}(?:\s+(?:from|in)\s+({IDENT}))?",
     re.I,
 )
-_DESCRIBE_TABLE = re.compile(rf"^(?:describe|desc|explain)\s+{_QUALIFIED}(?:\s+({_IDENT}|'[^']*'))?\s*;?\s*$", re.I)
+_DESCRIBE_TABLE = re.compile(rf"^(?:describe|desc|explain)\s+{QUALIFIED}(?:\s+({IDENT}|'[^']*'))?\s*;?\s*$", re.I)
 _EXPLAIN_STMT = re.compile(r"^(?:describe|desc|explain)(?:\s+(?:extended|partitions|format\s*=\s*\w+))?\s+(?=select|insert|update|delete|replace|with|\()", re.I)
 _SHOW_TABLE_STATUS = re.compile(
-    rf"^show\s+table\s+status(?:\s+(?:from|in)\s+({_IDENT}))?\s+like\s+'([^'%_\\]+)'\s*;?\s*$", re.I
+    rf"^show\s+table\s+status(?:\s+(?:from|in)\s+({IDENT}))?\s+like\s+'([^'%_\\]+)'\s*;?\s*$", re.I
 )
 _SHOW_ANY = re.compile(
     r"^show\s+(?:(?:global|session|local)\s+)?(?:variables|status|collation|character\s+set|charset|engines|"
@@ -318,7 +320,7 @@ def plan_show(sql: str, snap: RoutingSnapshot, session: SessionView, cache: Anal
         return Plan(Op.LOCAL, local=local, epoch=snap.epoch)
     m = _SHOW_TABLE_META.match(body) or _DESCRIBE_TABLE.match(body)
     if m and not _EXPLAIN_STMT.match(body):
-        ref = _split_qualified(m.group(1), m.group(2))
+        ref = split_qualified(m.group(1), m.group(2))
         if _SHOW_TABLE_META.match(body) and m.group(3):
             ref = TableRef(_unquote(m.group(3)), ref.name if m.group(2) is None else ref.name)
         table = resolve_table(ref, session, snap)
@@ -344,7 +346,7 @@ def plan_show(sql: str, snap: RoutingSnapshot, session: SessionView, cache: Anal
     raise unsupported(f"'{body[:60]}' through the gateway")
 
 
-_USE = re.compile(rf"^use\s+({_IDENT})\s*;?\s*$", re.I)
+_USE = re.compile(rf"^use\s+({IDENT})\s*;?\s*$", re.I)
 
 
 def plan_use(sql: str, snap: RoutingSnapshot) -> Plan:

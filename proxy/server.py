@@ -107,10 +107,12 @@ class ProxyServer:
         stream = BoundedStream(reader, writer, limit=edge.preauth_packet_limit, timeout=None)
         self._open += 1
         metrics.CLIENT_CONNECTIONS.inc()
+        metrics.CLIENT_STATUS.accepted()
         user_key: list[tuple[str, str]] = []  # the account this connection counts against, once logged in
         try:
             if self._open > edge.max_connections:
                 metrics.REJECTED_MAX_CONNECTIONS.inc()
+                metrics.CLIENT_STATUS.aborted_connects += 1
                 await stream.write(make_error(1040, "08004", "Too many connections"))
                 return
             peer = writer.get_extra_info("peername")
@@ -149,6 +151,7 @@ class ProxyServer:
         finally:
             self._open -= 1
             metrics.CLIENT_CONNECTIONS.dec()
+            metrics.CLIENT_STATUS.closed()
             if user_key:
                 self._release(user_key.pop())
             stream.close_watchdog()

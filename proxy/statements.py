@@ -71,6 +71,7 @@ class Kind(Enum):
     DO = "do"  # DO expr, ...: planned like a SELECT (clusterplan.py)
     KILL = "kill"  # KILL [CONNECTION | QUERY] id: any proxy's session (cluster.py)
     ROUTINE = "routine"  # CREATE / ALTER / DROP PROCEDURE / FUNCTION: every region (routines.py)
+    TRIGGER = "trigger"  # CREATE / DROP TRIGGER: its table's write copies (triggers.py)
     CALL = "call"  # CALL proc(...): routed by the tables its body names (routines.py)
     LOAD_DATA = "load_data"  # LOAD DATA / XML [LOCAL] INFILE: a write to one table (localinfile.py)
     UNSUPPORTED = "unsupported"
@@ -133,12 +134,13 @@ _KNOWN_UNSUPPORTED = frozenset(
 )
 
 
+DEFINER = (r"definer\s*=\s*(?:'[^']*'|`[^`]*`|[\w.%-]+)(?:\s*@\s*(?:'[^']*'|`[^`]*`|[\w.%-]+))?"
+            r"(?:\s*\(\s*\))?")
 # CREATE [OR REPLACE] [DEFINER = ...] [AGGREGATE] PROCEDURE|FUNCTION, ALTER/DROP PROCEDURE|FUNCTION
-_ROUTINE_DDL = re.compile(
-    r"(?:create(?:\s+or\s+replace)?(?:\s+definer\s*=\s*(?:'[^']*'|`[^`]*`|[\w.%-]+)(?:\s*@\s*(?:'[^']*'|`[^`]*`|[\w.%-]+))?"
-    r"(?:\s*\(\s*\))?)?(?:\s+aggregate)?|alter|drop)\s+(?:procedure|function)\b",
-    re.I,
-)
+_ROUTINE_DDL = re.compile(rf"(?:create(?:\s+or\s+replace)?(?:\s+{DEFINER})?(?:\s+aggregate)?|alter|drop)\s+(?:procedure|function)\b",
+                          re.I)
+# CREATE [OR REPLACE] [DEFINER = ...] TRIGGER, DROP TRIGGER
+_TRIGGER_DDL = re.compile(rf"(?:create(?:\s+or\s+replace)?(?:\s+{DEFINER})?|drop)\s+trigger\b", re.I)
 
 
 def strip_leading_noise(sql: str) -> str:
@@ -186,6 +188,8 @@ def classify(sql: str) -> Kind:
         return Kind.LOAD_DATA
     if first in ("create", "alter", "drop") and _ROUTINE_DDL.match(body):
         return Kind.ROUTINE
+    if first in ("create", "drop") and _TRIGGER_DDL.match(body):
+        return Kind.TRIGGER
     if (first, second) == ("drop", "prepare"):
         return Kind.DEALLOCATE
     kind = _SIMPLE.get(first)

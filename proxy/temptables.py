@@ -26,7 +26,7 @@ from typing import Any
 from minisql.errors import ER_NO_DB, ER_PARSE, SqlError, unsupported
 
 from .engine import Reply, VCursor
-from .planner import RoutingSnapshot, SessionView, _split_qualified, read_region, resolve_table
+from .planner import RoutingSnapshot, SessionView, split_qualified, read_region, resolve_table
 from .statements import AnalysisCache, Kind, strip_leading_noise
 
 _IDENT = r"(?:`[^`]+(?:``[^`]*)*`|[\w$]+)"
@@ -71,7 +71,7 @@ class TempTable:
 
 
 def _key(first: str, second: str | None, session: SessionView) -> tuple[str, str]:
-    ref = _split_qualified(first, second)
+    ref = split_qualified(first, second)
     database = ref.database or session.database
     if database is None:
         raise SqlError(ER_NO_DB, "No database selected")
@@ -89,7 +89,7 @@ def plan_temporary(sql: str, kind: Kind, snap: RoutingSnapshot, session: Session
         like = _LIKE.match(rest)
         sources = ()
         if like:
-            sources = (resolve_table(_split_qualified(like.group(1), like.group(2)), session, snap),)
+            sources = (resolve_table(split_qualified(like.group(1), like.group(2)), session, snap),)
         else:
             select = _SELECT.search(rest)
             if select:

@@ -39,7 +39,7 @@ from mysql_mimic.constants import KillKind
 from mysql_mimic.stream import ConnectionClosed
 from mysql_mimic.types import Capabilities, ColumnType, Commands
 
-from minisql.errors import ER_NOT_SUPPORTED_YET, ER_UNKNOWN, SqlError
+from minisql.errors import ER_CONNECTION_KILLED, ER_QUERY_INTERRUPTED, ER_UNKNOWN, SqlError
 
 from . import metrics
 from .backend import BackendError, BackendLost, QueryResult, ResultStream
@@ -111,8 +111,14 @@ class ProxyConnection(Connection):
     async def start(self) -> None:
         self._task = asyncio.current_task()
         try:
-            if await self._connection_phase():
+            if not await self._connection_phase():
+                metrics.CLIENT_STATUS.aborted_connects += 1
+                return
+            try:
                 await self._command_phase()
+            finally:
+                if not self._quit:  # gone, timed out, killed, or failed (as MariaDB counts)
+                    metrics.CLIENT_STATUS.aborted_clients += 1
         finally:
             self._task = None
             await self.session.close()
@@ -199,7 +205,10 @@ class ProxyConnection(Connection):
                     data = await stream.read()
                 except ConnectionClosed:
                     return
-                if not data or data[0] == Commands.COM_QUIT:
+                if not data:
+                    return
+                if data[0] == Commands.COM_QUIT:
+                    self._quit = True
                     return
                 handler = handlers.get(data[0])
                 try:
@@ -233,15 +242,17 @@ class ProxyConnection(Connection):
                         raise
                     asyncio.current_task().uncancel()  # type: ignore[union-attr]
                     self._kill = None
-                    await self.write_error(SqlError(1317, "Query execution was interrupted", "70100"))
+                    await self.write_error(SqlError(ER_QUERY_INTERRUPTED, "Query execution was interrupted", "70100"))
                 finally:
                     stream.reset_seq()
-                if self.account is None:  # a failed COM_CHANGE_USER
+                if self.account is None or self._killed_itself:  # a failed COM_CHANGE_USER, KILL CONNECTION_ID()
                     return
         except asyncio.CancelledError:
             if self._kill is not KillKind.CONNECTION:
                 raise
-            await self._write_fatal(SqlError(1927, "Connection was killed", "70100"))
+            # KILL from another connection: MariaDB closes without a word, whether
+            # the connection was idle or mid-result (the client sees 2013).
+            return
         except _FATAL as e:
             if isinstance(e, ReadTimeout):
                 return  # wait_timeout: MariaDB closes the idle connection without a word; so do we
@@ -334,8 +345,13 @@ class ProxyConnection(Connection):
                 return
             yield data
 
+    _quit = False  # ended by COM_QUIT (any other end counts in Aborted_clients)
+    _killed_itself = False  # answered its own KILL: the command loop closes after this command
+
     async def write_error(self, e: SqlError) -> None:
         metrics.ERRORS.labels(str(e.errno)).inc()
+        if e.errno == ER_CONNECTION_KILLED:
+            self._killed_itself = True
         await self.stream.write(make_error(e.errno, e.sqlstate, e.message))
 
     def _end_packet(self, warnings: int, status: int | None = None) -> bytes:

@@ -220,6 +220,7 @@ class RegionTasks:
         one `START TRANSACTION WITH CONSISTENT SNAPSHOT` on the source, stream
         `SELECT <stored columns> ORDER BY <primary key>` and insert it in
         batches of COPY_BATCH_ROWS rows with parameterised multi-row INSERTs.
+        The source's triggers follow once the rows are in (_copy_triggers).
         Both sessions use time_zone '+00:00' (TIMESTAMP values are not
         shifted), the local one NO_AUTO_VALUE_ON_ZERO (a 0 in an
         AUTO_INCREMENT column stays 0) and no foreign-key checks (tables that
@@ -268,19 +269,53 @@ class RegionTasks:
                 key = [r[0] for r in await cur.fetchall()]
             await src.commit()
             rows = await self._fill_local(src, database, table, create_sql, columns, key)
+            triggers = await self._copy_triggers(src, database, table)
         finally:
             src.close()
         metrics.COPIED_ROWS.inc(rows)
         log.info(
-            "copied %s from %s (%s:%s): %d rows in %.1fs",
+            "copied %s from %s (%s:%s): %d rows, %d triggers in %.1fs",
             name,
             source.get("region_id"),
             source["host"],
             source["port"],
             rows,
+            triggers,
             time.monotonic() - started,
         )
         return {"ok": True, "rows": rows}
+
+    async def _copy_triggers(self, src: aiomysql.Connection, database: str, table: str) -> int:
+        """Re-create the source copy's triggers on the new one, after its rows are
+        in (they must not fire for the copy's own INSERTs): each as the source
+        shows it (DEFINER included: the agent's account may set any definer),
+        under the sql_mode it was created with, in firing order (each new
+        trigger of a timing and event fires after those before it)."""
+        async with src.cursor() as cur:
+            await cur.execute(
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = %s AND "
+                "EVENT_OBJECT_TABLE = %s ORDER BY ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER",
+                (database, table),
+            )
+            names = [r[0] for r in await cur.fetchall()]
+            definitions = []
+            for trigger in names:
+                await cur.execute(f"SHOW CREATE TRIGGER {qualified(database, trigger)}")
+                row = await cur.fetchone()
+                definitions.append((row[1], row[2]))  # sql_mode, SQL Original Statement
+        await src.commit()
+        if not definitions:
+            return 0
+        local = await connect(self._mysql_host, self._mysql_port, self._creds)
+        try:
+            await local.select_db(database)
+            async with local.cursor() as lcur:
+                for sql_mode, statement in definitions:
+                    await lcur.execute("SET SESSION sql_mode = %s", (sql_mode,))
+                    await lcur.execute(statement)  # no args: aiomysql does not %-format it
+        finally:
+            local.close()
+        return len(definitions)
 
     async def _fill_local(
         self,

@@ -3,6 +3,7 @@ connection ids, SHOW PROCESSLIST, KILL and GET_LOCK behave as on one MariaDB."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -148,7 +149,7 @@ def test_kill_from_one_proxy_ends_a_session_on_the_other(cluster):
         run(killer, f"KILL {victim_id}")
         with pytest.raises(pymysql.err.OperationalError) as e:
             run(victim, "SELECT 1")
-        assert e.value.args[0] in (1927, 2013)
+        assert e.value.args[0] == 2013  # MariaDB closes a connection killed by another without a word
         wait_until(lambda: victim_id not in processlist(killer), "the killed session to leave the process list")
     finally:
         killer.close()
@@ -162,6 +163,64 @@ def test_com_process_kill_reaches_the_other_proxy(cluster):
         run(victim, "SELECT 1")
     wait_until(lambda: victim_id not in processlist(killer), "the killed session to leave the process list")
     killer.close()
+
+
+def test_kill_mid_result_drops_the_connection_as_mariadb_does(cluster):
+    """A read killed while its rows stream ends as a lost connection (2013), not an
+    ERR packet in the middle of the rows (Connector/Python's Bug809033)."""
+    root = cluster.connect()
+    database = f"kill_{uuid.uuid4().hex[:6]}"
+    run(root, f"CREATE DATABASE {database}")
+    run(root, f"CREATE TABLE {database}.t (id INT PRIMARY KEY AUTO_INCREMENT, c VARCHAR(255) DEFAULT '{'a' * 255}')")
+    run(root, f"INSERT INTO {database}.t (id) VALUES " + ",".join(["(NULL)"] * 1024))
+    victim = cluster.connect(proxy=1, cursorclass=pymysql.cursors.SSCursor)
+    try:
+        cur = victim.cursor()  # not closed: PyMySQL's unbuffered cursor cannot close on a lost connection
+        cur.execute(f"SELECT x1.*, x2.* FROM {database}.t x1, {database}.t x2")
+        assert cur.fetchone() is not None  # the result streams; most of it is still to come
+        run(root, f"KILL {victim.thread_id()}")
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            while cur.fetchone() is not None:
+                pass
+        assert e.value.args[0] == 2013
+        assert not victim.open
+        cur._result = victim._result = None  # PyMySQL would try to drain the lost result when collected
+    finally:
+        run(root, f"DROP DATABASE {database}")
+        root.close()
+
+
+def test_aborted_clients_counts_a_client_gone_without_quit(cluster):
+    """SHOW GLOBAL STATUS answers the client connection counters from the proxy
+    (the regions only see its pooled connections): a clean close leaves
+    Aborted_clients alone, a dropped socket adds one (Connector/Python's test_shutdown)."""
+    observer = cluster.connect()
+
+    def status(name):
+        return int(run(observer, f"SHOW GLOBAL STATUS WHERE variable_name LIKE '{name}'")[0][1])
+
+    try:
+        aborted, connections = status("Aborted_clients"), status("Connections")
+        clean, dropped = cluster.connect(), cluster.connect()
+        assert status("Connections") == connections + 2
+        clean.close()  # COM_QUIT
+        assert status("Aborted_clients") == aborted
+        dropped._sock.shutdown(socket.SHUT_RDWR)  # gone without a word (as Connector's shutdown())
+        wait_until(lambda: status("Aborted_clients") == aborted + 1, "the dropped client to be counted")
+        assert int(run(observer, "SHOW SESSION STATUS LIKE 'Aborted_clients'")[0][1]) == aborted + 1
+    finally:
+        observer.close()
+
+
+def test_performance_schema_is_answered_by_a_region(cluster):
+    root = cluster.connect()
+    try:
+        rows = run(root, "SELECT variable_value FROM performance_schema.global_status WHERE variable_name = 'Uptime'")
+        assert len(rows) <= 1  # empty when performance_schema is off (MariaDB's default), as on one MariaDB
+        assert len(run(root, "SELECT COUNT(*) FROM performance_schema.setup_consumers")) == 1
+        assert run(root, "SELECT sys_version FROM sys.version")[0][0]
+    finally:
+        root.close()
 
 
 def test_kill_query_interrupts_a_sleep_on_the_other_proxy(cluster):
@@ -216,7 +275,8 @@ def test_kill_rights_unknown_ids_and_the_own_connection(cluster, plain_user):
         assert one(root, "SELECT 3") == 3
         with pytest.raises(pymysql.err.OperationalError) as e:
             run(root, "KILL CONNECTION_ID()")
-        assert e.value.args[0] in (1927, 2013)
+        assert e.value.args[0] == 1927  # its own KILL is answered, then the connection closes
+        assert errno_of(root, "SELECT 1") in (2006, 2013)  # and the connection is gone
     finally:
         for c in (root, plain_a, plain_b):
             try:

@@ -344,6 +344,37 @@ def test_copy_table_keeps_every_type(stack: Stack) -> None:
         assert stack.holders(DB, name) == []
 
 
+def test_copy_table_carries_triggers_in_firing_order(stack: Stack) -> None:
+    """A new copy gets the source's triggers, in firing order and with their
+    sql_mode, after its rows (which the triggers must not touch)."""
+    assert stack.ddl("CREATE TABLE trg (id INT PRIMARY KEY, n INT)", DB).get("ok")
+    table = stack.placement().table(DB, "trg")
+    primary = stack.mariadbs[table.primary]
+    conn = primary.root_connection(DB)
+    try:
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO trg VALUES (%s, %s)", [(i, i) for i in range(1, 51)])
+            cur.execute("CREATE TRIGGER bump BEFORE INSERT ON trg FOR EACH ROW SET NEW.n = NEW.n + 100")
+            cur.execute("SET SESSION sql_mode = 'ANSI_QUOTES'")
+            cur.execute('CREATE TRIGGER "first" BEFORE INSERT ON trg FOR EACH ROW PRECEDES bump SET NEW.n = NEW.n * 2')
+            cur.execute("CREATE TRIGGER gone AFTER DELETE ON trg FOR EACH ROW SET @deleted = OLD.id")
+    finally:
+        conn.close()
+    target = ({"r1", "r2", "r3"} - set(table.all_regions)).pop()
+    source = stack.zk(lambda t: t.list_regions())[table.primary]
+    copied = stack.task(target, {"op": "copy_table", "database": DB, "table": "trg",
+                                 "source": {"region_id": source.region_id, "host": source.host,
+                                            "port": source.mysql_port}})
+    assert copied == {"ok": True, "rows": 50}, copied
+    assert stack.mariadbs[target].query(f"SELECT SUM(n) FROM `{DB}`.trg")[0][0] == sum(range(1, 51))  # untouched
+    listing = ("SELECT TRIGGER_NAME, ACTION_ORDER, SQL_MODE, ACTION_STATEMENT FROM information_schema.TRIGGERS "
+               f"WHERE EVENT_OBJECT_SCHEMA = '{DB}' AND EVENT_OBJECT_TABLE = 'trg' ORDER BY 1")
+    assert stack.mariadbs[target].query(listing) == primary.query(listing)
+    assert [r[:2] for r in primary.query(listing)] == [("bump", 2), ("first", 1), ("gone", 1)]
+    assert stack.task(target, {"op": "drop_table", "database": DB, "table": "trg"}) == {"ok": True}
+    assert stack.ddl("DROP TABLE trg", DB).get("ok")
+
+
 def test_killing_the_leader_master_hands_over(stack: Stack) -> None:
     old = leader_id(stack)
     stack.masters[old].kill()  # SIGKILL: no resignation, the session has to expire

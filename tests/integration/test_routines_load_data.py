@@ -129,6 +129,48 @@ def test_stored_procedures_and_functions(cluster, db):
     conn.close()
 
 
+def test_triggers_fire_identically_on_every_copy(cluster, db):
+    """Connector/Python's WL3253 shape (two triggers, one PRECEDES the other),
+    in PyMySQL's default mode, then what each copy holds."""
+    conn = default_client(cluster, db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE account (ac_no INT PRIMARY KEY, amount INT, doubled INT)")
+    cur.execute("CREATE TRIGGER ac_sum BEFORE INSERT ON account FOR EACH ROW SET @sum = @sum + NEW.amount")
+    cur.execute("CREATE TRIGGER ac_trans BEFORE INSERT ON account FOR EACH ROW PRECEDES ac_sum "
+                "SET @dep = @dep + IF(NEW.amount > 0, NEW.amount, 0), NEW.doubled = NEW.amount * 2")
+    cur.execute("SET @sum = 0, @dep = 0")
+    cur.executemany("INSERT INTO account (ac_no, amount) VALUES (%s, %s)", [(1, 100), (2, 100), (3, -100)])
+    conn.commit()
+    cur.execute("SELECT @sum, @dep")
+    assert cur.fetchone() == (100, 200)
+    copies = cluster.rows_on_regions(db, "account", "ac_no")
+    assert len(copies) == 2 and all(rows == [(1, 100, 200), (2, 100, 200), (3, -100, -200)] for rows in copies.values())
+    cur.execute("SELECT trigger_name, action_order FROM information_schema.triggers WHERE trigger_schema = %s "
+                "ORDER BY 1", (db,))
+    assert cur.fetchall() == (("ac_sum", 2), ("ac_trans", 1))  # listed once, from the primary
+    cur.execute("SHOW TRIGGERS LIKE 'acc%'")
+    assert sorted(r[0] for r in cur.fetchall()) == ["ac_sum", "ac_trans"]
+    cur.execute("SHOW CREATE TRIGGER ac_sum")
+    assert "SET @sum = @sum + NEW.amount" in cur.fetchone()[2]
+
+    cur.execute("CREATE TABLE ledger (id INT)")
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cur.execute("CREATE TRIGGER audit AFTER INSERT ON account FOR EACH ROW INSERT INTO ledger VALUES (NEW.ac_no)")
+    assert info.value.args[0] == 1235
+
+    cur.execute("DROP TRIGGER ac_trans")
+    cur.execute("DROP TRIGGER IF EXISTS ac_trans")
+    cur.execute("SHOW WARNINGS")
+    assert [r[1] for r in cur.fetchall()] == [1360]
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cur.execute("DROP TRIGGER ac_trans")
+    assert info.value.args[0] == 1360
+    cur.execute("INSERT INTO account (ac_no, amount) VALUES (4, 5)")
+    conn.commit()
+    assert all(rows[-1] == (4, 5, None) for rows in cluster.rows_on_regions(db, "account", "ac_no").values())
+    conn.close()
+
+
 def test_a_procedure_writing_tables_on_different_regions_is_refused(cluster, db):
     conn = cluster.connect(database=db)
     cur = conn.cursor()

@@ -77,8 +77,9 @@ class LoggingCursor(CursorBase):
     async def _run(self, region: str, sql: str, prefix: str = "", infile: object = None) -> QueryResult:
         return self._answer(region, prefix + sql + (" <- client file" if infile is not None else ""))
 
-    def client_status(self) -> dict[str, str]:
-        return {"Compression": "ON", "Ssl_cipher": "", "Ssl_version": ""}
+    def client_status(self, global_scope: bool) -> dict[str, str]:
+        counters = {"Aborted_clients": "7", "Connections": "9"}
+        return counters if global_scope else {"Compression": "ON", "Ssl_cipher": "", "Ssl_version": "", **counters}
 
     def local_infile(self, keep: bool) -> object:
         return ("client file", keep)

@@ -141,3 +141,16 @@ def test_show_status_rows_about_the_client_connection_are_the_proxys():
     reply = run(c, "SHOW STATUS")
     from proxy.protocol import text_row
     assert [tuple(text_row(r)) for r in reply.result.rows] == [(b"Compression", b"ON"), (b"Bytes_sent", b"42")]
+
+
+def test_show_global_status_counts_client_connections_at_the_proxy():
+    def respond(region, sql):
+        rows = [lenenc_str(name) + lenenc_str(b"1") for name in (b"Aborted_clients", b"Compression", b"Connections")]
+        return QueryResult([b"f", b"f"], rows, 2, 0, 0, 0, b"")
+
+    c = LoggingCursor(respond=respond)
+    reply = run(c, "SHOW GLOBAL STATUS")
+    from proxy.protocol import text_row
+    # the proxy's counters; Compression is the region's (global scope: not about this client)
+    assert [tuple(text_row(r)) for r in reply.result.rows] == [(b"Aborted_clients", b"7"), (b"Compression", b"1"),
+                                                              (b"Connections", b"9")]
