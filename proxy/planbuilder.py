@@ -46,6 +46,7 @@ from .clusterplan import (
     substitute_connection_id,
 )
 from .catalogscatter import CatalogScatter
+from .insertselect import MaterializedInsert
 from .localinfile import plan_load_data
 from .routines import CallRoutine, parse_call, plan_routine_ddl
 from .planextra import SHOW_STATUS, SessionStatus, plan_lock_tables, plan_maintenance, plan_set_statement
@@ -53,7 +54,7 @@ from .planner import Op, Plan, RoutingSnapshot, SessionView, plan, plan_dml
 from .prepared import interpolate, placeholder_positions
 from .temptables import plan_ddl_on_temporary, plan_temporary
 from .triggers import plan_show_create_trigger, plan_trigger_ddl, show_triggers_query
-from .statements import AnalysisCache, Kind, classify, strip_leading_noise
+from .statements import AnalysisCache, Kind, classify, split_insert_select, strip_leading_noise
 from .txn import Event
 
 # -- SET ----------------------------------------------------------------------------------------
@@ -332,7 +333,13 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         return Local(p.local, epoch=epoch)
     if p.op is Op.WRITE:
         uuids = analysis is not None and analysis.uuid_once and len(p.regions) > 1
-        return FanOutWrite(p.sql, p.regions, p.uses_rand, p.uses_last_insert_id, uuids=uuids, key_order=p.key_order, epoch=epoch)
+        write = FanOutWrite(p.sql, p.regions, p.uses_rand, p.uses_last_insert_id, uuids=uuids, key_order=p.key_order, epoch=epoch)
+        if p.select_from is not None:
+            parts = split_insert_select(p.sql)
+            assert parts is not None  # the planner checked
+            head, select, tail = parts
+            return MaterializedInsert(head, select, tail, p.select_from, write, epoch=epoch)
+        return write
     if p.op is Op.READ:
         return Route(p.sql, p.regions[0], last_insert_id=p.uses_last_insert_id, epoch=epoch)
     if p.op is Op.STICKY:
@@ -391,6 +398,8 @@ def _plan_session_functions(p: Plan, sql: str, snap: RoutingSnapshot, state: Ses
     CONNECTION_ID() (-> the session's id as a literal)."""
     analysis = p.analysis
     assert analysis is not None
+    if p.select_from is not None:
+        raise unsupported("CONNECTION_ID() or lock functions in an INSERT ... SELECT across regions")
     cid = analysis.uses_connection_id
     if cid:
         sql = substitute_connection_id(sql, getattr(state, "connection_id", 0))

@@ -35,7 +35,8 @@ from minisql.like import LikePattern
 from topology import Placement, RegionInfo, TablePlacement
 
 from .catalog import catalog_refs, route_catalog
-from .statements import SYSTEM_SCHEMAS, Analysis, AnalysisCache, Kind, TableRef, classify, strip_leading_noise, sysdate_as_now
+from .statements import (SYSTEM_SCHEMAS, Analysis, AnalysisCache, Kind, TableRef, classify, split_insert_select, strip_leading_noise,
+                         sysdate_as_now)
 
 
 class Op(Enum):
@@ -88,6 +89,7 @@ class Plan:
     analysis: Analysis | None = None  # DML: the facts planbuilder needs beyond routing (lock functions, CONNECTION_ID())
     catalog_keys: tuple[str, str] | None = None  # CATALOG: each row's schema and table columns
     key_order: tuple[str, str] | None = None  # UPDATE/DELETE ... LIMIT: ordered by this table's key (engine.KeyOrder)
+    select_from: str | None = None  # INSERT ... SELECT across regions: the SELECT's region (insertselect.py)
 
 
 # -- helpers -------------------------------------------------------------------
@@ -158,12 +160,15 @@ def read_region(tables: tuple[TablePlacement, ...], snap: RoutingSnapshot) -> st
     raise AssertionError("unreachable")
 
 
-def _write_regions(analysis: Analysis, writes: tuple[TablePlacement, ...], reads: tuple[TablePlacement, ...]) -> tuple[str, ...]:
+def _write_regions(analysis: Analysis, writes: tuple[TablePlacement, ...], reads: tuple[TablePlacement, ...],
+                   materialize: bool = False) -> tuple[str, ...]:
+    """The regions a write runs on; `materialize`: reads need not be there (the
+    proxy runs the SELECT of an INSERT ... SELECT elsewhere, insertselect.py)."""
     regions = writes[0].write_regions
     for t in writes[1:]:
         if set(t.write_regions) != set(regions):
             raise unsupported("a write to several tables that are not placed on the same regions")
-    for t in reads:
+    for t in reads if not materialize else ():
         missing = set(regions) - set(t.write_regions)
         if missing:
             raise unsupported(
@@ -255,7 +260,11 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
         # A write whose target the analyser could not name (an odd form of
         # INSERT/UPDATE/DELETE): refusing it is right, guessing a region is not.
         raise unsupported(f"this form of {analysis.kind.value.upper()} statement (no table to write found)")
-    regions = _write_regions(analysis, writes, reads)
+    source = None
+    if reads and len(writes) == 1 and analysis.kind in (Kind.INSERT, Kind.REPLACE) and not _reads_on_every_copy(writes, reads) \
+            and split_insert_select(sql) is not None:
+        source = read_region(reads, snap)  # INSERT ... SELECT across regions: the SELECT runs there
+    regions = _write_regions(analysis, writes, reads, materialize=source is not None)
     for region in regions:
         require_live(region, snap)
     if analysis.uses_sysdate and len(regions) > 1:
@@ -265,7 +274,13 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
         uses_rand=analysis.uses_rand, uses_last_insert_id=analysis.uses_last_insert_id, epoch=snap.epoch,
         analysis=analysis,
         key_order=(writes[0].database, writes[0].name) if analysis.unordered_limit and len(regions) > 1 else None,
+        select_from=source,
     )
+
+
+def _reads_on_every_copy(writes: tuple[TablePlacement, ...], reads: tuple[TablePlacement, ...]) -> bool:
+    regions = set(writes[0].write_regions)
+    return all(regions <= set(t.write_regions) for t in reads)
 
 
 # -- SHOW / DESCRIBE -------------------------------------------------------------

@@ -506,3 +506,55 @@ def sysdate_as_now(sql: str) -> str:
     """SYSDATE( -> NOW( outside literals: with the write's pinned timestamp every
     copy gets the same value (MariaDB's --sysdate-is-now semantics)."""
     return _SYSDATE_NAME.sub(lambda m: "NOW" if m.group(1) else m.group(0), sql)
+
+
+# -- INSERT ... SELECT: where the SELECT starts and ends (insertselect.py) --------------------
+_INSERT_HEAD = re.compile(r"^\s*(?:insert|replace)\b", re.I)
+_INSERT_TOKENS = re.compile(r"[()]|\b(?:select|with|values?|set)\b", re.I)
+_SELECT_AFTER_PAREN = re.compile(r"\(\s*(?:select|with)\b", re.I)
+_INSERT_TAIL = re.compile(r"[()]|\bon\s+duplicate\s+key\s+update\b|\breturning\b", re.I)
+_QUOTED_OR_COMMENT = re.compile(QUOTED.pattern + r"|/\*.*?(?:\*/|\Z)|--[ \t][^\n]*|#[^\n]*", re.S)
+
+
+def _blank(sql: str) -> str:
+    """Quoted text and comments as x's, same length: keywords found are the statement's."""
+    return _QUOTED_OR_COMMENT.sub(lambda m: "x" * len(m.group()), sql)
+
+
+def split_insert_select(sql: str) -> tuple[str, str, str] | None:
+    """(head, select, tail) of `INSERT|REPLACE ... [(cols)] SELECT ... [ON DUPLICATE
+    KEY UPDATE ...]`; None for any other shape (VALUES, SET, RETURNING)."""
+    blank = _blank(sql)
+    if not _INSERT_HEAD.match(blank):
+        return None
+    depth, start = 0, None
+    for m in _INSERT_TOKENS.finditer(blank):
+        token = m.group().lower()
+        if token == "(":
+            if depth == 0 and _SELECT_AFTER_PAREN.match(blank, m.start()):
+                start = m.start()
+                break
+            depth += 1
+        elif token == ")":
+            depth -= 1
+        elif depth == 0:
+            if token in ("select", "with"):
+                start = m.start()
+            break  # VALUES / VALUE / SET: not INSERT ... SELECT
+    if start is None:
+        return None
+    end = len(sql)
+    depth = 0
+    for m in _INSERT_TAIL.finditer(blank, start):
+        token = m.group()
+        if token == "(":
+            depth += 1
+        elif token == ")":
+            depth -= 1
+        elif depth == 0:
+            if token.lower().startswith("returning"):
+                return None
+            end = m.start()
+            break
+    select = sql[start:end].strip().rstrip(";").strip()
+    return sql[:start].rstrip() + " ", select, sql[end:].strip().rstrip(";").strip()

@@ -226,3 +226,46 @@ def test_information_schema_lists_each_table_once(cluster, db):
         cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (db,))
     assert info.value.args[0] == 1235
     conn.close()
+
+
+def test_insert_select_across_regions_writes_the_same_rows_everywhere(cluster, db):
+    """The SELECT's table has no copy on one of the target's regions: the proxy
+    reads it once and writes the rows to every copy (Connector/Python's
+    BugOra17826833 shape, in PyMySQL's default mode)."""
+    admin = cluster.connect(database=db)
+    cur = admin.cursor()
+    placements = {}
+    for i in range(6):
+        cur.execute(f"CREATE TABLE src{i} (id INT PRIMARY KEY, name VARCHAR(20) CHARACTER SET latin1, "
+                    "at DATETIME(3), amount DECIMAL(10,2), raw VARBINARY(8))")
+        placements[f"src{i}"] = frozenset(cluster.state()["placement"].table(db, f"src{i}").write_regions)
+    target = "src0"
+    source = next(name for name, regions in placements.items() if regions != placements[target])
+    cur.executemany(f"INSERT INTO {source} VALUES (%s, %s, %s, %s, %s)",
+                    [(1, "Zürich", "2024-02-29 23:59:59.125", "12.50", b"\x00'\\"), (2, None, None, "-0.01", None),
+                     (3, "o'hare", "1999-12-31 00:00:00", "0.00", b"")])
+    admin.close()
+
+    conn = default_client(cluster, db)
+    c = conn.cursor()
+    c.execute(f"INSERT INTO {target} SELECT * FROM {source} WHERE id < 3")
+    assert c.rowcount == 2
+    conn.rollback()  # the transaction PyMySQL's default mode opened: nothing stays, anywhere
+    assert all(rows == [] for rows in cluster.rows_on_regions(db, target, "id").values())
+    c.execute(f"INSERT INTO {target} (id, name, at, amount, raw) SELECT id, name, at, amount, raw FROM {source}")
+    c.execute(f"INSERT INTO {target} (id, name) SELECT id, 'dup' FROM {source} WHERE id = 3 "
+              "ON DUPLICATE KEY UPDATE name = VALUES(name)")
+    assert c.rowcount == 2  # one row updated
+    c.execute(f"INSERT INTO {target} SELECT * FROM {source} WHERE id > 100")
+    assert c.rowcount == 0
+    conn.commit()
+    copies = cluster.rows_on_regions(db, target, "id")
+    want = cluster.rows_on_regions(db, source, "id")
+    expected = [r if r[0] != 3 else (3, "dup") + r[2:] for r in next(iter(want.values()))]
+    assert len(copies) == 2 and all(rows == expected for rows in copies.values()), copies
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        c.execute(f"INSERT INTO {target} SELECT * FROM {source}")
+    assert info.value.args[0] == 1062  # MariaDB's own answer, from the primary; nothing written elsewhere
+    conn.rollback()
+    assert cluster.rows_on_regions(db, target, "id") == copies
+    conn.close()

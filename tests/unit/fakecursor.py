@@ -43,6 +43,11 @@ class FakeStream:
     region: str
     sql: str
     fields: list = field(default_factory=list)
+    rows: list = field(default_factory=list)
+
+    async def next_batch(self) -> list | None:
+        rows, self.rows = self.rows, []
+        return rows or None
 
 
 Responder = Callable[[str, str], "QueryResult | SqlError | None"]
@@ -85,8 +90,8 @@ class LoggingCursor(CursorBase):
         return ("client file", keep)
 
     async def _stream(self, region: str, sql: str) -> FakeStream:  # type: ignore[override]
-        self._answer(region, sql)
-        return FakeStream(region, sql)
+        answer = self._answer(region, sql)
+        return FakeStream(region, sql, answer.fields or [], list(answer.rows))
 
     def any_region(self) -> str:
         return self.last or "r1"
