@@ -174,7 +174,7 @@ def _write_regions(analysis: Analysis, writes: tuple[TablePlacement, ...], reads
             raise unsupported(
                 f"a write that reads {t.database}.{t.name}, which has no copy on region(s) {', '.join(sorted(missing))}"
             )
-    if len(regions) > 1:
+    if len(regions) > 1 and not materialize:
         if analysis.nondeterministic and not analysis.uuid_once:  # (SYSDATE() is made NOW(), pinned: plan_dml; UUID() in VALUES: a literal)
             raise unsupported(f"{analysis.nondeterministic} in a write to a replicated table (each copy would get a different value)")
         if analysis.unordered_limit and len(writes) != 1:
@@ -260,10 +260,7 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
         # A write whose target the analyser could not name (an odd form of
         # INSERT/UPDATE/DELETE): refusing it is right, guessing a region is not.
         raise unsupported(f"this form of {analysis.kind.value.upper()} statement (no table to write found)")
-    source = None
-    if reads and len(writes) == 1 and analysis.kind in (Kind.INSERT, Kind.REPLACE) and not _reads_on_every_copy(writes, reads) \
-            and split_insert_select(sql) is not None:
-        source = read_region(reads, snap)  # INSERT ... SELECT across regions: the SELECT runs there
+    source = _materialize_from(sql, analysis, writes, reads, snap)
     regions = _write_regions(analysis, writes, reads, materialize=source is not None)
     for region in regions:
         require_live(region, snap)
@@ -276,6 +273,28 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
         key_order=(writes[0].database, writes[0].name) if analysis.unordered_limit and len(regions) > 1 else None,
         select_from=source,
     )
+
+
+def _materialize_from(sql: str, analysis: Analysis, writes: tuple[TablePlacement, ...], reads: tuple[TablePlacement, ...],
+                      snap: RoutingSnapshot) -> str | None:
+    """The region where the SELECT of an INSERT/REPLACE ... SELECT runs once
+    (insertselect.py), when running the statement on each copy cannot work:
+    its tables are missing from a copy's region, or it calls UUID() and the
+    like, which each copy would evaluate differently.  None: run it as is."""
+    if len(writes) != 1 or analysis.kind not in (Kind.INSERT, Kind.REPLACE):
+        return None
+    nondeterministic = analysis.nondeterministic and len(writes[0].write_regions) > 1
+    if not nondeterministic and _reads_on_every_copy(writes, reads):
+        return None
+    parts = split_insert_select(sql)
+    if parts is None:
+        return None
+    if nondeterministic and _NONDETERMINISTIC_CALL.search(parts[2]):
+        return None  # in ON DUPLICATE KEY UPDATE: evaluated by each copy (refused by _write_regions)
+    return read_region(reads, snap) if reads else writes[0].primary
+
+
+_NONDETERMINISTIC_CALL = re.compile(r"\b(?:uuid|uuid_short|sys_guid)\s*\(", re.I)
 
 
 def _reads_on_every_copy(writes: tuple[TablePlacement, ...], reads: tuple[TablePlacement, ...]) -> bool:

@@ -43,6 +43,7 @@ from minisql.errors import ER_CONNECTION_KILLED, ER_QUERY_INTERRUPTED, ER_UNKNOW
 
 from . import metrics
 from .backend import BackendError, BackendLost, QueryResult, ResultStream
+from .cmdwatch import WATCH_AFTER, sweeper
 from .auth import Account
 from .engine import Reply
 from .inbound import MalformedPacket, parse_change_user, parse_field_list
@@ -199,6 +200,8 @@ class ProxyConnection(Connection):
         }
         stream = self.stream
         loop = asyncio.get_running_loop()
+        watched = sweeper()
+        watched.add(self)
         try:
             while True:
                 try:
@@ -214,7 +217,6 @@ class ProxyConnection(Connection):
                 try:
                     if handler is None:
                         raise SqlError(1047, "Unknown command", "08S01")
-                    watch = loop.call_later(DISCONNECT_WATCH_AFTER, self._watch_disconnect)
                     self.command, self.command_since = data, loop.time()
                     try:
                         if data[0] == Commands.COM_QUERY and len(data) >= 1 << 16:
@@ -226,7 +228,6 @@ class ProxyConnection(Connection):
                             await handler(data[1:])
                     finally:
                         self.command, self.command_since = None, loop.time()
-                        watch.cancel()
                         if self._disconnect_watch is not None:
                             await self._stop_disconnect_watch()
                 except SqlError as e:
@@ -263,15 +264,22 @@ class ProxyConnection(Connection):
             await self._write_fatal(e)
         except (ConnectionError, ConnectionClosed, RuntimeError):
             pass  # the client went away mid-reply or mid-authentication
+        finally:
+            watched.discard(self)
 
     # -- a client that goes away mid-statement --------------------------------------
     _disconnect_watch: asyncio.Task[None] | None = None
 
+    def watch_if_long(self, now: float) -> None:
+        """Called by the loop's CommandSweeper (cmdwatch.py): arm the watch once the
+        current command has run WATCH_AFTER seconds."""
+        if self.command is not None and self._disconnect_watch is None and now - self.command_since >= WATCH_AFTER:
+            self._watch_disconnect()
+
     def _watch_disconnect(self) -> None:
-        """Armed when a command runs longer than DISCONNECT_WATCH_AFTER (so the
-        fast path pays only a timer): if the client closes its connection, the
-        command is cancelled and its statements on the regions are killed, as
-        ProxySQL does -- a dropped client must not leave a query running."""
+        """If the client closes its connection during a long command, the command
+        is cancelled and its statements on the regions are killed, as ProxySQL
+        does -- a dropped client must not leave a query running."""
         self._disconnect_watch = asyncio.create_task(self._on_disconnect(self._task))
 
     async def _stop_disconnect_watch(self) -> None:
@@ -651,7 +659,6 @@ _FATAL = (MalformedPacket, PacketTooLarge, ReadTimeout)
 
 
 FLUSH_AT = 1 << 16  # bytes of reply buffered before a write to the client
-DISCONNECT_WATCH_AFTER = 0.05  # seconds a command runs before we watch for its client leaving
 _BACKGROUND: set[asyncio.Future[None]] = set()
 
 CAPABILITIES = (

@@ -268,4 +268,8 @@ def test_insert_select_across_regions_writes_the_same_rows_everywhere(cluster, d
     assert info.value.args[0] == 1062  # MariaDB's own answer, from the primary; nothing written elsewhere
     conn.rollback()
     assert cluster.rows_on_regions(db, target, "id") == copies
+    c.execute(f"INSERT INTO {target} (id, name) SELECT id + 10, LEFT(UUID(), 8) FROM {target}")  # evaluated once
+    conn.commit()
+    first, second = cluster.rows_on_regions(db, target, "id").values()
+    assert first == second and len({r[1] for r in first if r[0] > 10}) == 3
     conn.close()

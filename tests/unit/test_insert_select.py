@@ -105,3 +105,15 @@ def test_a_colocated_insert_select_still_runs_on_each_copy():
     sql = "INSERT INTO users SELECT * FROM orders"  # orders: r2 + r1, users: r1 + r2
     primitive = plan_statement(sql, classify(sql), SNAP, c.state, CACHE)
     assert "FanOutWrite" in primitive.describe()
+
+
+def test_uuid_in_the_select_is_evaluated_once_for_every_copy():
+    sql = "INSERT INTO users (id, name) SELECT id, UUID() FROM orders"  # colocated, but UUID() differs per copy
+    primitive = plan_statement(sql, classify(sql), SNAP, LoggingCursor().state, CACHE)
+    assert "MaterializedInsert" in primitive.describe()
+    sql = "INSERT INTO users SELECT id, name FROM orders ON DUPLICATE KEY UPDATE name = UUID()"
+    with pytest.raises(SqlError) as e:
+        plan_statement(sql, classify(sql), SNAP, LoggingCursor().state, CACHE)
+    assert e.value.errno == 1235
+    sql = "INSERT INTO solo SELECT UUID()"  # one copy: runs as written
+    assert "FanOutWrite" in plan_statement(sql, classify(sql), SNAP, LoggingCursor().state, CACHE).describe()
