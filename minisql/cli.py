@@ -103,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="number of proxies, sharing ZooKeeper, accounts and secrets (1..10, default: 1)",
     )
+    up.add_argument(
+        "--proxy-workers",
+        type=int,
+        default=1,
+        metavar="W",
+        help="processes per proxy sharing its port (minisql proxy --workers; proxies x workers <= 10, default: 1)",
+    )
     up.add_argument("--zk-port", type=int, default=2181, help="ZooKeeper client port (default: 2181)")
     up.add_argument(
         "--mysql-base-port", type=int, default=3307, help="MariaDB port of r1; rK uses base+K-1 (default: 3307)"

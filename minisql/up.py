@@ -83,7 +83,9 @@ class LocalCluster:
         self.proxy_ids = [f"p{i}" for i in range(1, args.proxies + 1)]
         base = args.metrics_base_port
         self.proxy_ports = {p: args.port + i for i, p in enumerate(self.proxy_ids)}
-        self.proxy_metrics_ports = {p: base + i for i, p in enumerate(self.proxy_ids)}
+        workers = args.proxy_workers
+        # worker w of proxy i serves metrics on base + i * workers + w (below the masters' base + 10)
+        self.proxy_metrics_ports = {p: base + i * workers for i, p in enumerate(self.proxy_ids)}
         self.master_metrics_ports = {m: base + 10 + i for i, m in enumerate(self.master_ids)}
         self.region_metrics_ports = {r: base + 20 + k for k, r in enumerate(self.region_ids, start=1)}
         self.mysql_ports = {r: args.mysql_base_port + k for k, r in enumerate(self.region_ids)}
@@ -230,7 +232,8 @@ class LocalCluster:
         for p in self.proxy_ids:
             who = f"proxy {p}" if many else "proxy"
             wanted.append((self.proxy_ports[p], f"{who} (--port)"))
-            wanted.append((self.proxy_metrics_ports[p], f"{who} metrics (--metrics-base-port)"))
+            for w in range(self.args.proxy_workers):
+                wanted.append((self.proxy_metrics_ports[p] + w, f"{who} metrics (--metrics-base-port)"))
         wanted += [(p, f"metrics of {m} (--metrics-base-port)") for m, p in self.master_metrics_ports.items()]
         wanted += [(p, f"metrics of region {r} (--metrics-base-port)") for r, p in self.region_metrics_ports.items()]
         return wanted
@@ -366,7 +369,7 @@ class LocalCluster:
             self._component(
                 self._proxy_name(p), "proxy",
                 [*self.tls.proxy_args(), "--host", "127.0.0.1", "--port", str(self.proxy_ports[p]),
-                 "--metrics-port", str(self.proxy_metrics_ports[p]),
+                 "--metrics-port", str(self.proxy_metrics_ports[p]), "--workers", str(self.args.proxy_workers),
                  "--secrets", str(self.secrets_path), "--users", str(self.users_path)],
                 ready_port=self.proxy_ports[p],
             )
@@ -524,5 +527,8 @@ def run_up(args: argparse.Namespace) -> int:
         return 2
     if not 1 <= args.proxies <= MAX_PROXIES:
         print(f"minisql up: --proxies must be between 1 and {MAX_PROXIES}", file=sys.stderr)
+        return 2
+    if not 1 <= args.proxy_workers or args.proxies * args.proxy_workers > MAX_PROXIES:
+        print(f"minisql up: --proxies x --proxy-workers must be between 1 and {MAX_PROXIES}", file=sys.stderr)
         return 2
     return LocalCluster(args).run()

@@ -31,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=6033, help="MySQL port to listen on (default 6033)")
     parser.add_argument("--metrics-port", type=int, default=9200, help="Prometheus metrics port (0: off)")
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="proxy processes sharing the port (SO_REUSEPORT), each a full proxy with its own connection ids; "
+        "worker i serves metrics on --metrics-port + i (default 1; a proxy's event loop uses one core)",
+    )
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each worker
     parser.add_argument("--secrets", help="JSON file with the regions' backend_user/backend_password")
     parser.add_argument(
         "--users",
@@ -104,7 +110,7 @@ async def serve(args: argparse.Namespace) -> int:
         server = ProxyServer(session_factory, edge, cluster)
         if not serve_metrics(args.metrics_port, args.host):
             return 2
-        await server.start_server(host=args.host, port=args.port)
+        await server.start_server(host=args.host, port=args.port, reuse_port=args.reuse_port or None)
         lag_watch = asyncio.create_task(watch_loop_lag(metrics.LOOP_LAG))
         log.info(
             "proxy listening on %s:%d (metrics :%s), placement epoch %d",
@@ -142,6 +148,10 @@ def _return_big_blocks_to_the_os() -> None:
 def run(args: argparse.Namespace) -> int:
     """uvloop when installed (a dependency on Linux): it halves the cost of a
     relayed packet (docs/benchmarks.md); plain asyncio otherwise."""
+    if args.workers > 1:
+        from .workers import run_workers
+
+        return run_workers(args.workers, args.metrics_port)
     _return_big_blocks_to_the_os()
     try:
         import uvloop

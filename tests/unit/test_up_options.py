@@ -201,6 +201,25 @@ def test_the_most_proxies_and_masters_fit_the_metrics_range(tmp_path):
     assert len({port for port, _ in c.wanted_ports()}) == 1 + 50 + 2 * MAX_PROXIES + 10 + 50
 
 
+def test_proxy_workers_get_a_metrics_port_each(tmp_path):
+    c = _cluster(tmp_path, "--proxies", "2", "--proxy-workers", "3", "--port", "7000", "--metrics-base-port", "9300")
+    assert c.proxy_ports == {"p1": 7000, "p2": 7001}  # the workers of a proxy share its port
+    assert c.proxy_metrics_ports == {"p1": 9300, "p2": 9303}  # worker w: + w
+    metrics = sorted(port for port, who in c.wanted_ports() if "metrics" in who and "proxy" in who)
+    assert metrics == [9300, 9301, 9302, 9303, 9304, 9305]
+    assert c.port_conflicts() == []
+
+
+def test_workers_keep_the_parents_arguments_with_their_own_metrics_port():
+    from proxy.workers import worker_argv
+
+    argv = ["proxy", "--zk", "h:1", "--workers", "2", "--port", "6033", "--metrics-port=9200", "--users", "u.json"]
+    out = worker_argv(argv, 9200, 1)
+    assert out[3:] == ["proxy", "--zk", "h:1", "--port", "6033", "--users", "u.json",
+                       "--workers", "1", "--reuse-port", "--metrics-port", "9201"]
+    assert worker_argv(argv, 0, 1)[-1] == "0"  # metrics off stays off
+
+
 def test_port_conflicts_name_both_sides(tmp_path):
     c = _cluster(tmp_path, "--proxies", "3", "--port", "7000", "--zk-port", "7002")
     assert c.port_conflicts() == ["port 7002 is wanted by both ZooKeeper (--zk-port) and proxy p3 (--port)"]
