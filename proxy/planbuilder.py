@@ -46,6 +46,7 @@ from .clusterplan import (
     substitute_connection_id,
 )
 from .catalogscatter import CatalogScatter
+from .crossread import MaterializedRead
 from .insertselect import MaterializedInsert
 from .localinfile import plan_load_data
 from .routines import CallRoutine, parse_call, plan_routine_ddl
@@ -341,6 +342,8 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
             return MaterializedInsert(head, select, tail, p.select_from, write, epoch=epoch)
         return write
     if p.op is Op.READ:
+        if p.copies:
+            return MaterializedRead(p.sql, p.regions[0], p.copies, epoch=epoch)
         return Route(p.sql, p.regions[0], last_insert_id=p.uses_last_insert_id, epoch=epoch)
     if p.op is Op.STICKY:
         return ShowWarnings(p.sql, epoch=epoch)
@@ -398,8 +401,8 @@ def _plan_session_functions(p: Plan, sql: str, snap: RoutingSnapshot, state: Ses
     CONNECTION_ID() (-> the session's id as a literal)."""
     analysis = p.analysis
     assert analysis is not None
-    if p.select_from is not None:
-        raise unsupported("CONNECTION_ID() or lock functions in an INSERT ... SELECT across regions")
+    if p.select_from is not None or p.copies:
+        raise unsupported("CONNECTION_ID() or lock functions in a statement across regions")
     cid = analysis.uses_connection_id
     if cid:
         sql = substitute_connection_id(sql, getattr(state, "connection_id", 0))
@@ -429,5 +432,7 @@ def _plan_do(sql: str, snap: RoutingSnapshot, state: SessionView, cache: Analysi
     analysis = p.analysis
     if analysis is not None and (analysis.uses_lock_functions or analysis.uses_connection_id):
         return _plan_session_functions(p, sql, snap, state)
+    if p.copies:
+        return MaterializedRead(sql, p.regions[0], p.copies, epoch=snap.epoch)
     region = p.regions[0] if p.op is Op.READ else None
     return Route(sql, region, last_insert_id=p.uses_last_insert_id, label="do", epoch=snap.epoch)

@@ -90,6 +90,7 @@ class Plan:
     catalog_keys: tuple[str, str] | None = None  # CATALOG: each row's schema and table columns
     key_order: tuple[str, str] | None = None  # UPDATE/DELETE ... LIMIT: ordered by this table's key (engine.KeyOrder)
     select_from: str | None = None  # INSERT ... SELECT across regions: the SELECT's region (insertselect.py)
+    copies: tuple[tuple[str, str, str], ...] = ()  # READ across regions: (database, table, source) copied first (crossread.py)
 
 
 # -- helpers -------------------------------------------------------------------
@@ -247,6 +248,8 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
     reads = tuple(resolve_table(r, session, snap) for r in analysis.reads)
     if analysis.kind is Kind.SELECT:
         tables = reads
+        if not analysis.locking_read and not _share_a_region(tables):
+            return _plan_cross_region_read(sql, analysis, tables, snap)
         region = tables[0].primary if analysis.locking_read else read_region(tables, snap)
         if analysis.locking_read:
             # Locks only order writers when taken on the primary.
@@ -273,6 +276,29 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
         key_order=(writes[0].database, writes[0].name) if analysis.unordered_limit and len(regions) > 1 else None,
         select_from=source,
     )
+
+
+def _share_a_region(tables: tuple[TablePlacement, ...]) -> bool:
+    common = set(tables[0].write_regions)
+    for t in tables[1:]:
+        common &= set(t.write_regions)
+    return bool(common)
+
+
+def _plan_cross_region_read(sql: str, analysis: Analysis, tables: tuple[TablePlacement, ...], snap: RoutingSnapshot) -> Plan:
+    """A read whose tables share no region (crossread.py): it runs on the live
+    region holding in-sync copies of the most of them (ties: the most
+    primaries, then the id); each other table is copied there first."""
+    def score(region: str) -> tuple[int, int, str]:
+        return (-sum(region in t.write_regions for t in tables), -sum(region == t.primary for t in tables), region)
+
+    candidates = sorted({r for t in tables for r in t.write_regions if r in snap.regions}, key=score)
+    if not candidates:
+        require_live(tables[0].primary, snap)
+    region = candidates[0]
+    copies = tuple((t.database, t.name, read_region((t,), snap)) for t in tables if region not in t.write_regions)
+    return Plan(Op.READ, sql, (region,), Kind.SELECT, tables, uses_last_insert_id=analysis.uses_last_insert_id,
+                epoch=snap.epoch, analysis=analysis, copies=copies)
 
 
 def _materialize_from(sql: str, analysis: Analysis, writes: tuple[TablePlacement, ...], reads: tuple[TablePlacement, ...],
@@ -365,6 +391,8 @@ def plan_show(sql: str, snap: RoutingSnapshot, session: SessionView, cache: Anal
         inner = body[m.end():]
         analysis = cache.get(inner, classify(inner))
         inner_plan = plan_dml(inner, analysis, snap, session)
+        if inner_plan.copies:
+            raise unsupported("EXPLAIN of a query across tables that share no region")
         region = inner_plan.regions[:1]
         if inner_plan.op is Op.ANY or not region:
             return Plan(Op.ANY, sql, kind=Kind.SHOW, epoch=snap.epoch)

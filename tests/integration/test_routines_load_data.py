@@ -273,3 +273,33 @@ def test_insert_select_across_regions_writes_the_same_rows_everywhere(cluster, d
     first, second = cluster.rows_on_regions(db, target, "id").values()
     assert first == second and len({r[1] for r in first if r[0] > 10}) == 3
     conn.close()
+
+
+def test_a_join_of_tables_sharing_no_region_is_answered(cluster, db):
+    """Three tables placed on the three region pairs (Connector/Python's
+    BugOra35278365 shape): the proxy copies the missing one for the statement."""
+    admin = cluster.connect(database=db)
+    cur = admin.cursor()
+    placements = {}
+    for i in range(6):
+        cur.execute(f"CREATE TABLE j{i} (id INT PRIMARY KEY, v VARCHAR(10), g INT AS (id * 10) VIRTUAL)")
+        cur.execute(f"INSERT INTO j{i} (id, v) VALUES (1, 'a{i}'), (2, 'b{i}')")
+        placements[f"j{i}"] = frozenset(cluster.state()["placement"].table(db, f"j{i}").write_regions)
+    trio = next((a, b, c) for a in placements for b in placements for c in placements
+                if not placements[a] & placements[b] & placements[c])
+    admin.close()
+    a, b, c = trio
+    join = (f"SELECT {a}.v, {b}.v, {c}.v, {c}.g FROM {a} JOIN {b} ON {b}.id = {a}.id "
+            f"JOIN {c} ON {c}.id = {a}.id ORDER BY {a}.id")
+    conn = default_client(cluster, db)
+    c_ = conn.cursor()
+    c_.execute(join)
+    assert c_.fetchall() == ((f"a{a[1]}", f"a{b[1]}", f"a{c[1]}", 10), (f"b{a[1]}", f"b{b[1]}", f"b{c[1]}", 20))
+    for table in trio:  # the transaction's own uncommitted rows are part of what is copied
+        c_.execute(f"INSERT INTO {table} (id, v) VALUES (3, 'new')")
+    c_.execute(join)  # again: the first statement's copies are gone
+    assert c_.fetchall()[-1] == ("new", "new", "new", 30)
+    conn.rollback()
+    c_.execute(join)
+    assert len(c_.fetchall()) == 2
+    conn.close()

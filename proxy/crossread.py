@@ -1,0 +1,144 @@
+"""A read across tables that share no region.
+
+Tables are placed independently, so a join of three tables can find no
+region holding all of them (with three regions and two copies each, three
+tables created one after another usually cover all three pairs).  Such a
+read runs on the live region holding the most of its tables (planner.py,
+`_plan_cross_region_read`); each table that region lacks is brought there for the one statement, as a session temporary
+table of the same name, filled from a copy elsewhere:
+
+1. for each missing table: `SHOW CREATE TABLE` on a region that has it (made
+   TEMPORARY, without FOREIGN KEYs, which temporary tables cannot have), and
+   its rows (generated columns left to be recomputed), read on the session's
+   connection there -- inside a transaction, from the transaction's snapshot;
+2. on the chosen region: CREATE TEMPORARY TABLE, INSERT the rows, run the
+   client's statement unchanged (a temporary table hides any table of its
+   name, MariaDB's rule), then DROP TEMPORARY TABLE, also when it failed.
+
+The answer is MariaDB's own, over the same rows: no merging in the proxy.
+
+Limits, stated plainly (error handling): the copied tables hold at most
+MAX_MATERIALIZED bytes of rows together (beyond: 1235 before anything is
+created); the statement's result is held whole in the proxy before it is
+sent (the temporary tables are dropped after it is read); the client needs
+the CREATE TEMPORARY TABLES privilege on the missing tables' databases, which
+a plain join on one MariaDB would not (MariaDB's 1044 otherwise); a
+partitioned table cannot be copied this way (MariaDB refuses a partitioned
+temporary table).  Locking reads (FOR UPDATE, LOCK IN SHARE MODE) keep 1235:
+a copy cannot lock the rows of the original.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from minisql.errors import SqlError, unsupported
+
+from .engine import Reply, VCursor
+from .insertselect import MAX_MATERIALIZED, column_kinds, render_row
+from .protocol import text_row
+from .routines import quote_ident
+from .txn import Event
+
+log = logging.getLogger(__name__)
+
+INSERT_CHUNK = 1 << 20  # bytes of VALUES per INSERT into a temporary copy
+
+_COLUMN = re.compile(r"^\s*`((?:[^`]|``)+)`\s")
+_FOREIGN_KEY = re.compile(r"^\s*(?:constraint\s+`(?:[^`]|``)+`\s+)?foreign\s+key\b", re.I)
+_GENERATED = re.compile(r"\sGENERATED ALWAYS AS\s|\sAS \(.*\) (?:VIRTUAL|STORED|PERSISTENT)\b")
+
+
+def temporary_definition(create_table: str, database: str, name: str) -> tuple[str, list[str]]:
+    """(CREATE TEMPORARY TABLE ..., the stored columns to copy) from SHOW CREATE TABLE's text."""
+    lines = create_table.split("\n")
+    first, body, tail = lines[0], lines[1:-1], lines[-1]
+    if not first.upper().startswith(("CREATE TABLE", "CREATE TEMPORARY TABLE")) or not tail.startswith(")"):
+        raise unsupported(f"copying {database}.{name} for a query across regions (unexpected SHOW CREATE TABLE)")
+    kept, columns = [], []
+    for line in body:
+        element = line.rstrip().rstrip(",")
+        if _FOREIGN_KEY.match(element):
+            continue
+        column = _COLUMN.match(element)
+        if column is not None and not _GENERATED.search(element):
+            columns.append(column.group(1).replace("``", "`"))
+        kept.append(element)
+    head = f"CREATE TEMPORARY TABLE {quote_ident(database)}.{quote_ident(name)} ("
+    return head + "\n" + ",\n".join(kept) + "\n" + tail, columns
+
+
+@dataclass(frozen=True, slots=True)
+class MaterializedRead:
+    """The client's read on `region`, after copying `missing` (database, table,
+    source region) there as temporary tables (module docstring)."""
+
+    sql: str
+    region: str
+    missing: tuple[tuple[str, str, str], ...]
+    label: str = "cross_read"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        vc.state.on(Event.STATEMENT)
+        copies = []
+        budget = MAX_MATERIALIZED
+        for database, name, source in self.missing:
+            create, rows = await self._read_copy(vc, database, name, source, budget)
+            budget -= sum(len(r) + 1 for r in rows)
+            copies.append((database, name, create, rows))
+        created: list[str] = []
+        try:
+            for database, name, create, rows in copies:
+                await vc.run(self.region, create[0], join=False)
+                created.append(f"{quote_ident(database)}.{quote_ident(name)}")
+                await self._fill(vc, created[-1], create[1], rows)
+            return Reply(await vc.run(self.region, self.sql))
+        finally:
+            for table in created:
+                try:
+                    await vc.run(self.region, f"DROP TEMPORARY TABLE IF EXISTS {table}", join=False)
+                except SqlError as e:  # the connection is gone: so is the table
+                    log.warning("could not drop the temporary copy %s on %s: %s", table, self.region, e)
+
+    async def _read_copy(self, vc: VCursor, database: str, name: str, source: str,
+                         budget: int) -> tuple[tuple[str, list[str]], list[str]]:
+        table = f"{quote_ident(database)}.{quote_ident(name)}"
+        shown = await vc.run(source, f"SHOW CREATE TABLE {table}", join=False)
+        values = text_row(shown.rows[0])
+        create, columns = temporary_definition((values[1] or b"").decode("utf8", "surrogateescape"), database, name)
+        select = f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {table}"
+        stream = await vc.stream(source, select)
+        assert stream.fields is not None
+        kinds = column_kinds(stream.fields)
+        rows: list[str] = []
+        size = 0
+        while (batch := await stream.next_batch()) is not None:
+            for raw in batch:
+                rows.append(render_row(raw, kinds))
+                size += len(rows[-1]) + 1
+            if size > budget:
+                while await stream.next_batch() is not None:
+                    pass  # drained, not closed: the connection may carry the session's transaction
+                raise unsupported(f"a query across regions that needs more than {MAX_MATERIALIZED >> 20} MiB of rows "
+                                  f"copied ({database}.{name} has no copy where the other tables are)")
+        return (create, columns), rows
+
+    async def _fill(self, vc: VCursor, table: str, columns: list[str], rows: list[str]) -> None:
+        head = f"INSERT INTO {table} ({', '.join(quote_ident(c) for c in columns)}) VALUES "
+        chunk: list[str] = []
+        size = 0
+        for row in rows:
+            chunk.append(row)
+            size += len(row) + 1
+            if size >= INSERT_CHUNK:
+                await vc.run(self.region, head + ",".join(chunk), join=False)
+                chunk, size = [], 0
+        if chunk:
+            await vc.run(self.region, head + ",".join(chunk), join=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {"MaterializedRead": self.region, "copies": [f"{d}.{n} from {s}" for d, n, s in self.missing]}
