@@ -37,8 +37,9 @@ from typing import Any
 
 from minisql.errors import SqlError, unsupported
 
-from .engine import Reply, VCursor
+from .engine import FanOutWrite, Reply, VCursor
 from .insertselect import MAX_MATERIALIZED, column_kinds, render_row
+from .planner import Shipment
 from .protocol import text_row
 from .routines import quote_ident
 from .txn import Event
@@ -72,73 +73,131 @@ def temporary_definition(create_table: str, database: str, name: str) -> tuple[s
 
 
 @dataclass(frozen=True, slots=True)
+class TableCopy:
+    """One shipped table, read and ready to create (`rows` as VALUES tuples)."""
+
+    shipment: Shipment
+    create: str
+    columns: list[str]
+    rows: list[str]
+
+    @property
+    def table(self) -> str:
+        return f"{quote_ident(self.shipment.database)}.{quote_ident(self.shipment.name)}"
+
+
+async def read_copies(vc: VCursor, shipments: tuple[Shipment, ...]) -> list[TableCopy]:
+    """Each shipped table's definition and rows, MAX_MATERIALIZED bytes in all."""
+    copies: list[TableCopy] = []
+    budget = MAX_MATERIALIZED
+    for shipment in shipments:
+        copy = await _read_copy(vc, shipment, budget)
+        budget -= sum(len(r) + 1 for r in copy.rows)
+        copies.append(copy)
+    return copies
+
+
+async def _read_copy(vc: VCursor, shipment: Shipment, budget: int) -> TableCopy:
+    database, name = shipment.database, shipment.name
+    table = f"{quote_ident(database)}.{quote_ident(name)}"
+    shown = await vc.run(shipment.source, f"SHOW CREATE TABLE {table}", join=False)
+    values = text_row(shown.rows[0])
+    # Decoded as the SQL text is encoded again: the definition reaches the region byte for byte.
+    create, columns = temporary_definition((values[1] or b"").decode(vc.text_codec(), "surrogateescape"), database, name)
+    stream = await vc.stream(shipment.source, f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {table}")
+    assert stream.fields is not None
+    kinds = column_kinds(stream.fields)
+    rows: list[str] = []
+    size = 0
+    while (batch := await stream.next_batch()) is not None:
+        for raw in batch:
+            rows.append(render_row(raw, kinds))
+            size += len(rows[-1]) + 1
+        if size > budget:
+            while await stream.next_batch() is not None:
+                pass  # drained, not closed: the connection may carry the session's transaction
+            raise unsupported(f"a statement across regions that needs more than {MAX_MATERIALIZED >> 20} MiB of rows "
+                              f"copied ({database}.{name} has no copy where the statement runs)")
+    return TableCopy(shipment, create, columns, rows)
+
+
+async def create_copies(vc: VCursor, region: str, copies: list[TableCopy], created: list[str]) -> None:
+    """The temporary tables on `region`, filled; each name is added to `created`
+    as soon as it exists (the caller drops them, also after an error)."""
+    for copy in copies:
+        await vc.run(region, copy.create, join=False)
+        created.append(copy.table)
+        head = f"INSERT INTO {copy.table} ({', '.join(quote_ident(c) for c in copy.columns)}) VALUES "
+        chunk: list[str] = []
+        size = 0
+        for row in copy.rows:
+            chunk.append(row)
+            size += len(row) + 1
+            if size >= INSERT_CHUNK:
+                await vc.run(region, head + ",".join(chunk), join=False)
+                chunk, size = [], 0
+        if chunk:
+            await vc.run(region, head + ",".join(chunk), join=False)
+
+
+async def drop_copies(vc: VCursor, region: str, created: list[str]) -> None:
+    for table in created:
+        try:
+            await vc.run(region, f"DROP TEMPORARY TABLE IF EXISTS {table}", join=False)
+        except SqlError as e:  # the connection is gone: so is the table
+            log.warning("could not drop the temporary copy %s on %s: %s", table, region, e)
+
+
+@dataclass(frozen=True, slots=True)
 class MaterializedRead:
-    """The client's read on `region`, after copying `missing` (database, table,
-    source region) there as temporary tables (module docstring)."""
+    """The client's read on `region`, after copying `shipments` there (module docstring)."""
 
     sql: str
     region: str
-    missing: tuple[tuple[str, str, str], ...]
+    shipments: tuple[Shipment, ...]
     label: str = "cross_read"
     epoch: int = -1
 
     async def execute(self, vc: VCursor) -> Reply:
         vc.state.on(Event.STATEMENT)
-        copies = []
-        budget = MAX_MATERIALIZED
-        for database, name, source in self.missing:
-            create, rows = await self._read_copy(vc, database, name, source, budget)
-            budget -= sum(len(r) + 1 for r in rows)
-            copies.append((database, name, create, rows))
+        copies = await read_copies(vc, self.shipments)
         created: list[str] = []
         try:
-            for database, name, create, rows in copies:
-                await vc.run(self.region, create[0], join=False)
-                created.append(f"{quote_ident(database)}.{quote_ident(name)}")
-                await self._fill(vc, created[-1], create[1], rows)
+            await create_copies(vc, self.region, copies, created)
             return Reply(await vc.run(self.region, self.sql))
         finally:
-            for table in created:
-                try:
-                    await vc.run(self.region, f"DROP TEMPORARY TABLE IF EXISTS {table}", join=False)
-                except SqlError as e:  # the connection is gone: so is the table
-                    log.warning("could not drop the temporary copy %s on %s: %s", table, self.region, e)
-
-    async def _read_copy(self, vc: VCursor, database: str, name: str, source: str,
-                         budget: int) -> tuple[tuple[str, list[str]], list[str]]:
-        table = f"{quote_ident(database)}.{quote_ident(name)}"
-        shown = await vc.run(source, f"SHOW CREATE TABLE {table}", join=False)
-        values = text_row(shown.rows[0])
-        create, columns = temporary_definition((values[1] or b"").decode("utf8", "surrogateescape"), database, name)
-        select = f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {table}"
-        stream = await vc.stream(source, select)
-        assert stream.fields is not None
-        kinds = column_kinds(stream.fields)
-        rows: list[str] = []
-        size = 0
-        while (batch := await stream.next_batch()) is not None:
-            for raw in batch:
-                rows.append(render_row(raw, kinds))
-                size += len(rows[-1]) + 1
-            if size > budget:
-                while await stream.next_batch() is not None:
-                    pass  # drained, not closed: the connection may carry the session's transaction
-                raise unsupported(f"a query across regions that needs more than {MAX_MATERIALIZED >> 20} MiB of rows "
-                                  f"copied ({database}.{name} has no copy where the other tables are)")
-        return (create, columns), rows
-
-    async def _fill(self, vc: VCursor, table: str, columns: list[str], rows: list[str]) -> None:
-        head = f"INSERT INTO {table} ({', '.join(quote_ident(c) for c in columns)}) VALUES "
-        chunk: list[str] = []
-        size = 0
-        for row in rows:
-            chunk.append(row)
-            size += len(row) + 1
-            if size >= INSERT_CHUNK:
-                await vc.run(self.region, head + ",".join(chunk), join=False)
-                chunk, size = [], 0
-        if chunk:
-            await vc.run(self.region, head + ",".join(chunk), join=False)
+            await drop_copies(vc, self.region, created)
 
     def describe(self) -> dict[str, Any]:
-        return {"MaterializedRead": self.region, "copies": [f"{d}.{n} from {s}" for d, n, s in self.missing]}
+        return {"MaterializedRead": self.region, "copies": [f"{s.database}.{s.name} from {s.source}" for s in self.shipments]}
+
+
+@dataclass(frozen=True, slots=True)
+class ShippedWrite:
+    """A write (`write`: its FanOutWrite, the client's own text) that reads
+    tables some of its regions lack: they are copied to those regions first,
+    so every copy runs the statement over the same rows, and MariaDB judges
+    it there (ambiguous columns, ON DUPLICATE KEY UPDATE naming the SELECT's
+    columns, multi-table UPDATE/DELETE) exactly as on one server."""
+
+    write: FanOutWrite
+    shipments: tuple[Shipment, ...]
+    label: str = "shipped_write"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        vc.state.on(Event.STATEMENT)
+        copies = await read_copies(vc, self.shipments)
+        created: dict[str, list[str]] = {}
+        try:
+            for region in self.write.regions:
+                created[region] = []
+                await create_copies(vc, region, [c for c in copies if region in c.shipment.to], created[region])
+            return await self.write.execute(vc)
+        finally:
+            for region, tables in created.items():
+                await drop_copies(vc, region, tables)
+
+    def describe(self) -> dict[str, Any]:
+        return {"ShippedWrite": [f"{s.database}.{s.name} from {s.source} to {', '.join(s.to)}" for s in self.shipments],
+                "then": self.write.describe()}

@@ -188,6 +188,9 @@ class SessionCursor(CursorBase):
         backends.last = conn
         return await self.call(conn, conn.run(self._body(sql, conn.sql_encoding), prefix, infile))
 
+    def text_codec(self) -> str:
+        return self.backends.sql_encoding
+
     def client_status(self, global_scope: bool) -> dict[str, str]:
         """The status variables the proxy answers: this proxy's client connection
         counters, and in session scope those about the client's own connection."""

@@ -46,7 +46,7 @@ from .clusterplan import (
     substitute_connection_id,
 )
 from .catalogscatter import CatalogScatter
-from .crossread import MaterializedRead
+from .crossread import MaterializedRead, ShippedWrite
 from .insertselect import MaterializedInsert
 from .localinfile import plan_load_data
 from .routines import CallRoutine, parse_call, plan_routine_ddl
@@ -340,6 +340,8 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
             assert parts is not None  # the planner checked
             head, select, tail = parts
             return MaterializedInsert(head, select, tail, p.select_from, write, epoch=epoch)
+        if p.copies:
+            return ShippedWrite(write, p.copies, epoch=epoch)
         return write
     if p.op is Op.READ:
         if p.copies:

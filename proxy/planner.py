@@ -90,7 +90,18 @@ class Plan:
     catalog_keys: tuple[str, str] | None = None  # CATALOG: each row's schema and table columns
     key_order: tuple[str, str] | None = None  # UPDATE/DELETE ... LIMIT: ordered by this table's key (engine.KeyOrder)
     select_from: str | None = None  # INSERT ... SELECT across regions: the SELECT's region (insertselect.py)
-    copies: tuple[tuple[str, str, str], ...] = ()  # READ across regions: (database, table, source) copied first (crossread.py)
+    copies: tuple["Shipment", ...] = ()  # tables copied to the regions that run it first (crossread.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Shipment:
+    """A table a statement reads, copied for that statement as a temporary table
+    to regions `to` (which hold no in-sync copy of it) from region `source`."""
+
+    database: str
+    name: str
+    source: str
+    to: tuple[str, ...]
 
 
 # -- helpers -------------------------------------------------------------------
@@ -161,21 +172,14 @@ def read_region(tables: tuple[TablePlacement, ...], snap: RoutingSnapshot) -> st
     raise AssertionError("unreachable")
 
 
-def _write_regions(analysis: Analysis, writes: tuple[TablePlacement, ...], reads: tuple[TablePlacement, ...],
-                   materialize: bool = False) -> tuple[str, ...]:
-    """The regions a write runs on; `materialize`: reads need not be there (the
-    proxy runs the SELECT of an INSERT ... SELECT elsewhere, insertselect.py)."""
+def _write_regions(analysis: Analysis, writes: tuple[TablePlacement, ...], materialized: bool) -> tuple[str, ...]:
+    """The regions a write runs on; `materialized`: the SELECT of an INSERT ...
+    SELECT runs once (insertselect.py), so its functions are evaluated once."""
     regions = writes[0].write_regions
     for t in writes[1:]:
         if set(t.write_regions) != set(regions):
             raise unsupported("a write to several tables that are not placed on the same regions")
-    for t in reads if not materialize else ():
-        missing = set(regions) - set(t.write_regions)
-        if missing:
-            raise unsupported(
-                f"a write that reads {t.database}.{t.name}, which has no copy on region(s) {', '.join(sorted(missing))}"
-            )
-    if len(regions) > 1 and not materialize:
+    if len(regions) > 1 and not materialized:
         if analysis.nondeterministic and not analysis.uuid_once:  # (SYSDATE() is made NOW(), pinned: plan_dml; UUID() in VALUES: a literal)
             raise unsupported(f"{analysis.nondeterministic} in a write to a replicated table (each copy would get a different value)")
         if analysis.unordered_limit and len(writes) != 1:
@@ -264,7 +268,8 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
         # INSERT/UPDATE/DELETE): refusing it is right, guessing a region is not.
         raise unsupported(f"this form of {analysis.kind.value.upper()} statement (no table to write found)")
     source = _materialize_from(sql, analysis, writes, reads, snap)
-    regions = _write_regions(analysis, writes, reads, materialize=source is not None)
+    regions = _write_regions(analysis, writes, materialized=source is not None)
+    shipments = () if source is not None else _shipments(regions, reads, snap)
     for region in regions:
         require_live(region, snap)
     if analysis.uses_sysdate and len(regions) > 1:
@@ -275,7 +280,20 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
         analysis=analysis,
         key_order=(writes[0].database, writes[0].name) if analysis.unordered_limit and len(regions) > 1 else None,
         select_from=source,
+        copies=shipments,
     )
+
+
+def _shipments(regions: tuple[str, ...], reads: tuple[TablePlacement, ...], snap: RoutingSnapshot) -> tuple[Shipment, ...]:
+    """The tables a write reads that some of its regions lack: each is copied
+    there for the statement (crossread.py), so every copy runs the client's
+    own text over the same rows."""
+    out: dict[tuple[str, str], Shipment] = {}
+    for t in reads:
+        to = tuple(r for r in regions if r not in t.write_regions)
+        if to and (t.database, t.name) not in out:
+            out[(t.database, t.name)] = Shipment(t.database, t.name, read_region((t,), snap), to)
+    return tuple(out.values())
 
 
 def _share_a_region(tables: tuple[TablePlacement, ...]) -> bool:
@@ -296,36 +314,30 @@ def _plan_cross_region_read(sql: str, analysis: Analysis, tables: tuple[TablePla
     if not candidates:
         require_live(tables[0].primary, snap)
     region = candidates[0]
-    copies = tuple((t.database, t.name, read_region((t,), snap)) for t in tables if region not in t.write_regions)
+    copies = tuple(Shipment(t.database, t.name, read_region((t,), snap), (region,)) for t in tables if region not in t.write_regions)
     return Plan(Op.READ, sql, (region,), Kind.SELECT, tables, uses_last_insert_id=analysis.uses_last_insert_id,
                 epoch=snap.epoch, analysis=analysis, copies=copies)
 
 
 def _materialize_from(sql: str, analysis: Analysis, writes: tuple[TablePlacement, ...], reads: tuple[TablePlacement, ...],
                       snap: RoutingSnapshot) -> str | None:
-    """The region where the SELECT of an INSERT/REPLACE ... SELECT runs once
-    (insertselect.py), when running the statement on each copy cannot work:
-    its tables are missing from a copy's region, or it calls UUID() and the
-    like, which each copy would evaluate differently.  None: run it as is."""
+    """The region where the SELECT of an INSERT/REPLACE ... SELECT that calls
+    UUID() and the like runs once (insertselect.py): each copy would evaluate
+    it differently.  None: run the statement's own text on each copy."""
     if len(writes) != 1 or analysis.kind not in (Kind.INSERT, Kind.REPLACE):
         return None
-    nondeterministic = analysis.nondeterministic and len(writes[0].write_regions) > 1
-    if not nondeterministic and _reads_on_every_copy(writes, reads):
+    if not analysis.nondeterministic or len(writes[0].write_regions) < 2:
         return None
     parts = split_insert_select(sql)
-    if parts is None:
-        return None
-    if nondeterministic and _NONDETERMINISTIC_CALL.search(parts[2]):
+    if parts is None or _NONDETERMINISTIC_CALL.search(parts[2]):
         return None  # in ON DUPLICATE KEY UPDATE: evaluated by each copy (refused by _write_regions)
+    target = (writes[0].database.lower(), writes[0].name.lower())
+    if parts[2] and any((t.database.lower(), t.name.lower()) != target for t in reads):
+        return None  # its ON DUPLICATE KEY UPDATE may name the SELECT's columns: only MariaDB over both tables can judge
     return read_region(reads, snap) if reads else writes[0].primary
 
 
 _NONDETERMINISTIC_CALL = re.compile(r"\b(?:uuid|uuid_short|sys_guid)\s*\(", re.I)
-
-
-def _reads_on_every_copy(writes: tuple[TablePlacement, ...], reads: tuple[TablePlacement, ...]) -> bool:
-    regions = set(writes[0].write_regions)
-    return all(regions <= set(t.write_regions) for t in reads)
 
 
 # -- SHOW / DESCRIBE -------------------------------------------------------------
@@ -391,8 +403,10 @@ def plan_show(sql: str, snap: RoutingSnapshot, session: SessionView, cache: Anal
         inner = body[m.end():]
         analysis = cache.get(inner, classify(inner))
         inner_plan = plan_dml(inner, analysis, snap, session)
-        if inner_plan.copies:
-            raise unsupported("EXPLAIN of a query across tables that share no region")
+        if inner_plan.copies:  # explained where it would run, over the same temporary copies
+            region = inner_plan.regions[0]
+            copies = tuple(c for c in inner_plan.copies if region in c.to)
+            return Plan(Op.READ, sql, (region,), Kind.SHOW, inner_plan.tables, epoch=snap.epoch, copies=copies)
         region = inner_plan.regions[:1]
         if inner_plan.op is Op.ANY or not region:
             return Plan(Op.ANY, sql, kind=Kind.SHOW, epoch=snap.epoch)

@@ -200,6 +200,36 @@ def classify(sql: str) -> Kind:
     raise SqlError(ER_PARSE, f"You have an error in your SQL syntax; check the manual for the right syntax to use near '{body[:40]}' at line 1")
 
 
+def _names_in_scope(tree: exp.Expression) -> dict[str, TableRef]:
+    """The tables of a multi-table UPDATE/DELETE by the names its clauses may use
+    for them: alias, else table name (subqueries' tables excluded)."""
+    tables = [t for t in tree.find_all(exp.Table) if t.name and t.find_ancestor(exp.Subquery) is None]
+    out: dict[str, TableRef] = {t.alias: _table_ref(t) for t in tables if t.alias}
+    for t in tables:
+        if not t.alias:
+            out.setdefault(t.name, _table_ref(t))
+    return out
+
+
+def _assigned_tables(tree: exp.Expression, names: dict[str, TableRef]) -> list[TableRef] | None:
+    """The tables a multi-table UPDATE's SET assigns, when every assigned column
+    is qualified with a table in scope; None when that cannot be told."""
+    out: list[TableRef] = []
+    for assignment in tree.expressions:
+        column = assignment.this if isinstance(assignment, exp.EQ) else None
+        if not isinstance(column, exp.Column) or not column.table:
+            return None
+        if column.db:
+            ref = next((r for r in names.values() if (r.database or "").lower() == column.db.lower() and r.name == column.table), None)
+        else:
+            ref = names.get(column.table)
+        if ref is None:
+            return None
+        if ref not in out:
+            out.append(ref)
+    return out or None
+
+
 # -- digests ----------------------------------------------------------------
 _LITERALS = re.compile(
     r"""
@@ -364,8 +394,17 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
             writes.append(_table_ref(target))
     elif isinstance(tree, (exp.Update, exp.Delete)):
         real_kind = Kind.UPDATE if isinstance(tree, exp.Update) else Kind.DELETE
+        names = _names_in_scope(tree)
         if isinstance(tree, exp.Delete) and tree.args.get("tables"):
-            writes.extend(_table_ref(t) for t in tree.args["tables"] if isinstance(t, exp.Table))
+            # DELETE t1, a2 FROM t1 JOIN t2 AS a2 ...: the targets may be aliases
+            for t in tree.args["tables"]:
+                if isinstance(t, exp.Table):
+                    ref = names.get(t.name) if not t.db else None
+                    if ref is not None and ref != _table_ref(t) and _table_ref(t) in refs:
+                        refs.remove(_table_ref(t))  # an alias, not a table
+                    ref = ref or _table_ref(t)
+                    if ref not in writes:
+                        writes.append(ref)
         else:
             target = tree.this
             for t in ([target] if isinstance(target, exp.Table) else list(target.find_all(exp.Table)) if target else []):
@@ -373,12 +412,16 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
                 if ref not in writes and not (not ref.database and ref.name in ctes):
                     writes.append(ref)
             if real_kind is Kind.UPDATE and (tree.args.get("joins") or list(tree.this.find_all(exp.Join))):
-                # A multi-table UPDATE may assign any joined table: treat every
-                # table outside subqueries as written, so each gets its own fan-out.
-                for t in tree.find_all(exp.Table):
-                    ref = _table_ref(t)
-                    if ref not in writes and t.find_ancestor(exp.Subquery) is None and ref in refs:
-                        writes.append(ref)
+                assigned = _assigned_tables(tree, names)
+                if assigned is not None:
+                    writes = assigned
+                else:
+                    # An unqualified SET column may belong to any joined table: treat
+                    # every table outside subqueries as written (each its own fan-out).
+                    for t in tree.find_all(exp.Table):
+                        ref = _table_ref(t)
+                        if ref not in writes and t.find_ancestor(exp.Subquery) is None and ref in refs:
+                            writes.append(ref)
     elif isinstance(tree, (exp.Select, exp.Union, exp.Values)) or isinstance(tree, exp.Query):
         real_kind = Kind.SELECT
     else:
@@ -387,7 +430,8 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
     reads = tuple(r for r in refs if r not in writes)
     unordered_limit = False
     if real_kind in (Kind.UPDATE, Kind.DELETE):
-        unordered_limit = bool(tree.args.get("limit")) and not tree.args.get("order")
+        # (A multi-table UPDATE/DELETE takes no LIMIT: MariaDB answers 1221 itself.)
+        unordered_limit = bool(tree.args.get("limit")) and not tree.args.get("order") and len(refs) == 1
     nondet = _NONDETERMINISTIC.search(shape)
     # In INSERT ... VALUES each UUID() in the text is evaluated exactly once, so
     # the proxy can evaluate it instead (engine.FanOutWrite) and every copy gets

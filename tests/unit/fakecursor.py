@@ -82,6 +82,9 @@ class LoggingCursor(CursorBase):
     async def _run(self, region: str, sql: str, prefix: str = "", infile: object = None) -> QueryResult:
         return self._answer(region, prefix + sql + (" <- client file" if infile is not None else ""))
 
+    def text_codec(self) -> str:
+        return "utf8"
+
     def client_status(self, global_scope: bool) -> dict[str, str]:
         counters = {"Aborted_clients": "7", "Connections": "9"}
         return counters if global_scope else {"Compression": "ON", "Ssl_cipher": "", "Ssl_version": "", **counters}

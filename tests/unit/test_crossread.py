@@ -87,3 +87,19 @@ def test_a_locking_read_across_regions_is_still_refused():
     with pytest.raises(SqlError) as e:
         plan_statement(JOIN + " FOR UPDATE", classify(JOIN), SNAP, LoggingCursor().state, CACHE)
     assert e.value.errno == 1235
+
+
+def test_a_write_reading_a_table_its_copies_lack_ships_it_and_runs_the_clients_text():
+    # users: r1 + r2; items: r3 + r2 -> items is copied to r1 only; both copies of users run the same text
+    sql = "INSERT INTO users (id, name) SELECT id, title FROM items ON DUPLICATE KEY UPDATE name = items.title"
+    c = LoggingCursor(respond=respond())
+    primitive = plan_statement(sql, classify(sql), SNAP, c.state, CACHE)
+    assert primitive.describe()["ShippedWrite"] == ["shop.items from r3 to r1"]
+    object.__setattr__(primitive.write, "clock", lambda: 1700000000.0)
+    asyncio.run(primitive.execute(c))
+    runs = [region for region, text in c.log if text.endswith(sql)]
+    assert runs == ["r1", "r2"]  # the primary, then the replica, each the client's own statement
+    creates = [i for i, (region, text) in enumerate(c.log) if text.startswith("CREATE TEMPORARY TABLE")]
+    first_run = next(i for i, (region, text) in enumerate(c.log) if text.endswith(sql))
+    assert [c.log[i][0] for i in creates] == ["r1"] and creates[0] < first_run
+    assert c.log[-1] == ("r1", "DROP TEMPORARY TABLE IF EXISTS `shop`.`items`")

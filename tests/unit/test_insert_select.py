@@ -70,24 +70,24 @@ def run(cursor: LoggingCursor, sql: str):
 
 
 def test_select_on_one_region_then_the_same_values_on_every_copy():
-    # shop.users: r1 + r2; shop.items: r3 + r2 -> the read runs on r2 (holds items), the write on r1 then r2
+    # UUID() in the SELECT: evaluated once, on a region holding items (r3 + r2); the write on users' r1 then r2
     def respond(region, sql):
         if sql.startswith("SELECT"):
             return select_answer([row(b"1", b"ash"), row(b"2", None)])
         return None
 
     c = LoggingCursor(respond=respond)
-    primitive, _ = run(c, "INSERT INTO users (id, name) SELECT id, name FROM items WHERE id < 3")
+    primitive, _ = run(c, "INSERT INTO users (id, name) SELECT id, LEFT(UUID(), 3) FROM items WHERE id < 3")
     assert primitive.describe()["MaterializedInsert"]["select_on"] in ("r2", "r3")
     values = f"INSERT INTO users (id, name) VALUES (1, _utf8mb4 X'{b'ash'.hex()}'),(2, NULL)"
     writes = [(region, sql) for region, sql in c.log if values in sql]
     assert [region for region, _ in writes] == ["r1", "r2"]  # the primary, then the replica: the same text
-    assert c.log[0][1] == "SELECT id, name FROM items WHERE id < 3"
+    assert c.log[0][1] == "SELECT id, LEFT(UUID(), 3) FROM items WHERE id < 3"
 
 
 def test_an_empty_select_writes_nothing():
     c = LoggingCursor(respond=lambda region, sql: select_answer([]) if sql.startswith("SELECT") else None)
-    _, reply = run(c, "INSERT INTO users SELECT id, name FROM items")
+    _, reply = run(c, "INSERT INTO users SELECT id, UUID() FROM items")
     assert reply.result.affected_rows == 0 and len(c.log) == 1
 
 
@@ -96,7 +96,7 @@ def test_more_than_the_bound_is_refused_before_anything_is_written():
     c = LoggingCursor(respond=lambda region, sql: select_answer([big] * (MAX_MATERIALIZED >> 20))
                       if sql.startswith("SELECT") else None)
     with pytest.raises(SqlError) as e:
-        run(c, "INSERT INTO users SELECT id, name FROM items")
+        run(c, "INSERT INTO users SELECT id, UUID() FROM items")
     assert e.value.errno == 1235 and len(c.log) == 1
 
 
