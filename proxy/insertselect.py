@@ -1,15 +1,15 @@
-"""INSERT / REPLACE ... SELECT across regions.
+"""INSERT / REPLACE ... SELECT whose SELECT calls UUID() (and the like).
 
 A write goes to its table's primary and every in-sync replica, and each copy
-runs the statement itself.  An INSERT ... SELECT can only run that way when
-every copy's region also holds the tables it reads.  When one does not
-(tables are placed independently), the proxy runs the SELECT once, on a
-region holding all the tables it reads, and writes the rows it returned as
-`INSERT ... VALUES` through the ordinary write fan-out (FanOutWrite): every
-copy gets the same literal rows, the affected-row check compares them, and
-ON DUPLICATE KEY UPDATE, IGNORE, column lists and LAST_INSERT_ID() behave as
-for any multi-row INSERT (MariaDB reports `Records: N  Duplicates: D`, as for
-INSERT ... SELECT).
+runs the statement itself -- over tables shipped there when it lacks them
+(crossread.py).  A SELECT calling UUID() would give each copy different
+rows, so this one form runs its SELECT once, on a region holding all the
+tables it reads, and writes the rows it returned as `INSERT ... VALUES`
+through the ordinary write fan-out (FanOutWrite): every copy gets the same
+literal rows, the affected-row check compares them, and IGNORE, column lists
+and LAST_INSERT_ID() behave as for any multi-row INSERT (MariaDB reports
+`Records: N  Duplicates: D`, as for INSERT ... SELECT).  The literal
+rendering here also serves the shipped tables of crossread.py.
 
 The SELECT runs on the session's connection to that region, so inside a
 transaction it reads the transaction's snapshot and the region becomes a
@@ -23,8 +23,10 @@ locked -- unlike MariaDB's INSERT ... SELECT, which holds shared locks on
 them until commit, a concurrent write to the source between the read and
 the write is not blocked (issue 8's cross-region work is where that
 belongs).  The rows are held in the proxy, at most MAX_MATERIALIZED bytes of
-SQL; a larger source gets 1235 (nothing was written).  RETURNING, and a
-SELECT the text does not clearly delimit, keep the 1235 they had.
+SQL; a larger source gets 1235 (nothing was written).  RETURNING, a
+SELECT the text does not clearly delimit, and an ON DUPLICATE KEY UPDATE
+beside other tables read (only MariaDB over both tables can judge what it
+names) keep 1235.
 """
 
 from __future__ import annotations
