@@ -15,6 +15,7 @@ from . import metrics
 from .accounts import AccountAdmin, ClusterAccounts, bootstrap_accounts
 from .auth import LoginGuard
 from .cluster import ClusterSessions
+from .insertselect import LIMIT as MATERIALIZE_LIMIT
 from .pool import BackendPool
 from .routing import RoutingTable
 from .server import MIB, EdgeConfig, ProxyServer
@@ -48,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--max-user-connections", type=int, default=0, help="connections per account (default 0: no limit)")
     limits.add_argument("--connect-timeout", type=float, default=10.0, help="seconds a client has to finish logging in (default 10)")
     limits.add_argument("--wait-timeout", type=float, default=28800.0, help="seconds an idle logged-in client is kept (default 28800)")
+    limits.add_argument("--max-shipped-bytes", type=int, default=16 * MIB,
+                        help="rows (as SQL text) the proxy holds to run one statement across regions: tables copied "
+                        "where the statement runs (default 16 MiB); more gets 1235")
     limits.add_argument("--max-allowed-packet", type=int, default=16 * MIB, help="largest client message in bytes (default 16 MiB); larger gets 1153")
     add_tls_arguments(parser)
     limits.add_argument("--login-block-after", type=int, default=20, help="failed logins of one user from one host before it is blocked for a minute (0: never)")
@@ -55,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def serve(args: argparse.Namespace) -> int:
     tls, rsa = edge_crypto(args)
+    MATERIALIZE_LIMIT.max_bytes = args.max_shipped_bytes
     credentials = load_backend_credentials(args.secrets)
     users = load_users(args.users)
     stop = stop_on_signals()

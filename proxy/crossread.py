@@ -18,7 +18,7 @@ table of the same name, filled from a copy elsewhere:
 The answer is MariaDB's own, over the same rows: no merging in the proxy.
 
 Limits, stated plainly (error handling): the copied tables hold at most
-MAX_MATERIALIZED bytes of rows together (beyond: 1235 before anything is
+`--max-shipped-bytes` of rows together (16 MiB) (beyond: 1235 before anything is
 created); the statement's result is held whole in the proxy before it is
 sent (the temporary tables are dropped after it is read); the client needs
 the CREATE TEMPORARY TABLES privilege on the missing tables' databases, which
@@ -38,7 +38,7 @@ from typing import Any
 from minisql.errors import SqlError, unsupported
 
 from .engine import FanOutWrite, Reply, VCursor
-from .insertselect import MAX_MATERIALIZED, column_kinds, render_row
+from .insertselect import LIMIT, column_kinds, render_row
 from .planner import Shipment
 from .protocol import text_row
 from .routines import quote_ident
@@ -87,9 +87,9 @@ class TableCopy:
 
 
 async def read_copies(vc: VCursor, shipments: tuple[Shipment, ...]) -> list[TableCopy]:
-    """Each shipped table's definition and rows, MAX_MATERIALIZED bytes in all."""
+    """Each shipped table's definition and rows, LIMIT.max_bytes in all."""
     copies: list[TableCopy] = []
-    budget = MAX_MATERIALIZED
+    budget = LIMIT.max_bytes
     for shipment in shipments:
         copy = await _read_copy(vc, shipment, budget)
         budget -= sum(len(r) + 1 for r in copy.rows)
@@ -116,7 +116,7 @@ async def _read_copy(vc: VCursor, shipment: Shipment, budget: int) -> TableCopy:
         if size > budget:
             while await stream.next_batch() is not None:
                 pass  # drained, not closed: the connection may carry the session's transaction
-            raise unsupported(f"a statement across regions that needs more than {MAX_MATERIALIZED >> 20} MiB of rows "
+            raise unsupported(f"a statement across regions that needs more than {LIMIT.max_bytes} bytes of rows "
                               f"copied ({database}.{name} has no copy where the statement runs)")
     return TableCopy(shipment, create, columns, rows)
 

@@ -22,7 +22,7 @@ Limits, stated plainly (error handling): the source rows are read, not
 locked -- unlike MariaDB's INSERT ... SELECT, which holds shared locks on
 them until commit, a concurrent write to the source between the read and
 the write is not blocked (issue 8's cross-region work is where that
-belongs).  The rows are held in the proxy, at most MAX_MATERIALIZED bytes of
+belongs).  The rows are held in the proxy, at most LIMIT.max_bytes bytes of
 SQL; a larger source gets 1235 (nothing was written).  RETURNING, a
 SELECT the text does not clearly delimit, and an ON DUPLICATE KEY UPDATE
 beside other tables read (only MariaDB over both tables can judge what it
@@ -43,7 +43,14 @@ from .prepared import column_type
 from .protocol import read_lenenc_int
 from .txn import Event
 
-MAX_MATERIALIZED = 16 << 20  # bytes of VALUES text the proxy holds for one statement
+class MaterializeLimit:
+    """Bytes of rows (as VALUES text) the proxy holds for one statement across
+    regions: `minisql proxy --max-shipped-bytes` (default 16 MiB)."""
+
+    max_bytes = 16 << 20
+
+
+LIMIT = MaterializeLimit()
 
 _NUMERIC = frozenset({0, 1, 2, 3, 4, 5, 8, 9, 13, 246})  # DECIMAL, TINY..LONGLONG, INT24, YEAR, NEWDECIMAL
 _TEMPORAL = frozenset({7, 10, 11, 12, 14})  # TIMESTAMP, DATE, TIME, DATETIME, NEWDATE
@@ -128,10 +135,10 @@ class MaterializedInsert:
                 rendered = render_row(raw, kinds)
                 size += len(rendered) + 1
                 rows.append(rendered)
-            if size > MAX_MATERIALIZED:
+            if size > LIMIT.max_bytes:
                 while await stream.next_batch() is not None:
                     pass  # drained, not closed: the connection may carry the session's transaction
-                raise unsupported(f"INSERT ... SELECT across regions of more than {MAX_MATERIALIZED >> 20} MiB of rows "
+                raise unsupported(f"INSERT ... SELECT ... UUID() of more than {LIMIT.max_bytes} bytes of rows "
                                   "(the proxy holds them between the read and the write)")
         if not rows:
             return ok()

@@ -13,7 +13,7 @@ from mysql_mimic.types import ColumnType
 
 from minisql.errors import SqlError
 from proxy.backend import QueryResult
-from proxy.insertselect import MAX_MATERIALIZED, column_kinds, render_row
+from proxy.insertselect import LIMIT, column_kinds, render_row
 from proxy.planbuilder import plan_statement
 from proxy.protocol import lenenc_str
 from proxy.statements import AnalysisCache, classify, split_insert_select
@@ -93,7 +93,7 @@ def test_an_empty_select_writes_nothing():
 
 def test_more_than_the_bound_is_refused_before_anything_is_written():
     big = row(b"1", b"x" * (1 << 20))
-    c = LoggingCursor(respond=lambda region, sql: select_answer([big] * (MAX_MATERIALIZED >> 20))
+    c = LoggingCursor(respond=lambda region, sql: select_answer([big] * (LIMIT.max_bytes >> 20))
                       if sql.startswith("SELECT") else None)
     with pytest.raises(SqlError) as e:
         run(c, "INSERT INTO users SELECT id, UUID() FROM items")
