@@ -102,7 +102,7 @@ class QueryResult:
     insert_id: int
     warnings: int
     server_status: int
-    info: bytes
+    info: bytes  # the OK packet's trailing bytes as MariaDB sends them: a length-encoded string (or nothing)
     more: "QueryResult | None" = None  # the next result of a CALL
 
 

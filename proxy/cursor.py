@@ -255,6 +255,9 @@ class SessionCursor(CursorBase):
     def any_region(self) -> str:
         return self.backends.any_region(self.snapshot)
 
+    def current_snapshot(self) -> RoutingSnapshot:
+        return self.session.routing.snapshot
+
     def last_region(self) -> str | None:
         last = self.backends.last
         if last is not None and not last.closed and last.region_id in self.snapshot.regions:

@@ -560,7 +560,7 @@ _INSERT_TAIL = re.compile(r"[()]|\bon\s+duplicate\s+key\s+update\b|\breturning\b
 _QUOTED_OR_COMMENT = re.compile(QUOTED.pattern + r"|/\*.*?(?:\*/|\Z)|--[ \t][^\n]*|#[^\n]*", re.S)
 
 
-def _blank(sql: str) -> str:
+def blank_statement(sql: str) -> str:
     """Quoted text and comments as x's, same length: keywords found are the statement's."""
     return _QUOTED_OR_COMMENT.sub(lambda m: "x" * len(m.group()), sql)
 
@@ -568,7 +568,7 @@ def _blank(sql: str) -> str:
 def split_insert_select(sql: str) -> tuple[str, str, str] | None:
     """(head, select, tail) of `INSERT|REPLACE ... [(cols)] SELECT ... [ON DUPLICATE
     KEY UPDATE ...]`; None for any other shape (VALUES, SET, RETURNING)."""
-    blank = _blank(sql)
+    blank = blank_statement(sql)
     if not _INSERT_HEAD.match(blank):
         return None
     depth, start = 0, None

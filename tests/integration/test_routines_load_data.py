@@ -5,6 +5,7 @@ mode (autocommit off) where it matters."""
 from __future__ import annotations
 
 
+import subprocess
 from decimal import Decimal
 
 import pymysql
@@ -319,4 +320,43 @@ def test_a_join_of_tables_sharing_no_region_is_answered(cluster, db):
     conn.rollback()
     c_.execute(join)
     assert len(c_.fetchall()) == 2
+    conn.close()
+
+
+def test_create_table_select_makes_a_placed_table_with_mariadbs_shape(cluster, db):
+    admin = cluster.connect(database=db)
+    cur = admin.cursor()
+    for i in range(3):
+        cur.execute(f"CREATE TABLE s{i} (id INT PRIMARY KEY, v VARCHAR(10), d DECIMAL(6,2))")
+        cur.execute(f"INSERT INTO s{i} VALUES (1, 'x{i}', 1.50), (2, 'y{i}', NULL)")
+    admin.close()
+    conn = default_client(cluster, db)  # autocommit off: CREATE ... SELECT commits, as DDL does
+    c = conn.cursor()
+    c.execute("CREATE TABLE c1 (PRIMARY KEY (id)) SELECT s0.id, s0.v, s1.d FROM s0 JOIN s1 ON s1.id = s0.id "
+              "JOIN s2 ON s2.id = s0.id")
+    assert c.rowcount == 2
+    conn.rollback()  # nothing to undo: the statement committed
+    placed = cluster.state()["placement"].table(db, "c1")
+    assert placed is not None and len(placed.write_regions) == 2
+    copies = cluster.rows_on_regions(db, "c1", "id")
+    assert sorted(copies) == sorted(placed.write_regions)
+    assert all(rows == [(1, "x0", Decimal("1.50")), (2, "y0", None)] for rows in copies.values())
+    c.execute("SHOW CREATE TABLE c1")
+    definition = c.fetchone()[1]
+    assert "`d` decimal(6,2) DEFAULT NULL" in definition and "PRIMARY KEY (`id`)" in definition
+
+    with pytest.raises(pymysql.err.MySQLError) as info:  # strict mode: MariaDB refuses the rows, no table is made
+        c.execute("CREATE TABLE c2 (v VARCHAR(1)) SELECT v FROM s0")
+    assert info.value.args[0] == 1406
+    assert cluster.state()["placement"].table(db, "c2") is None
+    conn.close()
+    # the OK packet as libmariadb parses it (its info string length-prefixed, as MariaDB sends it)
+    cli = subprocess.run(["mariadb", "-h127.0.0.1", f"-P{cluster.proxy_port}", "-uroot", db, "-vv", "-e",
+                          "CREATE TABLE c3 SELECT id FROM s1"], capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0 and "Records: 2  Duplicates: 0  Warnings: 0" in cli.stdout, cli.stderr
+    conn = default_client(cluster, db)
+    c = conn.cursor()
+    c.execute("CREATE TABLE IF NOT EXISTS c1 SELECT 1 AS id")
+    c.execute("SHOW WARNINGS")
+    assert [r[1] for r in c.fetchall()] == [1050]
     conn.close()

@@ -64,6 +64,7 @@ class LoggingCursor(CursorBase):
         self.dropped: list[str] = []
         self.charsets: list[str] = []
         self.ddls: list[str] = []
+        self.snapshot_after_ddl: RoutingSnapshot | None = None
 
     def _answer(self, region: str, sql: str) -> QueryResult:
         if region in self.dropped and region in self.state.broken:
@@ -98,6 +99,9 @@ class LoggingCursor(CursorBase):
 
     def any_region(self) -> str:
         return self.last or "r1"
+
+    def current_snapshot(self) -> RoutingSnapshot:
+        return self.snapshot_after_ddl or self.snapshot
 
     def last_region(self) -> str | None:
         return self.last
