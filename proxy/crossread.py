@@ -21,8 +21,9 @@ Limits, stated plainly (error handling): the copied tables hold at most
 `--max-shipped-bytes` of rows together (16 MiB) (beyond: 1235 before anything is
 created); the statement's result is held whole in the proxy before it is
 sent (the temporary tables are dropped after it is read); the client needs
-the CREATE TEMPORARY TABLES privilege on the missing tables' databases, which
-a plain join on one MariaDB would not (MariaDB's 1044 otherwise); a
+the CREATE TEMPORARY TABLES privilege on the missing tables' databases and
+SELECT on every column of a copied table, which a plain join on one MariaDB
+would not (MariaDB's 1044 / 1143 otherwise); a
 partitioned table cannot be copied this way (MariaDB refuses a partitioned
 temporary table).  Locking reads (FOR UPDATE, LOCK IN SHARE MODE) keep 1235:
 a copy cannot lock the rows of the original.
