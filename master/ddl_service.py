@@ -111,6 +111,7 @@ class DdlService:
         self._topo = topology
         self._regions = regions
         self._as_user: dict[str, str] | None = None  # the requesting client's account, per request
+        self._statement_vars = ""  # the request's SET STATEMENT <vars> FOR, per request
         self._lock = lock  # shared with the failover loop: one placement change at a time
 
     async def handle(self, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,6 +131,8 @@ class DdlService:
             # account, so MariaDB checks its privileges; our compensating drops
             # (rollback of a half-made CREATE, orphans) run as the agent's account.
             self._as_user = {"user": str(account["user"]), "host": str(account["host"])} if isinstance(account, dict) else None
+            statement_vars = payload.get("statement_vars")
+            self._statement_vars = statement_vars if isinstance(statement_vars, str) else ""
             async with self._lock:
                 result = await self._dispatch(stmt, sql, database)
             outcome = "ok"
@@ -161,6 +164,8 @@ class DdlService:
         """A region task done on the client's behalf: run as the client's account."""
         if self._as_user is not None:
             task["as_user"] = self._as_user
+        if self._statement_vars and task.get("op") == "execute_ddl":
+            task["statement_vars"] = self._statement_vars
         return task
 
     async def _live(self) -> set[str]:

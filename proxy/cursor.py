@@ -294,14 +294,15 @@ class SessionCursor(CursorBase):
             raise SqlError(ER_UNKNOWN, "KILL and SHOW PROCESSLIST need the proxy's session registry")
         return cluster
 
-    async def ddl(self, sql: str) -> Reply:
+    async def ddl(self, sql: str, statement_vars: str = "") -> Reply:
         """DDL through the master's queue, as the client; waits until this proxy
         sees the placement the DDL produced."""
         session = self.session
         try:
             result = await session.topology.call(
                 "master",
-                {"op": "ddl", "sql": sql, "database": self.state.database, "account": session.account_ref()},
+                {"op": "ddl", "sql": sql, "database": self.state.database, "account": session.account_ref(),
+                 "statement_vars": statement_vars},
                 timeout=DDL_TIMEOUT,
             )
         except CallTimeout:

@@ -89,7 +89,7 @@ class VCursor(Protocol):
     def drop(self, region: str) -> None: ...
     def set_charset(self, name: str) -> None: ...
     def set_idle_timeout(self, seconds: float) -> None: ...
-    async def ddl(self, sql: str) -> Reply: ...
+    async def ddl(self, sql: str, statement_vars: str = "") -> Reply: ...
     async def account_statement(self, sql: str) -> Reply: ...
     async def show_grants(self, sql: str) -> Reply: ...
     async def kill(self, target: int, query: bool) -> Reply: ...
@@ -479,15 +479,16 @@ class Ddl:
     """DDL goes to the master (placement changes with it); commits first, as MariaDB."""
 
     sql: str
+    statement_vars: str = ""  # SET STATEMENT <these> FOR <sql>: applied by each region that runs it
     label: str = "ddl"
     epoch: int = -1
 
     async def execute(self, vc: VCursor) -> Reply:
         await end_transaction(vc, vc.state.on(Event.IMPLICIT_COMMIT))
-        return await vc.ddl(self.sql)
+        return await vc.ddl(self.sql, self.statement_vars)
 
     def describe(self) -> dict[str, Any]:
-        return {"Ddl": "master"}
+        return {"Ddl": "master", "statement_vars": self.statement_vars} if self.statement_vars else {"Ddl": "master"}
 
 
 @dataclass(frozen=True, slots=True)

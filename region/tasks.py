@@ -185,6 +185,10 @@ class RegionTasks:
             # Housekeeping, as the agent: the database is already in the placement
             # (its creator's privileges were checked then); this region just lacks it.
             await self._run(f"CREATE DATABASE IF NOT EXISTS {quote_ident(database)}")
+        statement_vars = payload.get("statement_vars")
+        if isinstance(statement_vars, str) and statement_vars:
+            # The client's SET STATEMENT ... FOR <this DDL>: its settings for this statement only.
+            sql = f"SET STATEMENT {statement_vars} FOR {sql}"
         affected, warnings = await self._run(sql, database=database, as_user=payload.get("as_user"))
         result: dict[str, Any] = {"ok": True, "affected_rows": affected}
         if warnings:

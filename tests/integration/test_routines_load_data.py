@@ -360,3 +360,18 @@ def test_create_table_select_makes_a_placed_table_with_mariadbs_shape(cluster, d
     c.execute("SHOW WARNINGS")
     assert [r[1] for r in c.fetchall()] == [1050]
     conn.close()
+
+
+def test_set_statement_for_ddl_reaches_every_region(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    with pytest.raises(pymysql.err.MySQLError) as info:  # the settings reach the regions that run the DDL
+        cur.execute("SET STATEMENT sql_mode='STRICT_ALL_TABLES,NO_ZERO_DATE' FOR "
+                    "CREATE TABLE dates (d DATE DEFAULT '0000-00-00')")
+    assert info.value.args[0] == 1067
+    assert cluster.state()["placement"].table(db, "dates") is None
+    cur.execute("SET STATEMENT sql_mode='' FOR CREATE TABLE dates (d DATE DEFAULT '0000-00-00')")
+    assert len(cluster.rows_on_regions(db, "dates")) == 2
+    cur.execute("SELECT @@sql_mode")  # for that statement only
+    assert "STRICT_TRANS_TABLES" in cur.fetchone()[0]
+    conn.close()

@@ -121,8 +121,8 @@ class LoggingCursor(CursorBase):
     def set_idle_timeout(self, seconds: float) -> None:
         self.idle_timeout = seconds
 
-    async def ddl(self, sql: str) -> Reply:
-        self.ddls.append(sql)
+    async def ddl(self, sql: str, statement_vars: str = "") -> Reply:
+        self.ddls.append(f"SET STATEMENT {statement_vars} FOR {sql}" if statement_vars else sql)
         return Reply(ok_result(0))
 
     async def account_statement(self, sql: str) -> Reply:
