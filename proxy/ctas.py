@@ -1,4 +1,17 @@
-"""CREATE TABLE ... SELECT through the gateway.
+"""CREATE TABLE ... SELECT, CREATE TABLE ... LIKE and CREATE OR REPLACE TABLE
+through the gateway: the forms the proxy composes from the master's plain
+CREATE / DROP TABLE and MariaDB's own answers.
+
+CREATE TABLE ... LIKE: `SHOW CREATE TABLE` of the source where it is read,
+renamed, without its FOREIGN KEYs and AUTO_INCREMENT counter (MariaDB copies
+neither), as an ordinary CREATE TABLE through the master.
+
+CREATE OR REPLACE TABLE: MariaDB defines it as DROP TABLE IF EXISTS and then
+CREATE TABLE, and so does the proxy (both through the master).  A SELECT or
+LIKE naming the table being replaced is refused first, as MariaDB refuses it
+(1093 / 1066), never after the drop.
+
+CREATE TABLE ... SELECT:
 
 A new table is placed by the master (its DDL path creates it on a primary
 and a replica before publishing it), while the rows come from a SELECT that
@@ -33,7 +46,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as _replace
 from typing import Any
 
 from minisql.errors import ER_NO_DB, ER_TABLE_EXISTS, SqlError, unsupported
@@ -41,19 +54,26 @@ from minisql.errors import ER_NO_DB, ER_TABLE_EXISTS, SqlError, unsupported
 from .backend import QueryResult
 from .clusterplan import warnings_result
 from .crossread import INSERT_CHUNK, create_copies, drop_copies, read_copies, temporary_definition
-from .engine import FanOutWrite, Reply, VCursor, end_transaction
+from .engine import Ddl, FanOutWrite, Reply, VCursor, end_transaction
 from .insertselect import LIMIT, column_kinds, render_row
-from .planner import QUALIFIED, Op, RoutingSnapshot, SessionView, Shipment, plan_dml, split_qualified
+from .planner import QUALIFIED, Op, RoutingSnapshot, SessionView, Shipment, plan_dml, read_region, resolve_table, split_qualified
 from .protocol import lenenc_str, text_row
 from .routines import quote_ident
-from .statements import AnalysisCache, Kind, blank_statement
+from .statements import AnalysisCache, Kind, blank_statement, strip_leading_noise
 from .txn import Event
+from topology.model import TablePlacement
 
 log = logging.getLogger(__name__)
 
 SCRATCH = "__minisql_ctas"  # the session temporary table MariaDB's CREATE ... SELECT fills
 
 _HEAD = re.compile(rf"^\s*create\s+table\s+(if\s+not\s+exists\s+)?{QUALIFIED}", re.I)
+_OR_REPLACE = re.compile(r"^\s*create\s+or\s+replace\s+(?=table\b)", re.I)
+_LIKE = re.compile(rf"^\s*create\s+table\s+(if\s+not\s+exists\s+)?{QUALIFIED}\s*"
+                   rf"(?:\(\s*like\s+{QUALIFIED}\s*\)|like\s+{QUALIFIED})\s*;?\s*$", re.I)
+_AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")
+ER_NONUNIQ_TABLE = 1066
+ER_UPDATE_TABLE_USED = 1093
 _TOKENS = re.compile(r"[()]|\b(?:select|with|like)\b", re.I)
 _SELECT_AFTER_PAREN = re.compile(r"\(\s*(?:select|with)\b", re.I)
 
@@ -98,8 +118,40 @@ def split_create_select(sql: str) -> CtasParts | None:
     return CtasParts(bool(m.group(1)), ref.database, ref.name, rest, sql[start:].strip().rstrip(";").rstrip())
 
 
-def plan_create_select(sql: str, snap: RoutingSnapshot, session: SessionView, cache: AnalysisCache) -> Any:
-    """A CreateTableSelect, or None when `sql` is not CREATE TABLE ... SELECT."""
+def plan_create_table(sql: str, snap: RoutingSnapshot, session: SessionView, cache: AnalysisCache) -> Any:
+    """The primitive of CREATE [OR REPLACE] TABLE ... SELECT / LIKE, and of CREATE
+    OR REPLACE TABLE; None for the CREATE TABLE the master runs as it is."""
+    sql = strip_leading_noise(sql)
+    replace_match = _OR_REPLACE.match(sql)
+    if replace_match is None:
+        return _plan_like(sql, snap, session) or _plan_select(sql, snap, session, cache)
+    inner_sql = "CREATE " + sql[replace_match.end():]
+    name = _HEAD.match(blank_statement(inner_sql))
+    if name is None or name.group(1):
+        raise SqlError(1064, "You have an error in your SQL syntax near 'OR REPLACE ... IF NOT EXISTS'", "42000")
+    real = _HEAD.match(inner_sql)
+    assert real is not None
+    ref = split_qualified(real.group(2), real.group(3))
+    database = ref.database or session.database
+    if database is None:
+        raise SqlError(ER_NO_DB, "No database selected", "3D000")
+    target = (database.lower(), ref.name.lower())
+    inner = _plan_like(inner_sql, snap, session) or _plan_select(inner_sql, snap, session, cache)
+    if isinstance(inner, CreateTableLike) and (inner.source.database.lower(), inner.source.name.lower()) == target:
+        raise SqlError(ER_NONUNIQ_TABLE, f"Not unique table/alias: '{ref.name}'", "42000")
+    if isinstance(inner, CreateTableSelect):
+        if target in inner.reads:
+            raise SqlError(ER_UPDATE_TABLE_USED, f"Table '{ref.name}' is specified twice, both as a target for 'CREATE' "
+                           "and as a separate source for data", "HY000")
+        inner = _replace(inner, exists=False)
+    elif isinstance(inner, CreateTableLike):
+        inner = _replace(inner, exists=False)
+    else:
+        inner = Ddl(inner_sql, epoch=snap.epoch)
+    return ReplaceTable(f"DROP TABLE IF EXISTS {quote_ident(database)}.{quote_ident(ref.name)}", inner, epoch=snap.epoch)
+
+
+def _plan_select(sql: str, snap: RoutingSnapshot, session: SessionView, cache: AnalysisCache) -> Any:
     parts = split_create_select(sql)
     if parts is None:
         return None
@@ -114,8 +166,77 @@ def plan_create_select(sql: str, snap: RoutingSnapshot, session: SessionView, ca
         raise unsupported("CREATE TABLE ... SELECT of this form")
     return CreateTableSelect(
         database, parts.name, parts.if_not_exists, snap.placement.table(database, parts.name) is not None, parts.rest,
-        p.regions[0] if p.op is Op.READ else None, p.copies, epoch=snap.epoch,
+        p.regions[0] if p.op is Op.READ else None, p.copies,
+        tuple((t.database.lower(), t.name.lower()) for t in p.tables), epoch=snap.epoch,
     )
+
+
+def _plan_like(sql: str, snap: RoutingSnapshot, session: SessionView) -> "CreateTableLike | None":
+    m = _LIKE.match(sql)
+    if m is None:
+        return None
+    ref = split_qualified(m.group(2), m.group(3))
+    database = ref.database or session.database
+    if database is None:
+        raise SqlError(ER_NO_DB, "No database selected", "3D000")
+    first, second = (m.group(4), m.group(5)) if m.group(4) else (m.group(6), m.group(7))
+    source = resolve_table(split_qualified(first, second), session, snap)
+    return CreateTableLike(database, ref.name, bool(m.group(1)), snap.placement.table(database, ref.name) is not None,
+                           source, read_region((source,), snap), epoch=snap.epoch)
+
+
+async def _exists_answer(vc: VCursor, name: str, if_not_exists: bool) -> Reply:
+    """MariaDB's answer to creating a table that exists: 1050, or its note."""
+    message = f"Table '{name}' already exists"
+    if not if_not_exists:
+        raise SqlError(ER_TABLE_EXISTS, message, "42S01")
+    vc.state.warnings = warnings_result([{"level": "Note", "code": ER_TABLE_EXISTS, "message": message}])
+    return Reply(QueryResult(None, [], 0, 0, 1, 0, b""))
+
+
+@dataclass(frozen=True, slots=True)
+class CreateTableLike:
+    database: str
+    name: str
+    if_not_exists: bool
+    exists: bool
+    source: TablePlacement
+    region: str
+    label: str = "ddl"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        await end_transaction(vc, vc.state.on(Event.IMPLICIT_COMMIT))
+        if self.exists:
+            return await _exists_answer(vc, self.name, self.if_not_exists)
+        table = f"{quote_ident(self.source.database)}.{quote_ident(self.source.name)}"
+        shown = await vc.run(self.region, f"SHOW CREATE TABLE {table}", join=False)
+        text = (text_row(shown.rows[0])[1] or b"").decode(vc.text_codec(), "surrogateescape")
+        definition, _ = temporary_definition(text, self.database, self.name)
+        head, _, tail = definition.rpartition("\n")
+        create = "CREATE TABLE" + head[len("CREATE TEMPORARY TABLE"):] + "\n" + _AUTO_INCREMENT.sub("", tail)
+        return await vc.ddl(create)
+
+    def describe(self) -> dict[str, Any]:
+        return {"CreateTableLike": f"{self.source.database}.{self.source.name} from {self.region}"}
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceTable:
+    """CREATE OR REPLACE TABLE: DROP TABLE IF EXISTS, then `create` (MariaDB's definition)."""
+
+    drop: str
+    create: Any
+    label: str = "ddl"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        await end_transaction(vc, vc.state.on(Event.IMPLICIT_COMMIT))
+        await vc.ddl(self.drop)
+        return await self.create.execute(vc)
+
+    def describe(self) -> dict[str, Any]:
+        return {"ReplaceTable": self.drop, "then": self.create.describe()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +250,7 @@ class CreateTableSelect:
     rest: str
     region: str | None  # where the SELECT runs; None: any region (it reads no table)
     shipments: tuple[Shipment, ...]
+    reads: tuple[tuple[str, str], ...] = ()  # (database, table) lowercased: what the SELECT reads
     label: str = "ddl"
     epoch: int = -1
 
@@ -139,11 +261,7 @@ class CreateTableSelect:
     async def execute(self, vc: VCursor) -> Reply:
         await end_transaction(vc, vc.state.on(Event.IMPLICIT_COMMIT))
         if self.exists:
-            message = f"Table '{self.name}' already exists"
-            if not self.if_not_exists:
-                raise SqlError(ER_TABLE_EXISTS, message, "42S01")
-            vc.state.warnings = warnings_result([{"level": "Note", "code": ER_TABLE_EXISTS, "message": message}])
-            return Reply(QueryResult(None, [], 0, 0, 1, 0, b""))
+            return await _exists_answer(vc, self.name, self.if_not_exists)
         region = self.region or vc.any_region()
         create, columns, rows = await self._scratch(vc, region)
         await vc.ddl(create)

@@ -47,7 +47,7 @@ from .clusterplan import (
 )
 from .catalogscatter import CatalogScatter
 from .crossread import MaterializedRead, ShippedWrite
-from .ctas import plan_create_select
+from .ctas import plan_create_table
 from .insertselect import MaterializedInsert
 from .localinfile import plan_load_data
 from .routines import CallRoutine, parse_call, plan_routine_ddl
@@ -307,9 +307,9 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         on_temporary = plan_ddl_on_temporary(sql, snap, state)
         if on_temporary is not None:
             return on_temporary
-        create_select = plan_create_select(sql, snap, state, cache)
-        if create_select is not None:
-            return create_select
+        composed = plan_create_table(sql, snap, state, cache)  # ... SELECT, ... LIKE, OR REPLACE
+        if composed is not None:
+            return composed
     if kind is Kind.HELP:
         return Route(sql, None, label="any", epoch=epoch)
     if kind is Kind.ROUTINE:

@@ -375,3 +375,23 @@ def test_set_statement_for_ddl_reaches_every_region(cluster, db):
     cur.execute("SELECT @@sql_mode")  # for that statement only
     assert "STRICT_TRANS_TABLES" in cur.fetchone()[0]
     conn.close()
+
+
+def test_create_table_like_and_create_or_replace(cluster, db):
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE base (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(5) NOT NULL DEFAULT 'z')")
+    cur.execute("INSERT INTO base (v) VALUES ('a'), ('b')")
+    cur.execute("CREATE TABLE twin LIKE base")
+    cur.execute("SHOW CREATE TABLE twin")
+    definition = cur.fetchone()[1]
+    assert "`v` varchar(5) NOT NULL DEFAULT 'z'" in definition and "AUTO_INCREMENT=" not in definition
+    assert len(cluster.rows_on_regions(db, "twin")) == 2
+    cur.execute("CREATE OR REPLACE TABLE twin SELECT 5 AS x")
+    assert {tuple(rows) for rows in cluster.rows_on_regions(db, "twin").values()} == {((5,),)}
+    with pytest.raises(pymysql.err.MySQLError) as info:  # refused before anything is dropped
+        cur.execute("CREATE OR REPLACE TABLE twin SELECT * FROM twin")
+    assert info.value.args[0] == 1093
+    cur.execute("SELECT x FROM twin")
+    assert cur.fetchall() == ((5,),)
+    conn.close()

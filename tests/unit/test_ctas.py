@@ -81,3 +81,37 @@ def test_an_existing_table_is_mariadbs_1050_or_its_note():
     assert e.value.errno == 1050 and c.log == []
     _, reply = run(c, "CREATE TABLE IF NOT EXISTS users SELECT 1 AS id")
     assert reply.result.warnings == 1 and c.ddls == [] and c.log == []
+
+
+LIKE_SOURCE = ("CREATE TABLE `users` (\n  `id` int(11) NOT NULL AUTO_INCREMENT,\n  `boss` int(11) DEFAULT NULL,\n"
+               "  PRIMARY KEY (`id`),\n  CONSTRAINT `fk` FOREIGN KEY (`boss`) REFERENCES `users` (`id`)\n"
+               ") ENGINE=InnoDB AUTO_INCREMENT=5 DEFAULT CHARSET=utf8mb4")
+
+
+def like_cursor() -> LoggingCursor:
+    return LoggingCursor(respond=lambda region, sql: QueryResult(
+        [b"t", b"c"], [lenenc_str(b"users") + lenenc_str(LIKE_SOURCE.encode())], 0, 0, 0, 0, b"")
+        if sql.startswith("SHOW CREATE TABLE") else None)
+
+
+def test_create_table_like_copies_the_definition_as_mariadb_does():
+    c = like_cursor()
+    run(c, "CREATE TABLE clone LIKE users")
+    assert c.log == [("r1", "SHOW CREATE TABLE `shop`.`users`")]  # where users is read
+    assert c.ddls == ["CREATE TABLE `shop`.`clone` (\n  `id` int(11) NOT NULL AUTO_INCREMENT,\n  `boss` int(11) DEFAULT NULL,\n"
+                      "  PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"]  # no FOREIGN KEY, no counter
+
+
+def test_create_or_replace_is_drop_then_create_and_never_drops_its_own_source():
+    c = like_cursor()
+    run(c, "CREATE OR REPLACE TABLE users2 (id INT)")
+    assert c.ddls == ["DROP TABLE IF EXISTS `shop`.`users2`", "CREATE TABLE users2 (id INT)"]
+    c = like_cursor()
+    run(c, "CREATE OR REPLACE TABLE users LIKE orders")  # users exists: replaced, not 1050
+    assert c.ddls[0] == "DROP TABLE IF EXISTS `shop`.`users`" and c.ddls[1].startswith("CREATE TABLE `shop`.`users` (")
+    for sql, errno in (("CREATE OR REPLACE TABLE users SELECT * FROM users", 1093),
+                       ("CREATE OR REPLACE TABLE users LIKE users", 1066)):
+        c = like_cursor()
+        with pytest.raises(SqlError) as e:
+            run(c, sql)
+        assert e.value.errno == errno and c.ddls == []
