@@ -50,7 +50,7 @@ from .crossread import MaterializedRead, ShippedWrite
 from .ctas import plan_create_table
 from .insertselect import MaterializedInsert
 from .localinfile import plan_load_data
-from .routines import CallRoutine, parse_call, plan_routine_ddl
+from .routines import CallRoutine, parse_call, plan_compound, plan_routine_ddl
 from .planextra import SHOW_STATUS, SessionStatus, plan_lock_tables, plan_maintenance, plan_set_statement
 from .planner import Op, Plan, RoutingSnapshot, SessionView, plan, plan_dml
 from .prepared import interpolate, placeholder_positions
@@ -316,6 +316,8 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         return plan_routine_ddl(sql, epoch)
     if kind is Kind.TRIGGER:
         return plan_trigger_ddl(sql, snap, state)
+    if kind is Kind.COMPOUND:
+        return plan_compound(sql, snap, state.database, getattr(state, "temp_tables", None), epoch)
     if kind is Kind.CALL:
         database, name = parse_call(sql, state.database)
         return CallRoutine(sql, database, name, epoch=epoch)

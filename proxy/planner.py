@@ -32,7 +32,7 @@ from minisql.errors import (
     unsupported,
 )
 from minisql.like import LikePattern
-from topology import Placement, RegionInfo, TablePlacement
+from topology import Placement, RegionInfo, ReplicaState, TablePlacement
 
 from .catalog import catalog_refs, route_catalog
 from .statements import (SYSTEM_SCHEMAS, Analysis, AnalysisCache, Kind, TableRef, classify, split_insert_select, strip_leading_noise,
@@ -136,8 +136,21 @@ def resolve_table(ref: TableRef, session: SessionView, snap: RoutingSnapshot) ->
         raise unsupported(f"queries on {database} (each region only knows its own tables; use SHOW TABLES / SHOW COLUMNS)")
     table = snap.placement.table(database, ref.name)
     if table is None:
+        if _SEQUENCE_ENGINE_TABLE.match(ref.name) and snap.regions and snap.placement.has_database(database):
+            return _everywhere(database, ref.name, snap)
         raise SqlError(ER_NO_SUCH_TABLE, f"Table '{database}.{ref.name}' doesn't exist")
     return table
+
+
+# The SEQUENCE engine's virtual tables (seq_1_to_100, seq_0_to_20_step_2): every
+# region answers them in every database, as one MariaDB does.
+_SEQUENCE_ENGINE_TABLE = re.compile(r"^seq_\d+_to_\d+(?:_step_\d+)?$", re.I)
+
+
+def _everywhere(database: str, name: str, snap: RoutingSnapshot) -> TablePlacement:
+    """A table every live region has identically: an in-sync copy on each."""
+    live = sorted(snap.regions)
+    return TablePlacement(database, name, live[0], MappingProxyType({r: ReplicaState.IN_SYNC for r in live[1:]}))
 
 
 def _is_table(ref: TableRef, session: SessionView, snap: RoutingSnapshot) -> bool:

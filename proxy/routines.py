@@ -147,6 +147,18 @@ def plan_call(sql: str, facts: list[BodyFacts], snap: RoutingSnapshot, temp_tabl
     return FanOutWrite(sql, regions, uses_rand=True, label="call", epoch=epoch)
 
 
+def plan_compound(sql: str, snap: RoutingSnapshot, database: str | None, temp_tables: dict[tuple[str, str], str] | None,
+                  epoch: int) -> Primitive:
+    """A compound statement run outside a stored program (BEGIN NOT ATOMIC ...
+    END, FOR ... END FOR, WHILE, LOOP, REPEAT, IF, CASE): routed as a CALL of a
+    routine with this body would be -- a read where its tables are, a write to
+    every copy of the tables it writes (they must share their regions)."""
+    facts = body_facts(sql, database or "")
+    if facts.calls:
+        raise unsupported("a compound statement that CALLs a routine")
+    return plan_call(sql, [facts], snap, temp_tables, epoch)
+
+
 @dataclass(frozen=True, slots=True)
 class CallRoutine:
     """CALL: the body is read when the statement runs, then routed (plan_call)."""

@@ -73,6 +73,7 @@ class Kind(Enum):
     ROUTINE = "routine"  # CREATE / ALTER / DROP PROCEDURE / FUNCTION: every region (routines.py)
     TRIGGER = "trigger"  # CREATE / DROP TRIGGER: its table's write copies (triggers.py)
     CALL = "call"  # CALL proc(...): routed by the tables its body names (routines.py)
+    COMPOUND = "compound"  # BEGIN NOT ATOMIC / FOR / WHILE / LOOP / REPEAT / IF / CASE outside a routine (routines.py)
     LOAD_DATA = "load_data"  # LOAD DATA / XML [LOCAL] INFILE: a write to one table (localinfile.py)
     UNSUPPORTED = "unsupported"
 
@@ -143,6 +144,9 @@ _ROUTINE_DDL = re.compile(rf"(?:create(?:\s+or\s+replace)?(?:\s+{DEFINER})?(?:\s
 _TRIGGER_DDL = re.compile(rf"(?:create(?:\s+or\s+replace)?(?:\s+{DEFINER})?|drop)\s+trigger\b", re.I)
 
 
+_COMPOUND_STARTS = frozenset({"for", "while", "loop", "repeat", "if", "case"})
+
+
 def strip_leading_noise(sql: str) -> str:
     """The statement without leading comments and whitespace."""
     m = _LEADING_NOISE.match(sql)
@@ -165,8 +169,8 @@ def classify(sql: str) -> Kind:
         if second == "to" or (second == "work" and (m.group(3) or "").lower() == "to"):
             return Kind.ROLLBACK_TO
         return Kind.ROLLBACK
-    if first == "begin" and second == "not":  # BEGIN NOT ATOMIC: a compound statement
-        return Kind.UNSUPPORTED
+    if (first == "begin" and second == "not") or first in _COMPOUND_STARTS:  # a compound statement
+        return Kind.COMPOUND
     if first == "set" and second == "statement":
         return Kind.SET_STATEMENT
     if second == "temporary" and first in ("create", "drop"):
@@ -292,6 +296,8 @@ _LOCK_FUNCTIONS = re.compile(r"\b(?:get_lock|release_lock|is_free_lock|is_used_l
 _CONNECTION_ID = re.compile(r"\bconnection_id\s*\(\s*\)", re.I)
 _LOCKING = re.compile(r"\bfor\s+update\b|\block\s+in\s+share\s+mode\b|\bfor\s+share\b", re.I)
 _REPLACE_HEAD = re.compile(r"^(\s*(?:/\*.*?\*/\s*)*)replace\b", re.I | re.S)
+# UPDATE / DELETE [LOW_PRIORITY] [QUICK] [IGNORE]: modifiers sqlglot does not parse and routing does not need
+_MODIFIERS = re.compile(r"^(\s*(?:/\*.*?\*/\s*)*(?:update|delete))(?:\s+(?:low_priority|quick|ignore)\b)+", re.I | re.S)
 
 
 def _table_ref(table: exp.Table) -> TableRef:
@@ -362,6 +368,8 @@ def scan_read(sql: str) -> Analysis | None:
 def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
     """Parse one DML statement and extract what routing needs."""
     text = _REPLACE_HEAD.sub(r"\1INSERT", sql, count=1) if kind is Kind.REPLACE else sql
+    if kind in (Kind.UPDATE, Kind.DELETE):
+        text = _MODIFIERS.sub(r"\1", text, count=1)  # (analysed without them; the region runs them)
     try:
         tree = _parse(text)
     except SqlError as e:

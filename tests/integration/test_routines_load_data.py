@@ -395,3 +395,19 @@ def test_create_table_like_and_create_or_replace(cluster, db):
     cur.execute("SELECT x FROM twin")
     assert cur.fetchall() == ((5,),)
     conn.close()
+
+
+def test_compound_statements_sequence_tables_and_update_ignore(cluster, db):
+    """MTR's shapes: FOR ... END FOR outside a routine, the SEQUENCE engine's
+    seq_1_to_N tables, UPDATE IGNORE; each copy ends the same."""
+    conn = cluster.connect(database=db, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE nums (n INT PRIMARY KEY, t TINYINT)")
+    cur.execute("FOR i IN 1..5 DO INSERT INTO nums VALUES (i, i * 10); END FOR;")
+    cur.execute("INSERT INTO nums SELECT seq, 0 FROM seq_6_to_8")
+    cur.execute("UPDATE IGNORE nums SET t = 1000 WHERE n = 1")  # out of range: clipped to 127, a warning
+    cur.execute("BEGIN NOT ATOMIC DECLARE c INT; SELECT COUNT(*) INTO c FROM nums; SELECT c; END")
+    assert cur.fetchall() == ((8,),)
+    first, second = cluster.rows_on_regions(db, "nums", "n").values()
+    assert first == second == [(1, 127), (2, 20), (3, 30), (4, 40), (5, 50), (6, 0), (7, 0), (8, 0)]
+    conn.close()
