@@ -251,6 +251,7 @@ class CreateTableSelect:
     region: str | None  # where the SELECT runs; None: any region (it reads no table)
     shipments: tuple[Shipment, ...]
     reads: tuple[tuple[str, str], ...] = ()  # (database, table) lowercased: what the SELECT reads
+    statement_vars: str = ""  # SET STATEMENT <these> FOR CREATE TABLE ... SELECT: MariaDB's CREATE and the master's
     label: str = "ddl"
     epoch: int = -1
 
@@ -264,7 +265,7 @@ class CreateTableSelect:
             return await _exists_answer(vc, self.name, self.if_not_exists)
         region = self.region or vc.any_region()
         create, columns, rows = await self._scratch(vc, region)
-        await vc.ddl(create)
+        await vc.ddl(create, self.statement_vars)
         try:
             placed = vc.current_snapshot().placement.table(self.database, self.name)
             if placed is None:
@@ -293,7 +294,8 @@ class CreateTableSelect:
         try:
             await create_copies(vc, region, copies, created)
             await vc.run(region, f"DROP TEMPORARY TABLE IF EXISTS {scratch}", join=False)
-            await vc.run(region, f"CREATE TEMPORARY TABLE {scratch} {self.rest}", join=False)
+            prefix = f"SET STATEMENT {self.statement_vars} FOR " if self.statement_vars else ""
+            await vc.run(region, f"{prefix}CREATE TEMPORARY TABLE {scratch} {self.rest}", join=False)
             created.append(scratch)
             shown = await vc.run(region, f"SHOW CREATE TABLE {scratch}", join=False)
             text = (text_row(shown.rows[0])[1] or b"").decode(vc.text_codec(), "surrogateescape")
@@ -318,8 +320,11 @@ class CreateTableSelect:
             await drop_copies(vc, region, created)
 
     def describe(self) -> dict[str, Any]:
-        return {"CreateTableSelect": self.table, "select_on": self.region or "any",
-                "copies": [f"{s.database}.{s.name} from {s.source}" for s in self.shipments]}
+        out = {"CreateTableSelect": self.table, "select_on": self.region or "any",
+               "copies": [f"{s.database}.{s.name} from {s.source}" for s in self.shipments]}
+        if self.statement_vars:
+            out["statement_vars"] = self.statement_vars
+        return out
 
 
 def _chunks(rows: list[str]) -> list[list[str]]:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from minisql.errors import ER_PARSE, SqlError, unsupported
 
+from .ctas import CreateTableSelect
 from .engine import Ddl, EveryRegion, FanOutWrite, Primitive, Reply, Route, VCursor
 from .protocol import lenenc_str, text_row
 from .planner import IDENT, QUALIFIED, RoutingSnapshot, SessionView, split_qualified, read_region, resolve_table
@@ -89,7 +90,7 @@ def plan_set_statement(sql: str, plan_inner: Callable[[str], Primitive]) -> Prim
         return replace(inner, statement_vars=assignments)
     if isinstance(inner, Route):
         return replace(inner, sql=sql)
-    if isinstance(inner, Ddl):  # the master has every region run SET STATEMENT <vars> FOR <ddl>
+    if isinstance(inner, (Ddl, CreateTableSelect)):  # the master has every region run SET STATEMENT <vars> FOR <ddl>
         return replace(inner, statement_vars=assignments)
     raise unsupported("SET STATEMENT ... FOR anything but a read, a write or table DDL")
 

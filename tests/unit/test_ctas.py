@@ -115,3 +115,10 @@ def test_create_or_replace_is_drop_then_create_and_never_drops_its_own_source():
         with pytest.raises(SqlError) as e:
             run(c, sql)
         assert e.value.errno == errno and c.ddls == []
+
+
+def test_set_statement_for_create_select_reaches_mariadbs_create_and_the_master():
+    c = cursor()
+    run(c, "SET STATEMENT sql_mode='' FOR CREATE TABLE copy SELECT id, name FROM users")
+    assert ("r1", "SET STATEMENT sql_mode='' FOR CREATE TEMPORARY TABLE `shop`.`__minisql_ctas` SELECT id, name FROM users") in c.log
+    assert c.ddls[0].startswith("SET STATEMENT sql_mode='' FOR CREATE TABLE `shop`.`copy`")
