@@ -13,6 +13,8 @@ them all.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from minisql.errors import ER_PARSE, SqlError, unsupported
 
@@ -29,6 +31,7 @@ from .engine import (
     NamedPrepare,
     Primitive,
     ProcessList,
+    Reply,
     Route,
     Savepoint,
     SetSession,
@@ -36,6 +39,7 @@ from .engine import (
     ShowWarnings,
     Transaction,
     UseDatabase,
+    VCursor,
 )
 from .clusterplan import (
     do_as_select,
@@ -48,7 +52,7 @@ from .clusterplan import (
 from .catalogscatter import CatalogScatter
 from .crossread import MaterializedRead, ShippedWrite
 from .ctas import plan_create_table
-from .insertselect import MaterializedInsert
+from .insertselect import MaterializedInsert, column_kinds, render_row
 from .localinfile import plan_load_data
 from .routines import CallRoutine, parse_call, plan_compound, plan_routine_ddl
 from .planextra import SHOW_STATUS, SessionStatus, plan_lock_tables, plan_maintenance, plan_set_statement
@@ -56,7 +60,7 @@ from .planner import Op, Plan, RoutingSnapshot, SessionView, plan, plan_dml
 from .prepared import interpolate, placeholder_positions
 from .temptables import plan_ddl_on_temporary, plan_temporary
 from .triggers import plan_show_create_trigger, plan_trigger_ddl, show_triggers_query
-from .statements import AnalysisCache, Kind, classify, split_insert_select, strip_leading_noise
+from .statements import AnalysisCache, Kind, blank_statement, classify, split_insert_select, strip_leading_noise
 from .txn import Event
 
 # -- SET ----------------------------------------------------------------------------------------
@@ -90,6 +94,48 @@ def split_top_level(text: str) -> list[str]:
             start = m.end()
     parts.append(text[start:])
     return parts
+
+
+# -- SET @var := (SELECT ... FROM t): the value read where t is --------------------------------
+_SET_USER_VAR_FROM_QUERY = re.compile(r"^\s*set\s+(@(?:[\w$.]+|`(?:[^`]|``)+`))\s*:?=\s*(.+?)\s*;?\s*$", re.I | re.S)
+
+
+def plan_set_from_query(sql: str, plan_read: Callable[[str], Primitive]) -> "SetFromQuery | None":
+    """SET @v = <expression reading tables>: a user variable is replayed on every
+    connection of the session, which may hold no copy of those tables.  The
+    expression is read once, as `SELECT <expression>` where its tables are, and
+    @v set to that value everywhere (typed: number, string or NULL as read).
+    None for any other SET (several assignments go the usual way)."""
+    m = _SET_USER_VAR_FROM_QUERY.match(sql)
+    if m is None or not re.search(r"\bselect\b", blank_statement(m.group(2)), re.I):
+        return None
+    if len(split_top_level(strip_leading_noise(sql).strip().rstrip(";")[3:])) != 1:
+        return None  # SET @a = 1, @b = (SELECT ...): several assignments
+    read = plan_read(f"SELECT {m.group(2)}")
+    if not isinstance(read, Route):
+        raise unsupported("SET @variable from a query that does not read from one region")
+    return SetFromQuery(m.group(1), read, epoch=read.epoch)
+
+
+@dataclass(frozen=True, slots=True)
+class SetFromQuery:
+    var: str
+    read: Route
+    label: str = "set"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        vc.state.on(Event.STATEMENT)
+        region = self.read.region or vc.any_region()
+        result = await vc.run(region, self.read.sql)
+        if result.fields is None:
+            raise unsupported("SET @variable from a statement without a result")
+        value = render_row(result.rows[0], column_kinds(result.fields))[1:-1] if result.rows else "NULL"
+        return await plan_set(f"SET {self.var} = {value}", self.epoch).execute(vc)
+
+    def describe(self) -> dict[str, Any]:
+        return {"SetFromQuery": self.var, "read": self.read.describe()}
+
 
 
 def plan_set(sql: str, epoch: int = -1) -> SetSession | EveryRegion:
@@ -262,6 +308,9 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         locks, cid = set_session_functions(sql)
         if locks:
             raise unsupported("GET_LOCK() and the other lock functions in SET (use SELECT ... or DO)")
+        from_query = plan_set_from_query(sql, lambda select: plan_statement(select, Kind.SELECT, snap, state, cache, depth + 1))
+        if from_query is not None:
+            return from_query
         return plan_set(substitute_connection_id(sql, getattr(state, "connection_id", 0)) if cid else sql, epoch)
     if kind is Kind.KILL:
         request = parse_kill(sql, getattr(state, "connection_id", 0))

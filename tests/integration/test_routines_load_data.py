@@ -412,4 +412,7 @@ def test_compound_statements_sequence_tables_and_update_ignore(cluster, db):
     assert cur.fetchall() == ((8,),)
     first, second = cluster.rows_on_regions(db, "nums", "n").values()
     assert first == second == [(1, 127), (2, 20), (3, 30), (4, 40), (5, 50), (6, 0), (7, 0), (8, 0)]
+    cur.execute("SET @x := (SELECT t FROM nums WHERE n = 2)")  # read where nums is, set on every connection
+    cur.execute("SELECT @x + 1, @x IS NULL")
+    assert cur.fetchall() == ((21, 0),)
     conn.close()

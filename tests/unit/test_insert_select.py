@@ -117,3 +117,16 @@ def test_uuid_in_the_select_is_evaluated_once_for_every_copy():
     assert e.value.errno == 1235
     sql = "INSERT INTO solo SELECT UUID()"  # one copy: runs as written
     assert "FanOutWrite" in plan_statement(sql, classify(sql), SNAP, LoggingCursor().state, CACHE).describe()
+
+
+def test_set_user_variable_from_a_query_reads_where_the_table_is_then_sets_a_literal():
+    def respond(region, sql):
+        if sql.startswith("SELECT (SELECT"):
+            return QueryResult([column("v", ColumnType.VAR_STRING, CharacterSet.utf8mb4)], [row(b"ash")], 0, 0, 0, 0, b"")
+        return None
+
+    c = LoggingCursor(respond=respond)
+    sql = "SET @x := (SELECT name FROM items WHERE id = 1)"
+    asyncio.run(plan_statement(sql, classify(sql), SNAP, c.state, CACHE).execute(c))
+    assert c.log[0] == ("r3", "SELECT (SELECT name FROM items WHERE id = 1)")  # items' primary
+    assert any(text == f"SET @x = _utf8mb4 X'{b'ash'.hex()}'" for _, text in c.log[1:])
