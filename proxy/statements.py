@@ -340,7 +340,8 @@ def blank_quoted(sql: str) -> str:
 # pass, never a rescan from every later quote or `/*` (a client-controlled stall).
 STRINGS_AND_COMMENTS = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'?|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"?|/\*.*?(?:\*/|\Z)|--[ \t][^\n]*|#[^\n]*", re.S)
 _SCAN_TABLE = re.compile(r"\b(?:from|join)\s+(`(?:[^`]|``)+`|[\w$]+)(?:\s*\.\s*(`(?:[^`]|``)+`|[\w$]+))?", re.I)
-_SCAN_WRITE = re.compile(r"\b(?:insert|update|delete|replace|into|for\s+update|lock\s+in\s+share\s+mode|for\s+share)\b", re.I)
+# (INTO @var sets user variables: a read; INTO a table or a file is not)
+_SCAN_WRITE = re.compile(r"\b(?:insert|update|delete|replace|into(?!\s+@)|for\s+update|lock\s+in\s+share\s+mode|for\s+share)\b", re.I)
 
 
 def _scan_unquote(ident: str) -> str:
@@ -386,6 +387,8 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
     refs: list[TableRef] = []
     for table in tree.find_all(exp.Table):
         if not table.name or (not table.db and table.name in ctes):
+            continue
+        if table.find_ancestor(exp.Into) is not None:  # SELECT ... INTO @var / OUTFILE: not a table
             continue
         if not table.db and table.name.upper() == "DUAL":
             continue
