@@ -82,15 +82,32 @@ def free_port(host: str = LOOPBACK) -> int:
     return free_ports(1, host)[0]
 
 
+_HANDED_OUT: set[int] = set()  # ports this process already chose (not bound yet, perhaps)
+
+
 def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
-    """`count` distinct free ports (all sockets are held until every port is chosen)."""
+    """`count` distinct free ports (all sockets are held until every port is chosen).
+
+    A port is closed again before its user binds it, and the kernel may hand
+    the same port to the next call: two components then got one metrics port
+    (seen in `make test`).  So a port this process chose before is never
+    chosen again."""
     socks: list[socket.socket] = []
+    ports: list[int] = []
     try:
-        for _ in range(count):
+        for _ in range(count + 1000):
+            if len(ports) == count:
+                break
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind((host, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+            socks.append(s)  # held: the next bind gets another port
+            port = s.getsockname()[1]
+            if port not in _HANDED_OUT:
+                ports.append(port)
+        if len(ports) < count:
+            raise OSError(f"could not find {count} free ports on {host}")
+        _HANDED_OUT.update(ports)
+        return ports
     finally:
         for s in socks:
             s.close()
