@@ -89,6 +89,11 @@ def _introducer(charset_id: int) -> str | None:
 
 def render_row(row: bytes, kinds: list[tuple[int, str | None]]) -> str:
     """One text-protocol row as `(literal, ...)`."""
+    return "(" + ", ".join(render_values(row, kinds)) + ")"
+
+
+def render_values(row: bytes, kinds: list[tuple[int, str | None]]) -> list[str]:
+    """Each value of one text-protocol row as a MariaDB literal."""
     values = []
     pos = 0
     for ctype, introducer in kinds:
@@ -106,7 +111,7 @@ def render_row(row: bytes, kinds: list[tuple[int, str | None]]) -> str:
             values.append(f"X'{raw.hex()}'")
         else:
             values.append(f"{introducer} X'{raw.hex()}'")
-    return "(" + ", ".join(values) + ")"
+    return values
 
 
 @dataclass(frozen=True, slots=True)

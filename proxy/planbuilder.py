@@ -41,6 +41,7 @@ from .engine import (
     UseDatabase,
     VCursor,
 )
+from .backend import QueryResult
 from .clusterplan import (
     do_as_select,
     match_processlist,
@@ -48,11 +49,12 @@ from .clusterplan import (
     require_lock_region,
     set_session_functions,
     substitute_connection_id,
+    warnings_result,
 )
 from .catalogscatter import CatalogScatter
 from .crossread import MaterializedRead, ShippedWrite
 from .ctas import plan_create_table
-from .insertselect import MaterializedInsert, column_kinds, render_row
+from .insertselect import MaterializedInsert, column_kinds, render_values
 from .localinfile import plan_load_data
 from .routines import CallRoutine, parse_call, plan_compound, plan_routine_ddl
 from .planextra import SHOW_STATUS, SessionStatus, plan_lock_tables, plan_maintenance, plan_set_statement
@@ -114,13 +116,39 @@ def plan_set_from_query(sql: str, plan_read: Callable[[str], Primitive]) -> "Set
     read = plan_read(f"SELECT {m.group(2)}")
     if not isinstance(read, Route):
         raise unsupported("SET @variable from a query that does not read from one region")
-    return SetFromQuery(m.group(1), read, epoch=read.epoch)
+    return SetFromQuery((m.group(1),), read, epoch=read.epoch)
+
+
+_INTO_AT = re.compile(r"\binto\s+@", re.I)  # the fast check, before blanking quotes
+# SELECT ... INTO @a, @b (before FROM or at the end), outside parentheses
+_INTO_VARS = re.compile(r"\binto\s+(@(?:[\w$.]+|`(?:[^`]|``)+`)(?:\s*,\s*@(?:[\w$.]+|`(?:[^`]|``)+`))*)", re.I)
+
+
+def plan_select_into_vars(sql: str, plan_read: Callable[[str], Primitive]) -> "SetFromQuery | None":
+    """SELECT ... INTO @a, @b: run without its INTO where it reads, then the
+    variables set on every connection of the session (SetFromQuery), so a
+    later statement on another region's connection sees them too."""
+    blank = blank_statement(sql)
+    m = _INTO_VARS.search(blank)
+    if m is None or blank[:m.start()].count("(") != blank[:m.start()].count(")"):
+        return None
+    names = tuple(v.strip() for v in sql[m.start(1):m.end(1)].split(","))
+    read = plan_read(sql[:m.start()] + " " + sql[m.end():])
+    if not isinstance(read, Route):
+        return None  # (a read across regions keeps INTO on the region that runs it)
+    return SetFromQuery(names, read, into=True, epoch=read.epoch)
 
 
 @dataclass(frozen=True, slots=True)
 class SetFromQuery:
-    var: str
+    """User variables set from one row read where its tables are, then set on
+    every connection of the session as typed literals (`SET @v = ...`).
+    `into`: SELECT ... INTO's rules (no row: warning 1329 and the variables
+    kept; several: 1172); else SET's (no row: NULL)."""
+
+    vars: tuple[str, ...]
     read: Route
+    into: bool = False
     label: str = "set"
     epoch: int = -1
 
@@ -129,12 +157,23 @@ class SetFromQuery:
         region = self.read.region or vc.any_region()
         result = await vc.run(region, self.read.sql)
         if result.fields is None:
-            raise unsupported("SET @variable from a statement without a result")
-        value = render_row(result.rows[0], column_kinds(result.fields))[1:-1] if result.rows else "NULL"
-        return await plan_set(f"SET {self.var} = {value}", self.epoch).execute(vc)
+            raise unsupported("user variables set from a statement without a result")
+        if self.into:
+            if len(result.fields) != len(self.vars):
+                raise SqlError(1222, "The used SELECT statements have a different number of columns", "21000")
+            if len(result.rows) > 1:
+                raise SqlError(1172, "Result consisted of more than one row", "42000")
+            if not result.rows:
+                vc.state.warnings = warnings_result([{"level": "Warning", "code": 1329,
+                                                      "message": "No data - zero rows fetched, selected, or processed"}])
+                return Reply(QueryResult(None, [], 0, 0, 1, 0, b""))
+        values = render_values(result.rows[0], column_kinds(result.fields)) if result.rows else ["NULL"]
+        assignments = ", ".join(f"{var} = {value}" for var, value in zip(self.vars, values))
+        await plan_set(f"SET {assignments}", self.epoch).execute(vc)
+        return Reply(QueryResult(None, [], 1 if self.into else 0, 0, 0, 0, b""))
 
     def describe(self) -> dict[str, Any]:
-        return {"SetFromQuery": self.var, "read": self.read.describe()}
+        return {"SetFromQuery": ",".join(self.vars), "read": self.read.describe()}
 
 
 
@@ -350,6 +389,10 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         return plan_set_statement(sql, inner)
     if kind is Kind.TEMPORARY:
         return plan_temporary(sql, kind, snap, state, cache)
+    if kind is Kind.SELECT and depth < 2 and _INTO_AT.search(sql):
+        into_vars = plan_select_into_vars(sql, lambda text: plan_statement(text, Kind.SELECT, snap, state, cache, depth + 1))
+        if into_vars is not None:
+            return into_vars
     if kind is Kind.LOCK_TABLES:
         return plan_lock_tables(sql, snap, state)
     if kind is Kind.DDL:

@@ -415,4 +415,10 @@ def test_compound_statements_sequence_tables_and_update_ignore(cluster, db):
     cur.execute("SET @x := (SELECT t FROM nums WHERE n = 2)")  # read where nums is, set on every connection
     cur.execute("SELECT @x + 1, @x IS NULL")
     assert cur.fetchall() == ((21, 0),)
+    cur.execute("SELECT t, n INTO @t, @n FROM nums WHERE n = 3")
+    cur.execute("SELECT @t * 2, @n FROM seq_1_to_1")  # any region's connection: set on every one
+    assert cur.fetchall() == ((60, 3),)
+    with pytest.raises(pymysql.err.MySQLError) as info:
+        cur.execute("SELECT t INTO @t FROM nums")
+    assert info.value.args[0] == 1172
     conn.close()

@@ -130,3 +130,31 @@ def test_set_user_variable_from_a_query_reads_where_the_table_is_then_sets_a_lit
     asyncio.run(plan_statement(sql, classify(sql), SNAP, c.state, CACHE).execute(c))
     assert c.log[0] == ("r3", "SELECT (SELECT name FROM items WHERE id = 1)")  # items' primary
     assert any(text == f"SET @x = _utf8mb4 X'{b'ash'.hex()}'" for _, text in c.log[1:])
+
+
+@pytest.mark.parametrize("rows, outcome", [
+    ([row(b"7", b"ash")], "SET @n = 7, @s = _utf8mb4 X'617368'"),
+    ([], 1329),  # no row: a warning, the variables kept
+    ([row(b"1", b"a"), row(b"2", b"b")], 1172),
+])
+def test_select_into_variables_sets_them_on_every_connection(rows, outcome):
+    def respond(region, sql):
+        if sql.startswith("SELECT id, name"):
+            return QueryResult([column("id", ColumnType.LONG), column("name", ColumnType.VAR_STRING, CharacterSet.utf8mb4)],
+                               rows, 0, 0, 0, 0, b"")
+        return None
+
+    c = LoggingCursor(respond=respond)
+    sql = "SELECT id, name INTO @n, @s FROM items WHERE id = 7"
+    primitive = plan_statement(sql, classify(sql), SNAP, c.state, CACHE)
+    if outcome == 1172:
+        with pytest.raises(SqlError) as e:
+            asyncio.run(primitive.execute(c))
+        assert e.value.errno == 1172
+        return
+    reply = asyncio.run(primitive.execute(c))
+    assert c.log[0] == ("r3", "SELECT id, name   FROM items WHERE id = 7")  # the INTO clause cut out
+    if outcome == 1329:
+        assert reply.result.warnings == 1 and len(c.log) == 1
+    else:
+        assert any(text == outcome for _, text in c.log[1:]) and reply.result.affected_rows == 1
