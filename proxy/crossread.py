@@ -39,7 +39,7 @@ from typing import Any
 from minisql.errors import SqlError, unsupported
 
 from .engine import FanOutWrite, Reply, VCursor
-from .insertselect import LIMIT, column_kinds, render_row
+from .insertselect import LIMIT, chunks, read_rendered_rows
 from .planner import Shipment
 from .protocol import text_row
 from .routines import quote_ident
@@ -47,15 +47,16 @@ from .txn import Event
 
 log = logging.getLogger(__name__)
 
-INSERT_CHUNK = 1 << 20  # bytes of VALUES per INSERT into a temporary copy
 
 _COLUMN = re.compile(r"^\s*`((?:[^`]|``)+)`\s")
 _FOREIGN_KEY = re.compile(r"^\s*(?:constraint\s+`(?:[^`]|``)+`\s+)?foreign\s+key\b", re.I)
 _GENERATED = re.compile(r"\sGENERATED ALWAYS AS\s|\sAS \(.*\) (?:VIRTUAL|STORED|PERSISTENT)\b")
 
 
-def temporary_definition(create_table: str, database: str, name: str) -> tuple[str, list[str]]:
-    """(CREATE TEMPORARY TABLE ..., the stored columns to copy) from SHOW CREATE TABLE's text."""
+def temporary_definition(create_table: str, database: str, name: str, temporary: bool = True) -> tuple[str, list[str]]:
+    """(CREATE [TEMPORARY] TABLE `database`.`name` ..., the stored columns to copy)
+    from SHOW CREATE TABLE's text, without its FOREIGN KEYs (a temporary table
+    cannot have them; CREATE TABLE ... LIKE does not copy them)."""
     lines = create_table.split("\n")
     first, body, tail = lines[0], lines[1:-1], lines[-1]
     if not first.upper().startswith(("CREATE TABLE", "CREATE TEMPORARY TABLE")) or not tail.startswith(")"):
@@ -69,8 +70,17 @@ def temporary_definition(create_table: str, database: str, name: str) -> tuple[s
         if column is not None and not _GENERATED.search(element):
             columns.append(column.group(1).replace("``", "`"))
         kept.append(element)
-    head = f"CREATE TEMPORARY TABLE {quote_ident(database)}.{quote_ident(name)} ("
+    head = f"CREATE {'TEMPORARY ' if temporary else ''}TABLE {quote_ident(database)}.{quote_ident(name)} ("
     return head + "\n" + ",\n".join(kept) + "\n" + tail, columns
+
+
+async def show_definition(vc: VCursor, region: str, table: str, database: str, name: str,
+                          temporary: bool = True) -> tuple[str, list[str]]:
+    """`SHOW CREATE TABLE table` on `region`, as temporary_definition names it."""
+    shown = await vc.run(region, f"SHOW CREATE TABLE {table}", join=False)
+    # Decoded as the SQL text is encoded again: the definition reaches the region byte for byte.
+    text = (text_row(shown.rows[0])[1] or b"").decode(vc.text_codec(), "surrogateescape")
+    return temporary_definition(text, database, name, temporary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,24 +111,10 @@ async def read_copies(vc: VCursor, shipments: tuple[Shipment, ...]) -> list[Tabl
 async def _read_copy(vc: VCursor, shipment: Shipment, budget: int) -> TableCopy:
     database, name = shipment.database, shipment.name
     table = f"{quote_ident(database)}.{quote_ident(name)}"
-    shown = await vc.run(shipment.source, f"SHOW CREATE TABLE {table}", join=False)
-    values = text_row(shown.rows[0])
-    # Decoded as the SQL text is encoded again: the definition reaches the region byte for byte.
-    create, columns = temporary_definition((values[1] or b"").decode(vc.text_codec(), "surrogateescape"), database, name)
+    create, columns = await show_definition(vc, shipment.source, table, database, name)
     stream = await vc.stream(shipment.source, f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {table}")
-    assert stream.fields is not None
-    kinds = column_kinds(stream.fields)
-    rows: list[str] = []
-    size = 0
-    while (batch := await stream.next_batch()) is not None:
-        for raw in batch:
-            rows.append(render_row(raw, kinds))
-            size += len(rows[-1]) + 1
-        if size > budget:
-            while await stream.next_batch() is not None:
-                pass  # drained, not closed: the connection may carry the session's transaction
-            raise unsupported(f"a statement across regions that needs more than {LIMIT.max_bytes} bytes of rows "
-                              f"copied ({database}.{name} has no copy where the statement runs)")
+    rows = await read_rendered_rows(stream, budget, f"a statement across regions that needs more than {LIMIT.max_bytes} "
+                                    f"bytes of rows copied ({database}.{name} has no copy where the statement runs)")
     return TableCopy(shipment, create, columns, rows)
 
 
@@ -129,15 +125,7 @@ async def create_copies(vc: VCursor, region: str, copies: list[TableCopy], creat
         await vc.run(region, copy.create, join=False)
         created.append(copy.table)
         head = f"INSERT INTO {copy.table} ({', '.join(quote_ident(c) for c in copy.columns)}) VALUES "
-        chunk: list[str] = []
-        size = 0
-        for row in copy.rows:
-            chunk.append(row)
-            size += len(row) + 1
-            if size >= INSERT_CHUNK:
-                await vc.run(region, head + ",".join(chunk), join=False)
-                chunk, size = [], 0
-        if chunk:
+        for chunk in chunks(copy.rows):
             await vc.run(region, head + ",".join(chunk), join=False)
 
 

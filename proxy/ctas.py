@@ -53,13 +53,13 @@ from minisql.errors import ER_NO_DB, ER_TABLE_EXISTS, SqlError, unsupported
 
 from .backend import QueryResult
 from .clusterplan import warnings_result
-from .crossread import INSERT_CHUNK, create_copies, drop_copies, read_copies, temporary_definition
+from .crossread import create_copies, drop_copies, read_copies, show_definition
 from .engine import Ddl, FanOutWrite, Reply, VCursor, end_transaction
-from .insertselect import LIMIT, column_kinds, render_row
+from .insertselect import LIMIT, chunks, read_rendered_rows
 from .planner import QUALIFIED, Op, RoutingSnapshot, SessionView, Shipment, plan_dml, read_region, resolve_table, split_qualified
-from .protocol import lenenc_str, text_row
+from .protocol import lenenc_str
 from .routines import quote_ident
-from .statements import AnalysisCache, Kind, blank_statement, strip_leading_noise
+from .statements import AnalysisCache, Kind, blank_statement, strip_leading_noise, top_level_select
 from .txn import Event
 from topology.model import TablePlacement
 
@@ -68,14 +68,13 @@ log = logging.getLogger(__name__)
 SCRATCH = "__minisql_ctas"  # the session temporary table MariaDB's CREATE ... SELECT fills
 
 _HEAD = re.compile(rf"^\s*create\s+table\s+(if\s+not\s+exists\s+)?{QUALIFIED}", re.I)
+_LIKE_WORD = frozenset({"like"})  # CREATE TABLE ... LIKE: not a SELECT
 _OR_REPLACE = re.compile(r"^\s*create\s+or\s+replace\s+(?=table\b)", re.I)
 _LIKE = re.compile(rf"^\s*create\s+table\s+(if\s+not\s+exists\s+)?{QUALIFIED}\s*"
                    rf"(?:\(\s*like\s+{QUALIFIED}\s*\)|like\s+{QUALIFIED})\s*;?\s*$", re.I)
 _AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")
 ER_NONUNIQ_TABLE = 1066
 ER_UPDATE_TABLE_USED = 1093
-_TOKENS = re.compile(r"[()]|\b(?:select|with|like)\b", re.I)
-_SELECT_AFTER_PAREN = re.compile(r"\(\s*(?:select|with)\b", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,21 +93,7 @@ def split_create_select(sql: str) -> CtasParts | None:
     m = _HEAD.match(blank)
     if m is None:
         return None
-    depth, start = 0, None
-    for token in _TOKENS.finditer(blank, m.end()):
-        word = token.group().lower()
-        if word == "(":
-            if depth == 0 and _SELECT_AFTER_PAREN.match(blank, token.start()):
-                start = token.start()
-                break
-            depth += 1
-        elif word == ")":
-            depth -= 1
-        elif depth == 0:
-            if word == "like":
-                return None
-            start = token.start()
-            break
+    start = top_level_select(blank, m.end(), _LIKE_WORD)
     if start is None:
         return None
     real = _HEAD.match(sql)  # the same positions: the blanked text keeps them
@@ -210,12 +195,9 @@ class CreateTableLike:
         if self.exists:
             return await _exists_answer(vc, self.name, self.if_not_exists)
         table = f"{quote_ident(self.source.database)}.{quote_ident(self.source.name)}"
-        shown = await vc.run(self.region, f"SHOW CREATE TABLE {table}", join=False)
-        text = (text_row(shown.rows[0])[1] or b"").decode(vc.text_codec(), "surrogateescape")
-        definition, _ = temporary_definition(text, self.database, self.name)
+        definition, _ = await show_definition(vc, self.region, table, self.database, self.name, temporary=False)
         head, _, tail = definition.rpartition("\n")
-        create = "CREATE TABLE" + head[len("CREATE TEMPORARY TABLE"):] + "\n" + _AUTO_INCREMENT.sub("", tail)
-        return await vc.ddl(create)
+        return await vc.ddl(head + "\n" + _AUTO_INCREMENT.sub("", tail))
 
     def describe(self) -> dict[str, Any]:
         return {"CreateTableLike": f"{self.source.database}.{self.source.name} from {self.region}"}
@@ -271,7 +253,7 @@ class CreateTableSelect:
             if placed is None:
                 raise SqlError(ER_TABLE_EXISTS, f"Table '{self.name}' was created but is not placed yet", "HY000")
             head = f"INSERT INTO {self.table} ({', '.join(quote_ident(c) for c in columns)}) VALUES "
-            for chunk in _chunks(rows):
+            for chunk in chunks(rows):
                 await FanOutWrite(head + ",".join(chunk), placed.write_regions, epoch=self.epoch).execute(vc)
             await end_transaction(vc, vc.state.on(Event.IMPLICIT_COMMIT))
         except SqlError:
@@ -297,24 +279,10 @@ class CreateTableSelect:
             prefix = f"SET STATEMENT {self.statement_vars} FOR " if self.statement_vars else ""
             await vc.run(region, f"{prefix}CREATE TEMPORARY TABLE {scratch} {self.rest}", join=False)
             created.append(scratch)
-            shown = await vc.run(region, f"SHOW CREATE TABLE {scratch}", join=False)
-            text = (text_row(shown.rows[0])[1] or b"").decode(vc.text_codec(), "surrogateescape")
-            definition, columns = temporary_definition(text, self.database, self.name)
-            create = "CREATE TABLE" + definition[len("CREATE TEMPORARY TABLE"):]
+            create, columns = await show_definition(vc, region, scratch, self.database, self.name, temporary=False)
             stream = await vc.stream(region, f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {scratch}")
-            assert stream.fields is not None
-            kinds = column_kinds(stream.fields)
-            rows: list[str] = []
-            size = 0
-            while (batch := await stream.next_batch()) is not None:
-                for raw in batch:
-                    rows.append(render_row(raw, kinds))
-                    size += len(rows[-1]) + 1
-                if size > LIMIT.max_bytes:
-                    while await stream.next_batch() is not None:
-                        pass
-                    raise unsupported(f"CREATE TABLE ... SELECT of more than {LIMIT.max_bytes} bytes of rows "
-                                      "(they pass through the proxy; see --max-shipped-bytes)")
+            rows = await read_rendered_rows(stream, LIMIT.max_bytes, f"CREATE TABLE ... SELECT of more than {LIMIT.max_bytes} "
+                                            "bytes of rows (they pass through the proxy; see --max-shipped-bytes)")
             return create, columns, rows
         finally:
             await drop_copies(vc, region, created)
@@ -326,17 +294,3 @@ class CreateTableSelect:
             out["statement_vars"] = self.statement_vars
         return out
 
-
-def _chunks(rows: list[str]) -> list[list[str]]:
-    out: list[list[str]] = []
-    chunk: list[str] = []
-    size = 0
-    for row in rows:
-        chunk.append(row)
-        size += len(row) + 1
-        if size >= INSERT_CHUNK:
-            out.append(chunk)
-            chunk, size = [], 0
-    if chunk:
-        out.append(chunk)
-    return out

@@ -51,6 +51,7 @@ class MaterializeLimit:
 
 
 LIMIT = MaterializeLimit()
+INSERT_CHUNK = 1 << 20  # bytes of VALUES per INSERT the proxy composes from held rows
 
 _NUMERIC = frozenset({0, 1, 2, 3, 4, 5, 8, 9, 13, 246})  # DECIMAL, TINY..LONGLONG, INT24, YEAR, NEWDECIMAL
 _TEMPORAL = frozenset({7, 10, 11, 12, 14})  # TIMESTAMP, DATE, TIME, DATETIME, NEWDATE
@@ -85,6 +86,43 @@ def _introducer(charset_id: int) -> str | None:
     except ValueError:
         raise unsupported(f"INSERT ... SELECT across regions of a column in collation {charset_id}") from None
     return "_" + name
+
+
+async def read_rendered_rows(stream: Any, budget: int, too_many: str) -> list[str]:
+    """Every row of `stream` (a result with columns) as `(literal, ...)`, at
+    most `budget` bytes of them; past it the rest is drained -- not closed:
+    the connection may carry the session's transaction -- and 1235 says
+    `too_many`.  Shared by every statement that holds rows in the proxy
+    (here, crossread.py, ctas.py)."""
+    kinds = column_kinds(stream.fields)
+    rows: list[str] = []
+    size = 0
+    while (batch := await stream.next_batch()) is not None:
+        for raw in batch:
+            rendered = render_row(raw, kinds)
+            size += len(rendered) + 1
+            rows.append(rendered)
+        if size > budget:
+            while await stream.next_batch() is not None:
+                pass
+            raise unsupported(too_many)
+    return rows
+
+
+def chunks(rows: list[str], limit: int = INSERT_CHUNK) -> list[list[str]]:
+    """`rows` cut into runs of about `limit` bytes: one multi-row INSERT each."""
+    out: list[list[str]] = []
+    chunk: list[str] = []
+    size = 0
+    for row in rows:
+        chunk.append(row)
+        size += len(row) + 1
+        if size >= limit:
+            out.append(chunk)
+            chunk, size = [], 0
+    if chunk:
+        out.append(chunk)
+    return out
 
 
 def render_row(row: bytes, kinds: list[tuple[int, str | None]]) -> str:
@@ -132,19 +170,8 @@ class MaterializedInsert:
         stream = await vc.stream(self.source, self.select)
         if stream.fields is None:
             raise unsupported("INSERT ... SELECT across regions whose SELECT returns no result set")
-        kinds = column_kinds(stream.fields)
-        rows: list[str] = []
-        size = 0
-        while (batch := await stream.next_batch()) is not None:
-            for raw in batch:
-                rendered = render_row(raw, kinds)
-                size += len(rendered) + 1
-                rows.append(rendered)
-            if size > LIMIT.max_bytes:
-                while await stream.next_batch() is not None:
-                    pass  # drained, not closed: the connection may carry the session's transaction
-                raise unsupported(f"INSERT ... SELECT ... UUID() of more than {LIMIT.max_bytes} bytes of rows "
-                                  "(the proxy holds them between the read and the write)")
+        rows = await read_rendered_rows(stream, LIMIT.max_bytes, f"INSERT ... SELECT ... UUID() of more than {LIMIT.max_bytes} "
+                                        "bytes of rows (the proxy holds them between the read and the write)")
         if not rows:
             return ok()
         sql = self.head + "VALUES " + ",".join(rows) + (" " + self.tail if self.tail else "")

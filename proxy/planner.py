@@ -35,8 +35,8 @@ from minisql.like import LikePattern
 from topology import Placement, RegionInfo, ReplicaState, TablePlacement
 
 from .catalog import catalog_refs, route_catalog
-from .statements import (SYSTEM_SCHEMAS, Analysis, AnalysisCache, Kind, TableRef, classify, split_insert_select, strip_leading_noise,
-                         sysdate_as_now)
+from .statements import (NONDETERMINISTIC, SYSTEM_SCHEMAS, Analysis, AnalysisCache, Kind, TableRef, classify,
+                         split_insert_select, strip_leading_noise, sysdate_as_now)
 
 
 class Op(Enum):
@@ -342,15 +342,13 @@ def _materialize_from(sql: str, analysis: Analysis, writes: tuple[TablePlacement
     if not analysis.nondeterministic or len(writes[0].write_regions) < 2:
         return None
     parts = split_insert_select(sql)
-    if parts is None or _NONDETERMINISTIC_CALL.search(parts[2]):
+    if parts is None or NONDETERMINISTIC.search(parts[2]):
         return None  # in ON DUPLICATE KEY UPDATE: evaluated by each copy (refused by _write_regions)
     target = (writes[0].database.lower(), writes[0].name.lower())
     if parts[2] and any((t.database.lower(), t.name.lower()) != target for t in reads):
         return None  # its ON DUPLICATE KEY UPDATE may name the SELECT's columns: only MariaDB over both tables can judge
     return read_region(reads, snap) if reads else writes[0].primary
 
-
-_NONDETERMINISTIC_CALL = re.compile(r"\b(?:uuid|uuid_short|sys_guid)\s*\(", re.I)
 
 
 # -- SHOW / DESCRIBE -------------------------------------------------------------

@@ -288,7 +288,7 @@ class Analysis:
         return self.writes + self.reads
 
 
-_NONDETERMINISTIC = re.compile(r"\b(uuid|uuid_short|sys_guid)\s*\(", re.I)
+NONDETERMINISTIC = re.compile(r"\b(uuid|uuid_short|sys_guid)\s*\(", re.I)
 _SYSDATE = re.compile(r"\bsysdate\s*\(", re.I)
 _LAST_INSERT_ID = re.compile(r"\blast_insert_id\s*\(\s*\)", re.I)
 _RAND = re.compile(r"\brand\s*\(", re.I)
@@ -443,13 +443,13 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
     if real_kind in (Kind.UPDATE, Kind.DELETE):
         # (A multi-table UPDATE/DELETE takes no LIMIT: MariaDB answers 1221 itself.)
         unordered_limit = bool(tree.args.get("limit")) and not tree.args.get("order") and len(refs) == 1
-    nondet = _NONDETERMINISTIC.search(shape)
+    nondet = NONDETERMINISTIC.search(shape)
     # In INSERT ... VALUES each UUID() in the text is evaluated exactly once, so
     # the proxy can evaluate it instead (engine.FanOutWrite) and every copy gets
     # the same value; per row (SELECT, UPDATE, ON DUPLICATE KEY UPDATE) it cannot.
     uuid_once = (
         nondet is not None and real_kind in (Kind.INSERT, Kind.REPLACE) and isinstance(tree.expression, exp.Values)
-        and not tree.args.get("conflict") and not refs[1:] and {m.lower() for m in _NONDETERMINISTIC.findall(shape)} == {"uuid"}
+        and not tree.args.get("conflict") and not refs[1:] and {m.lower() for m in NONDETERMINISTIC.findall(shape)} == {"uuid"}
     )
     return Analysis(
         kind=real_kind,
@@ -565,7 +565,8 @@ def sysdate_as_now(sql: str) -> str:
 
 # -- INSERT ... SELECT: where the SELECT starts and ends (insertselect.py) --------------------
 _INSERT_HEAD = re.compile(r"^\s*(?:insert|replace)\b", re.I)
-_INSERT_TOKENS = re.compile(r"[()]|\b(?:select|with|values?|set)\b", re.I)
+_SELECT_TOKENS = re.compile(r"[()]|\b(?:select|with|values?|set|like)\b", re.I)
+_INSERT_NOT_SELECT = frozenset({"values", "value", "set"})
 _SELECT_AFTER_PAREN = re.compile(r"\(\s*(?:select|with)\b", re.I)
 _INSERT_TAIL = re.compile(r"[()]|\bon\s+duplicate\s+key\s+update\b|\breturning\b", re.I)
 _QUOTED_OR_COMMENT = re.compile(QUOTED.pattern + r"|/\*.*?(?:\*/|\Z)|--[ \t][^\n]*|#[^\n]*", re.S)
@@ -576,26 +577,34 @@ def blank_statement(sql: str) -> str:
     return _QUOTED_OR_COMMENT.sub(lambda m: "x" * len(m.group()), sql)
 
 
+def top_level_select(blank: str, pos: int, stop: frozenset[str]) -> int | None:
+    """Where the SELECT of an INSERT ... SELECT or CREATE TABLE ... SELECT starts
+    (`SELECT`, `WITH` or `(SELECT`), scanning `blank` (blank_statement's text)
+    from `pos` outside parentheses; None when a word of `stop` comes first."""
+    depth = 0
+    for m in _SELECT_TOKENS.finditer(blank, pos):
+        token = m.group().lower()
+        if token == "(":
+            if depth == 0 and _SELECT_AFTER_PAREN.match(blank, m.start()):
+                return m.start()
+            depth += 1
+        elif token == ")":
+            depth -= 1
+        elif depth == 0:
+            if token in ("select", "with"):
+                return m.start()
+            if token in stop:
+                return None
+    return None
+
+
 def split_insert_select(sql: str) -> tuple[str, str, str] | None:
     """(head, select, tail) of `INSERT|REPLACE ... [(cols)] SELECT ... [ON DUPLICATE
     KEY UPDATE ...]`; None for any other shape (VALUES, SET, RETURNING)."""
     blank = blank_statement(sql)
     if not _INSERT_HEAD.match(blank):
         return None
-    depth, start = 0, None
-    for m in _INSERT_TOKENS.finditer(blank):
-        token = m.group().lower()
-        if token == "(":
-            if depth == 0 and _SELECT_AFTER_PAREN.match(blank, m.start()):
-                start = m.start()
-                break
-            depth += 1
-        elif token == ")":
-            depth -= 1
-        elif depth == 0:
-            if token in ("select", "with"):
-                start = m.start()
-            break  # VALUES / VALUE / SET: not INSERT ... SELECT
+    start = top_level_select(blank, 0, _INSERT_NOT_SELECT)
     if start is None:
         return None
     end = len(sql)
