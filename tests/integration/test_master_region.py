@@ -115,6 +115,11 @@ class Stack:
     def task(self, region_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         return self.zk(lambda t: t.call(f"region-{region_id}", payload, timeout=60))
 
+    def copy_table(self, region_id: str, table: str, source: Any) -> dict[str, Any]:
+        """The copy_table task the master sends to rebuild a copy on `region_id` from `source` (a RegionInfo)."""
+        return self.task(region_id, {"op": "copy_table", "database": DB, "table": table,
+                                     "source": {"region_id": source.region_id, "host": source.host, "port": source.mysql_port}})
+
     def placement(self) -> Placement:
         return self.zk(lambda t: t.get_placement())
 
@@ -265,9 +270,7 @@ def test_copy_table_and_checksum_tasks(stack: Stack) -> None:
         conn.close()
     target = ({"r1", "r2", "r3"} - set(table.all_regions)).pop()
     source = stack.zk(lambda t: t.list_regions())[table.primary]
-    copied = stack.task(target, {"op": "copy_table", "database": DB, "table": "t",
-                                 "source": {"region_id": source.region_id, "host": source.host,
-                                            "port": source.mysql_port}})
+    copied = stack.copy_table(target, "t", source)
     assert copied == {"ok": True, "rows": 2500}
     want = stack.task(table.primary, {"op": "table_checksum", "database": DB, "table": "t"})
     got = stack.task(target, {"op": "table_checksum", "database": DB, "table": "t"})
@@ -275,13 +278,9 @@ def test_copy_table_and_checksum_tasks(stack: Stack) -> None:
     assert stack.mariadbs[target].query(f"SHOW CREATE TABLE `{DB}`.`t`")[0][1] == primary.query(
         f"SHOW CREATE TABLE `{DB}`.`t`")[0][1]
     # idempotent: a second delivery replaces the copy
-    assert stack.task(target, {"op": "copy_table", "database": DB, "table": "t",
-                               "source": {"region_id": source.region_id, "host": source.host,
-                                          "port": source.mysql_port}})["rows"] == 2500
+    assert stack.copy_table(target, "t", source)["rows"] == 2500
     # a region never copies onto itself (it would drop the source first)
-    self_copy = stack.task(table.primary, {"op": "copy_table", "database": DB, "table": "t",
-                                           "source": {"region_id": source.region_id, "host": source.host,
-                                                      "port": source.mysql_port}})
+    self_copy = stack.copy_table(table.primary, "t", source)
     assert self_copy["error"]["errno"] == 1105
     missing = stack.task(target, {"op": "table_checksum", "database": DB, "table": "nope"})
     assert missing["error"]["errno"] == 1146
@@ -330,9 +329,7 @@ def test_copy_table_keeps_every_type(stack: Stack) -> None:
             conn.close()
         target = ({"r1", "r2", "r3"} - set(table.all_regions)).pop()
         source = stack.zk(lambda t: t.list_regions())[table.primary]
-        copied = stack.task(target, {"op": "copy_table", "database": DB, "table": name,
-                                     "source": {"region_id": source.region_id, "host": source.host,
-                                                "port": source.mysql_port}})
+        copied = stack.copy_table(target, name, source)
         assert copied == {"ok": True, "rows": len(rows[name])}, copied
         want = stack.task(table.primary, {"op": "table_checksum", "database": DB, "table": name})
         got = stack.task(target, {"op": "table_checksum", "database": DB, "table": name})
@@ -362,9 +359,7 @@ def test_copy_table_carries_triggers_in_firing_order(stack: Stack) -> None:
         conn.close()
     target = ({"r1", "r2", "r3"} - set(table.all_regions)).pop()
     source = stack.zk(lambda t: t.list_regions())[table.primary]
-    copied = stack.task(target, {"op": "copy_table", "database": DB, "table": "trg",
-                                 "source": {"region_id": source.region_id, "host": source.host,
-                                            "port": source.mysql_port}})
+    copied = stack.copy_table(target, "trg", source)
     assert copied == {"ok": True, "rows": 50}, copied
     assert stack.mariadbs[target].query(f"SELECT SUM(n) FROM `{DB}`.trg")[0][0] == sum(range(1, 51))  # untouched
     listing = ("SELECT TRIGGER_NAME, ACTION_ORDER, SQL_MODE, ACTION_STATEMENT FROM information_schema.TRIGGERS "
