@@ -86,6 +86,92 @@ def place_new_table(
     return ranked[0], ranked[1]
 
 
+# -- colocation (tables linked by FOREIGN KEYs share their regions) ---------------
+
+
+@dataclass(frozen=True)
+class MoveTable:
+    """Give a table exactly these copies: `primary` and IN_SYNC `replicas`.
+
+    Done in three steps (master/mover.py): a copy on each target region that
+    lacks an IN_SYNC one, then one compare-and-set that makes `primary` the
+    primary and drops every other copy from the placement, then the dropped
+    copies' tables are dropped on their regions.
+    """
+
+    database: str
+    table: str
+    primary: str
+    replicas: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Colocation:
+    """Where a table joining a colocation group goes, and what moves first."""
+
+    primary: str
+    replicas: tuple[str, ...]
+    moves: tuple[MoveTable, ...] = ()
+
+
+def plan_colocation(
+    placement: Placement, members: Iterable[tuple[str, str]], live: Iterable[str], loads: Mapping[str, RegionLoad]
+) -> Colocation | None:
+    """Bring `members` and every table colocated with them onto one set of regions.
+
+    The target is the copies shared by the most tables of the merged group
+    whose regions are all live (ties: the set whose primary ranks least
+    loaded, then by region ids): the fewest tables move.  Every other table
+    of the group gets a MoveTable to it.  None when no member is in the
+    placement (nothing to colocate with).  Raises NotEnoughRegions when no
+    table of the group has its copies all live (a move then would copy from a
+    dead region: retry after failover).
+    """
+    groups = placement.colocation_groups()
+    keys = sorted({k for m in members if m in groups for k in groups[m]})
+    if not keys:
+        return None
+    live_set = set(live)
+    tables = [t for k in keys if (t := placement.table(*k)) is not None]
+    votes: Counter[tuple[str, frozenset[str]]] = Counter(
+        t.copies for t in tables if t.primary in live_set and t.copies[1] <= live_set and t.copies[1]
+    )
+    if not votes:
+        raise NotEnoughRegions(
+            "no table linked to it has all its copies on live regions; retry once failover has run"
+        )
+    rank = {r: i for i, r in enumerate(rank_regions(live_set, loads, placement))}
+    (primary, replicas), _ = min(
+        votes.items(), key=lambda kv: (-kv[1], rank.get(kv[0][0], 0), kv[0][0], sorted(kv[0][1]))
+    )
+    target = tuple(sorted(replicas))
+    moves = tuple(
+        MoveTable(t.database, t.name, primary, target)
+        for t in tables
+        if t.copies != (primary, replicas)
+    )
+    return Colocation(primary, target, moves)
+
+
+def move_sources(table: TablePlacement, move: MoveTable) -> list[str]:
+    """Target regions of `move` that still need a copy of `table`."""
+    have = set(table.write_regions)
+    return [r for r in (move.primary, *move.replicas) if r not in have]
+
+
+def apply_move(placement: Placement, move: MoveTable) -> Placement | None:
+    """The last placement step of a move: `move.primary` primary, exactly
+    `move.replicas` IN_SYNC, every other copy gone.  None unless every target
+    region holds an IN_SYNC copy (or the primary) now, or nothing changes."""
+    t = placement.table(move.database, move.table)
+    if t is None or move_sources(t, move):
+        return None
+    replicas = {r: ReplicaState.IN_SYNC for r in move.replicas}
+    if t.primary == move.primary and dict(t.replicas) == replicas:
+        return None
+    return placement.with_table(_with_replicas(t, move.primary, replicas))
+
+
 # -- failover planning -----------------------------------------------------------
 
 
@@ -156,7 +242,10 @@ def plan_failover(
     Per table, in (database, table) order: promote the least-loaded live
     IN_SYNC replica if the primary is dead (else `Unavailable`), drop dead
     replicas, re-copy STALE/abandoned replicas, then add copies on the
-    least-loaded live regions that hold none of this table.
+    least-loaded live regions that hold none of this table.  Tables of one
+    colocation group (FOREIGN KEY links) make the same choices: the region
+    promoted for the first is promoted for the others where it can be, and
+    new copies go to the same regions, so the group stays together.
     """
     live = set(live_regions)
     suspect_set = set(suspect) - live
@@ -165,8 +254,12 @@ def plan_failover(
     dead = referenced - live - suspect_set
     moves: list[Move] = []
     planned: Counter[str] = Counter()
+    groups = placement.colocation_groups()
+    promoted: dict[tuple[tuple[str, str], ...], str] = {}  # a group's new primary
+    targets: dict[tuple[tuple[str, str], ...], list[str]] = {}  # a group's new copy regions
 
     for t in sorted(placement.all_tables(), key=lambda t: (t.database, t.name)):
+        group = groups.get(t.key, (t.key,))
         primary = t.primary
         replicas = dict(t.replicas)
         if primary in dead:
@@ -174,7 +267,9 @@ def plan_failover(
             if not candidates:
                 moves.append(Unavailable(t.database, t.name, primary))
                 continue
-            new_primary = rank_regions(candidates, loads, placement)[0]
+            chosen = promoted.get(group)
+            new_primary = chosen if chosen in candidates else rank_regions(candidates, loads, placement)[0]
+            promoted.setdefault(group, new_primary)
             moves.append(Promote(t.database, t.name, primary, new_primary))
             del replicas[new_primary]
             primary = new_primary
@@ -191,7 +286,14 @@ def plan_failover(
         missing = copies - (1 + len(replicas))
         if missing > 0:
             holders = {primary, *replicas}
-            for target in rank_regions((r for r in live if r not in holders), loads, placement, planned)[:missing]:
+            chosen_targets = targets.setdefault(group, [])  # tables of one group go to the same regions
+            picked = [r for r in chosen_targets if r in live and r not in holders][:missing]
+            if len(picked) < missing:
+                ranked = rank_regions((r for r in live if r not in holders and r not in picked), loads, placement, planned)
+                fresh = ranked[:missing - len(picked)]
+                chosen_targets.extend(fresh)
+                picked += fresh
+            for target in picked:
                 moves.append(CopyReplica(t.database, t.name, target, primary))
                 planned[target] += 1
     return moves

@@ -21,7 +21,7 @@ then fails on MariaDB with MariaDB's own 1064 message.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import sqlglot
@@ -75,6 +75,7 @@ class DdlStatement:
     tables: tuple[TableRef, ...] = ()
     if_exists: bool = False
     if_not_exists: bool = False
+    references: tuple[TableRef, ...] = ()  # FOREIGN KEY parents named (CREATE / ALTER TABLE)
 
 
 _MYSQL = Dialect.get_or_raise("mysql")
@@ -82,6 +83,31 @@ _MYSQL = Dialect.get_or_raise("mysql")
 
 def analyze_ddl(sql: str) -> DdlStatement:
     """Classify one DDL statement; raise SqlError 1064/1065/1235 otherwise."""
+    stmt = _analyze(sql)
+    if stmt.kind in (DdlKind.CREATE_TABLE, DdlKind.ALTER_TABLE):
+        stmt = replace(stmt, references=referenced_tables(sql))
+    return stmt
+
+
+def referenced_tables(sql: str) -> tuple[TableRef, ...]:
+    """The tables named after REFERENCES (FOREIGN KEY clauses and column-level
+    REFERENCES), in order, without repeats.  Token-level, so it works on every
+    statement form sqlglot cannot parse; strings and comments never match."""
+    try:
+        tk = _Tokens(sql)
+    except TokenError:
+        return ()
+    found: list[TableRef] = []
+    for i, token in enumerate(tk.tokens):
+        if token.token_type == TokenType.REFERENCES:
+            tk.pos = i + 1
+            ref = tk.table()
+            if ref is not None and ref not in found:
+                found.append(ref)
+    return tuple(found)
+
+
+def _analyze(sql: str) -> DdlStatement:
     try:
         statements = [s for s in sqlglot.parse(sql, dialect="mysql") if s is not None]
     except (ParseError, TokenError) as exc:

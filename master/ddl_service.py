@@ -55,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Any, Callable, Mapping
 
 from minisql.errors import (
@@ -69,10 +70,11 @@ from minisql.errors import (
     ER_UNKNOWN,
     SqlError,
 )
-from topology import Placement, ReplicaState, TablePlacement, Topology, TopologyError
+from topology import Placement, RegionInfo, ReplicaState, TablePlacement, Topology, TopologyError
 
 from . import metrics
-from .assignor import NotEnoughRegions, mark_replicas, place_new_table
+from .assignor import MoveTable, NotEnoughRegions, mark_replicas, place_new_table, plan_colocation
+from .mover import move_table
 from .ddl import SYSTEM_SCHEMAS, TABLE_CHANGES, DdlKind, DdlStatement, analyze_ddl
 from .regions import RegionCaller
 
@@ -98,6 +100,18 @@ def _ok(placement: Placement, affected_rows: int = 0, warnings: list[dict[str, A
     return result
 
 
+def _references(result: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The FOREIGN KEY parents a region reported after execute_ddl."""
+    return tuple(sorted({(str(d), str(t)) for d, t in result.get("references") or ()}))
+
+
+def _with_references(placement: Placement, db: str, name: str, references: tuple[tuple[str, str], ...]) -> Placement | None:
+    table = placement.table(db, name)
+    if table is None or table.references == references:
+        return None
+    return placement.with_table(replace(table, references=references))
+
+
 def _has_1050(result: dict[str, Any] | SqlError) -> bool:
     if isinstance(result, SqlError):
         return result.errno == ER_TABLE_EXISTS
@@ -107,11 +121,13 @@ def _has_1050(result: dict[str, Any] | SqlError) -> bool:
 class DdlService:
     """Handles DDL requests; one at a time (the queue is served serially)."""
 
-    def __init__(self, topology: Topology, regions: RegionCaller, lock: asyncio.Lock) -> None:
+    def __init__(self, topology: Topology, regions: RegionCaller, lock: asyncio.Lock, *, copy_timeout: float = 600.0) -> None:
+        self.copy_timeout = copy_timeout  # per copy of a table moved into a colocation group
         self._topo = topology
         self._regions = regions
         self._as_user: dict[str, str] | None = None  # the requesting client's account, per request
         self._statement_vars = ""  # the request's SET STATEMENT <vars> FOR, per request
+        self._session_sets: tuple[str, ...] = ()  # the client session's SET statements, per request
         self._lock = lock  # shared with the failover loop: one placement change at a time
 
     async def handle(self, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,6 +149,8 @@ class DdlService:
             self._as_user = {"user": str(account["user"]), "host": str(account["host"])} if isinstance(account, dict) else None
             statement_vars = payload.get("statement_vars")
             self._statement_vars = statement_vars if isinstance(statement_vars, str) else ""
+            session_sets = payload.get("session_sets")
+            self._session_sets = tuple(s for s in session_sets if isinstance(s, str)) if isinstance(session_sets, list) else ()
             async with self._lock:
                 result = await self._dispatch(stmt, sql, database)
             outcome = "ok"
@@ -161,9 +179,13 @@ class DdlService:
         raise SqlError(ER_NOT_SUPPORTED_YET, f"MiniSQL Cluster does not support {stmt.kind.value} yet")
 
     def _client_task(self, task: dict[str, Any]) -> dict[str, Any]:
-        """A region task done on the client's behalf: run as the client's account."""
+        """A region task done on the client's behalf: run as the client's
+        account, after the client session's own SETs (sql_mode,
+        foreign_key_checks, ...), as one MariaDB would run it."""
         if self._as_user is not None:
             task["as_user"] = self._as_user
+        if self._session_sets:
+            task["session_sets"] = list(self._session_sets)
         if self._statement_vars and task.get("op") == "execute_ddl":
             task["statement_vars"] = self._statement_vars
         return task
@@ -229,14 +251,11 @@ class DdlService:
             if stmt.if_not_exists:
                 return _ok(placement, 0, [_note(ER_TABLE_EXISTS, message)])
             raise SqlError(ER_TABLE_EXISTS, message)
-        live = await self._live()
-        try:
-            primary, replica = place_new_table(live, await self._topo.get_loads(), placement)
-        except NotEnoughRegions as exc:
-            raise SqlError(ER_CANT_CREATE_TABLE, f"Can't create table `{db}`.`{name}`: {exc}") from None
+        primary, replicas = await self._regions_for_new_table(placement, db, name, stmt)
         create = self._client_task({"op": "execute_ddl", "database": db, "sql": sql})
         drop = {"op": "drop_table", "database": db, "table": name}
-        results = await self._regions.call_many([primary, replica], create)
+        copies = [primary, *replicas]
+        results = await self._regions.call_many(copies, {**create, "report_references": name})
         orphans = [r for r, res in results.items() if _has_1050(res)]
         if orphans:
             # The placement has no such table, so these copies are leftovers
@@ -245,12 +264,16 @@ class DdlService:
             dropped = await self._regions.call_many(orphans, drop)
             results.update({r: e for r, e in dropped.items() if isinstance(e, SqlError)})
             retry = [r for r in orphans if not isinstance(dropped[r], SqlError)]
-            results.update(await self._regions.call_many(retry, create))
+            results.update(await self._regions.call_many(retry, {**create, "report_references": name}))
         error = self._first_error(results, prefer=primary)
         if error is not None:
             await self._rollback_copies(db, name, [r for r, res in results.items() if not isinstance(res, SqlError)])
             raise error
-        table = TablePlacement(db, name, primary, {replica: ReplicaState.IN_SYNC})
+        primary_result = results[primary]
+        assert isinstance(primary_result, dict)
+        table = TablePlacement(
+            db, name, primary, {r: ReplicaState.IN_SYNC for r in replicas}, references=_references(primary_result)
+        )
 
         def add(p: Placement) -> Placement | None:
             if not p.has_database(db) or p.table(db, name) is not None:
@@ -261,12 +284,52 @@ class DdlService:
         published = written.table(db, name)
         if published is None or published.primary != primary:
             # The database was dropped (or the table made) behind our back.
-            await self._rollback_copies(db, name, [primary, replica])
+            await self._rollback_copies(db, name, copies)
             raise SqlError(ER_UNKNOWN, f"placement of `{db}`.`{name}` changed concurrently; try again")
-        log.info("created `%s`.`%s`: primary %s, replica %s (placement v%d)", db, name, primary, replica, written.version)
-        primary_result = results[primary]
-        assert isinstance(primary_result, dict)
+        log.info(
+            "created `%s`.`%s`: primary %s, replicas %s (placement v%d)", db, name, primary, ",".join(replicas), written.version
+        )
         return _ok(written, 0, primary_result.get("warnings"))
+
+    async def _regions_for_new_table(
+        self, placement: Placement, db: str, name: str, stmt: DdlStatement
+    ) -> tuple[str, tuple[str, ...]]:
+        """(primary, replicas) for a new table: with the tables it references
+        and the tables that already reference its name (colocation groups,
+        moved together first if they are apart), else the least-loaded pair."""
+        live = await self._topo.list_regions()
+        loads = await self._topo.get_loads()
+        linked = [ref.resolve(db) for ref in stmt.references] + list(placement.referencing(db, name))
+        try:
+            colocation = plan_colocation(placement, linked, live, loads)
+            if colocation is None:
+                primary, replica = place_new_table(live, loads, placement)
+                return primary, (replica,)
+        except NotEnoughRegions as exc:
+            raise SqlError(ER_CANT_CREATE_TABLE, f"Can't create table `{db}`.`{name}`: {exc}") from None
+        await self._run_moves(colocation.moves, live)
+        return colocation.primary, colocation.replicas
+
+    async def _colocate(self, db: str, name: str, stmt: DdlStatement) -> None:
+        """Before an ALTER TABLE that adds FOREIGN KEYs: the table and its new
+        parents onto one set of regions (the DDL then runs where both are)."""
+        if not stmt.references:
+            return
+        placement = await self._topo.get_placement()
+        live = await self._topo.list_regions()
+        linked = [(db, name)] + [ref.resolve(db) for ref in stmt.references]
+        try:
+            colocation = plan_colocation(placement, linked, live, await self._topo.get_loads())
+        except NotEnoughRegions as exc:
+            raise SqlError(ER_UNKNOWN, f"Can't colocate `{db}`.`{name}` with the tables it references: {exc}") from None
+        if colocation is not None:
+            await self._run_moves(colocation.moves, live)
+
+    async def _run_moves(self, moves: tuple[MoveTable, ...], live: Mapping[str, RegionInfo]) -> None:
+        for move in moves:
+            log.info("colocating: moving `%s`.`%s` to %s + %s", move.database, move.table, move.primary, move.replicas)
+            await move_table(self._topo, self._regions, move, live, timeout=self.copy_timeout)
+            metrics.TABLE_MOVES.labels(reason="colocation").inc()
 
     async def _rollback_copies(self, db: str, name: str, regions: list[str]) -> None:
         if not regions:
@@ -332,8 +395,12 @@ class DdlService:
                 f"the primary copy of `{db}`.`{name}` is on region {table.primary}, which is down; "
                 "retry once it has failed over",
             )
+        if stmt.kind == DdlKind.ALTER_TABLE and stmt.references:
+            await self._colocate(db, name, stmt)
+            table = (await self._topo.get_placement()).table(db, name) or table
         payload = self._client_task({"op": "execute_ddl", "database": db, "sql": sql})
-        primary_result = await self._regions.call(table.primary, payload)  # its error is the client's
+        report = {"report_references": name} if stmt.kind == DdlKind.ALTER_TABLE else {}
+        primary_result = await self._regions.call(table.primary, {**payload, **report})  # its error is the client's
         stale = [r for r, s in table.replicas.items() if s == ReplicaState.COPYING]
         in_sync = [r for r, s in table.replicas.items() if s == ReplicaState.IN_SYNC]
         stale += [r for r in in_sync if r not in live]
@@ -347,7 +414,9 @@ class DdlService:
                 )
         if stale:
             metrics.STALE_REPLICAS.inc(len(stale))
-            written = await self._publish(lambda p: mark_replicas(p, db, name, stale, ReplicaState.STALE))
-        else:
-            written = await self._topo.get_placement()
+            await self._publish(lambda p: mark_replicas(p, db, name, stale, ReplicaState.STALE))
+        written = await self._topo.get_placement()
+        if report:  # FOREIGN KEYs added or dropped: the colocation graph follows
+            references = _references(primary_result)
+            written = await self._publish(lambda p: _with_references(p, db, name, references))
         return _ok(written, int(primary_result.get("affected_rows", 0)), primary_result.get("warnings"))

@@ -49,7 +49,7 @@ import time
 from typing import Any
 
 from minisql.errors import SqlError
-from topology import Placement, RegionInfo, ReplicaState, Topology, TopologyError
+from topology import Placement, RegionInfo, Topology, TopologyError
 
 from . import metrics
 from .assignor import (
@@ -59,12 +59,10 @@ from .assignor import (
     Unavailable,
     abort_copy,
     apply_membership,
-    begin_copy,
-    copy_still_wanted,
-    finish_copy,
     plan_failover,
     region_copies,
 )
+from .copier import copy_replica
 from .regions import RegionCaller
 
 log = logging.getLogger(__name__)
@@ -228,45 +226,11 @@ class FailoverLoop:
         key = (move.database, move.table, move.target)
         name = f"`{move.database}`.`{move.table}`"
         try:
-            async with self._lock:
-                written = await self._topo.update_placement(lambda p: begin_copy(p, move))
-            if not copy_still_wanted(written, move):
-                return
-            log.info("copying %s from %s to %s", name, move.source, move.target)
-            for attempt in range(1, self.copy_attempts + 1):
-                copied = await self._regions.call(
-                    move.target,
-                    {
-                        "op": "copy_table",
-                        "database": move.database,
-                        "table": move.table,
-                        "source": {"region_id": source.region_id, "host": source.host, "port": source.mysql_port},
-                    },
-                    timeout=self.copy_timeout,
-                )
-                if await self._same_content(move):
-                    async with self._lock:
-                        written = await self._topo.update_placement(lambda p: finish_copy(p, move))
-                    table = written.table(move.database, move.table)
-                    if (
-                        table is not None
-                        and table.primary == move.source
-                        and table.replicas.get(move.target) == ReplicaState.IN_SYNC
-                    ):
-                        log.warning("%s: new copy on %s is IN_SYNC (%s rows)", name, move.target, copied.get("rows"))
-                        metrics.FAILOVER_MOVES.labels(move="copy_replica", outcome="ok").inc()
-                        return
-                    # The table changed meanwhile (dropped, altered, primary moved).
-                    log.warning("%s changed during the copy to %s; not publishing that copy", name, move.target)
-                    metrics.FAILOVER_MOVES.labels(move="copy_replica", outcome="skipped").inc()
-                    if table is None or move.target not in table.all_regions:
-                        await self._discard(move)
-                    return
-                log.warning(
-                    "%s: copy on %s differs from primary %s (writes during the copy?); attempt %d/%d",
-                    name, move.target, move.source, attempt, self.copy_attempts,
-                )
-            raise SqlError(1105, f"copy of {name} to {move.target} never matched its primary")
+            outcome = await copy_replica(
+                self._topo, self._regions, move, source,
+                lock=self._lock, timeout=self.copy_timeout, attempts=self.copy_attempts,
+            )
+            metrics.FAILOVER_MOVES.labels(move="copy_replica", outcome=outcome.value).inc()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - mark STALE and retry later
@@ -278,17 +242,3 @@ class FailoverLoop:
                     await self._topo.update_placement(lambda p: abort_copy(p, move))
             except TopologyError as exc2:
                 log.warning("could not mark %s on %s STALE: %s", name, move.target, exc2)
-
-    async def _same_content(self, move: CopyReplica) -> bool:
-        payload = {"op": "table_checksum", "database": move.database, "table": move.table}
-        src, dst = await asyncio.gather(
-            self._regions.call(move.source, payload, timeout=self.copy_timeout),
-            self._regions.call(move.target, payload, timeout=self.copy_timeout),
-        )
-        return (src.get("rows"), src.get("checksum")) == (dst.get("rows"), dst.get("checksum"))
-
-    async def _discard(self, move: CopyReplica) -> None:
-        try:
-            await self._regions.call(move.target, {"op": "drop_table", "database": move.database, "table": move.table})
-        except SqlError as exc:
-            log.warning("could not drop discarded copy on %s: %s", move.target, exc)

@@ -57,7 +57,7 @@ class LeaderDuties:
     def __init__(self, topology: Topology, config: MasterConfig) -> None:
         lock = asyncio.Lock()  # one placement change at a time (DDL vs failover)
         regions = RegionCaller(topology, timeout=config.task_timeout)
-        self.ddl = DdlService(topology, regions, lock)
+        self.ddl = DdlService(topology, regions, lock, copy_timeout=config.copy_timeout)
         self.failover = FailoverLoop(
             topology, regions, lock, grace=config.failover_grace, copy_timeout=config.copy_timeout
         )

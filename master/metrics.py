@@ -26,3 +26,6 @@ UNDER_REPLICATED_TABLES = Gauge(
 )
 LIVE_REGIONS = Gauge("minisql_master_live_regions", "Regions registered, as seen by the leader")
 COPIES_IN_FLIGHT = Gauge("minisql_master_copies_in_flight", "copy_table tasks the leader is running")
+TABLE_MOVES = Counter(
+    "minisql_master_table_moves", "Tables moved to other regions, by reason (colocation: joining a FOREIGN KEY group)", ["reason"]
+)

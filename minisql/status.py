@@ -44,6 +44,7 @@ def status_document(regions: Mapping[str, Any], placement: Any, leader: Any) -> 
         }
     tables: list[dict[str, Any]] = []
     empty_databases: list[str] = []
+    groups = placement.colocation_groups()
     for db, db_tables in sorted(placement.databases.items()):
         if not db_tables:
             empty_databases.append(db)
@@ -55,6 +56,9 @@ def status_document(regions: Mapping[str, Any], placement: Any, leader: Any) -> 
                     "primary": t.primary,
                     "replicas": {r: getattr(s, "value", str(s)) for r, s in sorted(t.replicas.items())},
                     "epoch": t.epoch,
+                    # The colocation group (FOREIGN KEY links), named by its first table; null alone.
+                    "group": ".".join(groups[(db, name)][0]) if len(groups.get((db, name), ())) > 1 else None,
+                    "references": [".".join(r) for r in t.references],
                 }
             )
             for rid in t.all_regions:
@@ -148,12 +152,13 @@ def format_status(doc: Mapping[str, Any]) -> str:
     lines.append(f"Tables ({len(doc['tables'])}, placement version {doc['placement_version']}):")
     if doc["tables"]:
         lines += _table(
-            ["TABLE", "PRIMARY", "REPLICAS"],
+            ["TABLE", "PRIMARY", "REPLICAS", "GROUP"],
             [
                 [
                     f"{t['database']}.{t['table']}",
                     t["primary"],
                     ", ".join(f"{r} ({s})" for r, s in t["replicas"].items()) or "-",
+                    t.get("group") or "-",
                 ]
                 for t in doc["tables"]
             ],

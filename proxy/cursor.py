@@ -302,7 +302,7 @@ class SessionCursor(CursorBase):
             result = await session.topology.call(
                 "master",
                 {"op": "ddl", "sql": sql, "database": self.state.database, "account": session.account_ref(),
-                 "statement_vars": statement_vars},
+                 "statement_vars": statement_vars, "session_sets": self.state.ddl_settings()},
                 timeout=DDL_TIMEOUT,
             )
         except CallTimeout:

@@ -27,6 +27,13 @@ from .protocol import SERVER_STATUS_NO_BACKSLASH_ESCAPES
 from .txn import Effect, Event, TxState, transition
 
 
+_NOT_FOR_DDL = frozenset({
+    "names", "autocommit", "session transaction", "character_set_client", "character_set_connection",
+    "character_set_results", "collation_connection", "transaction_isolation", "tx_isolation", "transaction_read_only",
+    "tx_read_only", "wait_timeout", "interactive_timeout",
+})
+
+
 @dataclass(frozen=True, slots=True)
 class EndTransaction:
     """Effect: COMMIT (or ROLLBACK) each region, in `order` -- replica-only
@@ -119,6 +126,13 @@ class SessionState:
         """A SET to replay on connections opened later (the latest per key, in order)."""
         self.replay.pop(key, None)
         self.replay[key] = sql
+
+    def ddl_settings(self) -> list[str]:
+        """The session's SETs a DDL must run under on the regions (sql_mode,
+        foreign_key_checks, check_constraint_checks, time_zone, ...).  Not the
+        character sets: the master carries the statement as text and the
+        regions read it in utf8mb4; not autocommit or the transaction mode."""
+        return [sql for key, sql in self.replay.items() if not _NOT_FOR_DDL.intersection(key.split(","))]
 
     def inserted(self, insert_id: int, region: str) -> None:
         if insert_id:

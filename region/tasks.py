@@ -125,21 +125,26 @@ class RegionTasks:
 
     # -- helpers -------------------------------------------------------------
     async def _run(
-        self, *statements: str, database: str | None = None, as_user: Mapping[str, Any] | None = None
+        self, *statements: str, database: str | None = None, as_user: Mapping[str, Any] | None = None,
+        session_sets: Any = None,
     ) -> tuple[int, list[dict[str, Any]]]:
         """Run statements; (affected rows, warnings) of the last.
 
         `as_user` ({"user", "host"}): on a connection of that client account
         (its region password, minisql/accounts.py), so MariaDB checks the
-        client's privileges; otherwise on the agent's pool.
+        client's privileges; otherwise on the agent's pool.  `session_sets`:
+        the client session's SET statements, run first (a connection of its
+        own then, so they never leak into the pool).
         """
-        if as_user is not None:
-            login = BackendCredentials(
+        sets = tuple(s for s in session_sets if isinstance(s, str)) if isinstance(session_sets, (list, tuple)) else ()
+        if as_user is not None or sets:
+            login = self._creds if as_user is None else BackendCredentials(
                 user=str(as_user["user"]),
                 password=region_password(self._creds.password, str(as_user["user"]), str(as_user["host"])),
             )
             conn = await connect(self._mysql_host, self._mysql_port, login)
             try:
+                await self._run_on(conn, sets, None)
                 return await self._run_on(conn, statements, database)
             finally:
                 conn.close()
@@ -175,7 +180,9 @@ class RegionTasks:
 
     async def drop_database(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         database = _user_schema(_require(payload, "database"))
-        affected, _ = await self._run(f"DROP DATABASE IF EXISTS {quote_ident(database)}", as_user=payload.get("as_user"))
+        affected, _ = await self._run(
+            f"DROP DATABASE IF EXISTS {quote_ident(database)}", as_user=payload.get("as_user"), session_sets=payload.get("session_sets")
+        )
         return {"ok": True, "affected_rows": affected}
 
     async def execute_ddl(self, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -189,16 +196,38 @@ class RegionTasks:
         if isinstance(statement_vars, str) and statement_vars:
             # The client's SET STATEMENT ... FOR <this DDL>: its settings for this statement only.
             sql = f"SET STATEMENT {statement_vars} FOR {sql}"
-        affected, warnings = await self._run(sql, database=database, as_user=payload.get("as_user"))
+        affected, warnings = await self._run(
+            sql, database=database, as_user=payload.get("as_user"), session_sets=payload.get("session_sets")
+        )
         result: dict[str, Any] = {"ok": True, "affected_rows": affected}
         if warnings:
             result["warnings"] = warnings
+        reported = payload.get("report_references")
+        if isinstance(reported, str) and reported:
+            result["references"] = await self._references(database, reported)
         return result
+
+    async def _references(self, database: str, table: str) -> list[list[str]]:
+        """The tables `table`'s FOREIGN KEYs reference, as MariaDB now has them
+        (the master keeps them in the placement: colocation groups)."""
+        async with self._pool.acquire() as conn:
+            await conn.ping(reconnect=True)
+            async with conn.cursor() as cur:
+                await cur.execute(
+                    "SELECT DISTINCT REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME FROM information_schema.KEY_COLUMN_USAGE "
+                    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND REFERENCED_TABLE_NAME IS NOT NULL",
+                    (database, table),
+                )
+                rows = await cur.fetchall()
+        return sorted([str(r[0]), str(r[1])] for r in rows)
 
     async def drop_table(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         database = _user_schema(_require(payload, "database"))
         table = _require(payload, "table")
-        await self._run(f"DROP TABLE IF EXISTS {qualified(database, table)}", as_user=payload.get("as_user"))
+        await self._run(
+            f"DROP TABLE IF EXISTS {qualified(database, table)}", as_user=payload.get("as_user"),
+            session_sets=payload.get("session_sets"),
+        )
         return {"ok": True}
 
     async def table_checksum(self, payload: Mapping[str, Any]) -> dict[str, Any]:

@@ -135,6 +135,13 @@ class TablePlacement:
 
     `epoch` is bumped every time this table's placement changes, so a request
     planned against an old placement can be recognised.
+
+    `references`: the (database, table) names this table's FOREIGN KEYs point
+    at, as MariaDB reports them after each CREATE / ALTER.  They are edges of
+    the colocation graph (`Placement.colocation_groups`): a table and every
+    table it references live on the same regions, so MariaDB can check the
+    constraint locally.  Names, not objects: a parent dropped and created
+    again (foreign_key_checks=0) is linked again, as MariaDB links it.
     """
 
     database: str
@@ -142,6 +149,11 @@ class TablePlacement:
     primary: str
     replicas: Mapping[str, ReplicaState] = field(default_factory=dict)
     epoch: int = 1
+    references: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.database, self.name)
 
     @property
     def in_sync_replicas(self) -> tuple[str, ...]:
@@ -157,12 +169,20 @@ class TablePlacement:
         """Every region holding any copy (DDL must reach all of them)."""
         return (self.primary,) + tuple(self.replicas)
 
+    @property
+    def copies(self) -> tuple[str, frozenset[str]]:
+        """(primary, in-sync replica regions): what colocated tables must share."""
+        return (self.primary, frozenset(self.in_sync_replicas))
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "primary": self.primary,
             "replicas": {r: s.value for r, s in self.replicas.items()},
             "epoch": self.epoch,
         }
+        if self.references:
+            out["references"] = [list(r) for r in self.references]
+        return out
 
     @classmethod
     def from_dict(cls, database: str, name: str, data: Mapping[str, Any]) -> "TablePlacement":
@@ -174,6 +194,7 @@ class TablePlacement:
                 {str(r): ReplicaState(s) for r, s in dict(data.get("replicas", {})).items()}
             ),
             epoch=int(data.get("epoch", 1)),
+            references=tuple(sorted((str(r[0]), str(r[1])) for r in data.get("references", ()))),
         )
 
 
@@ -209,6 +230,34 @@ class Placement:
 
     def tables_on_region(self, region_id: str) -> tuple[TablePlacement, ...]:
         return tuple(t for t in self.all_tables() if region_id in t.all_regions)
+
+    def colocation_groups(self) -> dict[tuple[str, str], tuple[tuple[str, str], ...]]:
+        """Each table's colocation group: the sorted keys of every table linked
+        to it by FOREIGN KEY references, in either direction and transitively
+        (references to tables not in the placement are ignored).  A table with
+        no link is a group of one."""
+        parent: dict[tuple[str, str], tuple[str, str]] = {t.key: t.key for t in self.all_tables()}
+
+        def root(key: tuple[str, str]) -> tuple[str, str]:
+            while parent[key] != key:
+                parent[key] = parent[parent[key]]
+                key = parent[key]
+            return key
+
+        for t in self.all_tables():
+            for ref in t.references:
+                if ref in parent:
+                    a, b = root(t.key), root(ref)
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
+        members: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for key in parent:
+            members.setdefault(root(key), []).append(key)
+        return {key: tuple(sorted(members[root(key)])) for key in parent}
+
+    def referencing(self, database: str, name: str) -> tuple[tuple[str, str], ...]:
+        """Tables whose FOREIGN KEYs name (database, name), which need not exist yet."""
+        return tuple(sorted(t.key for t in self.all_tables() if (database, name) in t.references and t.key != (database, name)))
 
     # -- derivations (each returns a new snapshot; version is kept so the
     #    writer can compare-and-set against the one it read) -------------------

@@ -41,6 +41,8 @@ class FakeRegion:
         self.dbs: dict[str, dict[str, list[int]]] = {}
         self.fail: dict[str, SqlError] = {}  # op -> error to return (once)
         self.log: list[tuple[str, ...]] = []
+        self.payloads: list[dict[str, Any]] = []
+        self.references: dict[tuple[str, str], set[tuple[str, str]]] = {}  # what MariaDB would report
         self.registry = registry
         registry[region_id] = self
         self.topo: Topology | None = None
@@ -58,6 +60,7 @@ class FakeRegion:
     async def handle(self, p: dict[str, Any]) -> dict[str, Any]:
         op = p["op"]
         self.log.append((op, p.get("database", ""), p.get("table", "") or p.get("sql", "")))
+        self.payloads.append(p)
         if op in self.fail:
             return {"error": self.fail.pop(op).to_dict()}
         db = p.get("database")
@@ -79,13 +82,23 @@ class FakeRegion:
                     if stmt.if_not_exists:
                         return {"ok": True, "warnings": [{"level": "Note", "code": 1050, "message": "exists"}]}
                     return {"error": SqlError(1050, f"Table '{name}' already exists").to_dict()}
+                for ref in stmt.references:  # InnoDB: the parent must be here (errno 150 otherwise)
+                    parent = ref.resolve(ref_db)
+                    if parent[1] not in self.dbs.get(parent[0], {}) and parent != (ref_db, name):
+                        return {"error": SqlError(1005, "Can't create table (errno: 150)").to_dict()}
                 tables[name] = []
-                return {"ok": True, "affected_rows": 0}
+                self.references[(ref_db, name)] = {ref.resolve(ref_db) for ref in stmt.references}
+                return self._reported(p, ref_db, name, {"ok": True, "affected_rows": 0})
             if name not in tables:
                 return {"error": SqlError(1146, f"Table '{ref_db}.{name}' doesn't exist").to_dict()}
             if stmt.kind == DdlKind.TRUNCATE_TABLE:
                 tables[name] = []
-            return {"ok": True, "affected_rows": 7}
+            for ref in stmt.references:
+                parent = ref.resolve(ref_db)
+                if parent[1] not in self.dbs.get(parent[0], {}):
+                    return {"error": SqlError(1005, "Can't create table (errno: 150)").to_dict()}
+                self.references.setdefault((ref_db, name), set()).add(parent)
+            return self._reported(p, ref_db, name, {"ok": True, "affected_rows": 7})
         if op == "copy_table":
             source = self.registry[p["source"]["region_id"]]
             rows = list(source.dbs[db][p["table"]])
@@ -97,6 +110,12 @@ class FakeRegion:
                 return {"error": SqlError(1146, "missing").to_dict()}
             return {"ok": True, "rows": len(rows), "checksum": sum(rows)}
         return {"error": SqlError(1235, f"op {op}").to_dict()}
+
+
+    def _reported(self, p: dict[str, Any], db: str, name: str, result: dict[str, Any]) -> dict[str, Any]:
+        if p.get("report_references"):
+            result["references"] = sorted(list(r) for r in self.references.get((db, name), ()))
+        return result
 
 
 class Env:
@@ -356,5 +375,57 @@ def test_only_one_master_leads_and_the_other_takes_over() -> None:
             await asyncio.gather(*tasks.values(), return_exceptions=True)
             await client.close()
             await region.die()
+
+    run(main())
+
+
+def test_foreign_keys_keep_tables_together() -> None:
+    """A child is created where its parent is; a child of two parents that live
+    apart first brings the smaller group over (copied, switched, old copies
+    dropped); ALTER TABLE ... ADD FOREIGN KEY does the same."""
+
+    async def main() -> None:
+        async with Env() as env:
+            await env.sql("CREATE DATABASE d")
+            for name in ("p", "q", "r"):
+                assert "error" not in await env.sql(f"CREATE TABLE {name} (id INT PRIMARY KEY)", "d")
+            p = await env.topo.get_placement()
+            assert len({p.table("d", n).copies for n in ("p", "q", "r")}) == 3  # three different pairs
+            env.registry[p.table("d", "q").primary].dbs["d"]["q"].extend([1, 2, 3])
+            env.registry[next(iter(p.table("d", "q").replicas))].dbs["d"]["q"].extend([1, 2, 3])
+
+            result = await env.sql(
+                "CREATE TABLE c (id INT, pid INT, qid INT, FOREIGN KEY (pid) REFERENCES p (id), "
+                "FOREIGN KEY (qid) REFERENCES d.q (id))", "d"
+            )
+            assert "error" not in result, result
+            p = await env.topo.get_placement()
+            assert p.table("d", "c").copies == p.table("d", "p").copies == p.table("d", "q").copies
+            assert p.table("d", "c").references == (("d", "p"), ("d", "q"))
+            assert env.holders("d", "q") == env.holders("d", "p") == env.holders("d", "c")  # old copies dropped
+            for region in env.holders("d", "q"):
+                assert env.registry[region].dbs["d"]["q"] == [1, 2, 3]  # the rows came along
+            groups = p.colocation_groups()
+            assert groups[("d", "c")] == (("d", "c"), ("d", "p"), ("d", "q"))
+
+            result = await env.sql("ALTER TABLE r ADD FOREIGN KEY (id) REFERENCES c (id)", "d")
+            assert "error" not in result, result
+            p = await env.topo.get_placement()
+            assert p.table("d", "r").copies == p.table("d", "c").copies
+            assert p.table("d", "r").references == (("d", "c"),)
+            assert env.holders("d", "r") == env.holders("d", "c")
+
+    run(main())
+
+
+def test_ddl_runs_with_the_client_session_settings() -> None:
+    async def main() -> None:
+        async with Env() as env:
+            sets = ["SET foreign_key_checks = 0", "SET sql_mode = ''"]
+            await env.ddl.handle({"op": "ddl", "sql": "CREATE DATABASE d", "database": None})
+            await env.ddl.handle({"op": "ddl", "sql": "CREATE TABLE t (a INT)", "database": "d", "session_sets": sets})
+            await env.ddl.handle({"op": "ddl", "sql": "DROP TABLE t", "database": "d", "session_sets": sets})
+            seen = [p for r in env.regions for p in r.payloads if p["op"] in ("execute_ddl", "drop_table")]
+            assert len(seen) == 4 and all(p["session_sets"] == sets for p in seen)
 
     run(main())

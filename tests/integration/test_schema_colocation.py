@@ -1,0 +1,94 @@
+"""Schemas as applications create them, through a real 3-region cluster
+(issue 7): tables linked by FOREIGN KEYs share their regions (colocation
+groups), and DDL runs under the client session's own settings."""
+
+from __future__ import annotations
+
+import pymysql
+import pytest
+
+from .cluster import fresh_database, running_cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory):
+    yield from running_cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory, "colo", users={"root": ""})
+
+
+def copies(cluster, db: str, table: str) -> tuple[str, frozenset[str]]:
+    t = cluster.state()["placement"].table(db, table)
+    assert t is not None, f"{db}.{table} is not placed"
+    return t.copies
+
+
+def test_a_child_of_two_parents_on_other_regions_brings_them_together(cluster):
+    db = fresh_database(cluster, "fk")
+    # PyMySQL's defaults: autocommit off, no database at connect.
+    conn = pymysql.connect(host="127.0.0.1", port=cluster.proxy_ports[0], user="root", password="")
+    cur = conn.cursor()
+    cur.execute(f"USE {db}")
+    for name in ("p", "q", "r"):
+        cur.execute(f"CREATE TABLE {name} (id INT PRIMARY KEY, label VARCHAR(10))")
+    assert len({copies(cluster, db, n) for n in ("p", "q", "r")}) == 3  # three region pairs
+    cur.execute("INSERT INTO p VALUES (1, 'p1'), (2, 'p2')")
+    cur.execute("INSERT INTO q VALUES (1, 'q1'), (2, 'q2'), (3, 'q3')")
+    conn.commit()
+
+    cur.execute(
+        "CREATE TABLE c (id INT PRIMARY KEY, pid INT NOT NULL, qid INT NOT NULL, "
+        "FOREIGN KEY (pid) REFERENCES p (id) ON DELETE CASCADE, FOREIGN KEY (qid) REFERENCES q (id))"
+    )
+    assert copies(cluster, db, "c") == copies(cluster, db, "p") == copies(cluster, db, "q")
+    cur.execute("INSERT INTO c VALUES (1, 1, 3), (2, 2, 1)")
+    with pytest.raises(pymysql.err.IntegrityError) as e:
+        cur.execute("INSERT INTO c VALUES (3, 9, 1)")
+    assert e.value.args[0] == 1452
+    conn.commit()
+    cur.execute("SELECT c.id, p.label, q.label FROM c JOIN p ON p.id = c.pid JOIN q ON q.id = c.qid ORDER BY c.id")
+    assert cur.fetchall() == ((1, "p1", "q3"), (2, "p2", "q1"))
+    cur.execute("DELETE FROM p WHERE id = 1")  # cascades to c on every copy
+    conn.commit()
+    cur.execute("SELECT id FROM c")
+    assert cur.fetchall() == ((2,),)
+
+    # ALTER TABLE ... ADD FOREIGN KEY moves r (and its rows) into the group.
+    cur.execute("INSERT INTO r VALUES (2, 'r2')")
+    conn.commit()
+    cur.execute("ALTER TABLE r ADD CONSTRAINT r_c FOREIGN KEY (id) REFERENCES c (id)")
+    assert copies(cluster, db, "r") == copies(cluster, db, "c")
+    placement = cluster.state()["placement"]
+    group = placement.colocation_groups()[(db, "r")]
+    assert group == tuple((db, n) for n in ("c", "p", "q", "r"))
+    for name in ("p", "q", "c", "r"):
+        rows = cluster.rows_on_regions(db, name)
+        assert len(rows) == 2 and len({tuple(v) for v in rows.values()}) == 1, (name, rows)  # two equal copies, no orphan
+    conn.close()
+
+
+def test_ddl_runs_with_the_sessions_own_settings(cluster):
+    db = fresh_database(cluster, "ss")
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    # foreign_key_checks = 0: a child before its parent, as MTR and dump files do.
+    cur.execute("SET foreign_key_checks = 0")
+    cur.execute("CREATE TABLE kid (id INT, mom INT, FOREIGN KEY (mom) REFERENCES mom (id))")
+    cur.execute("CREATE TABLE mom (id INT PRIMARY KEY)")
+    assert copies(cluster, db, "kid") == copies(cluster, db, "mom")
+    cur.execute("DROP TABLE mom")  # a referenced parent: allowed with the checks off
+    cur.execute("SET foreign_key_checks = 1")
+    # sql_mode: the same DDL fails or works as the session's mode says.
+    cur.execute("SET sql_mode = 'TRADITIONAL'")
+    with pytest.raises(pymysql.err.MySQLError) as e:
+        cur.execute("CREATE TABLE zd (d DATE DEFAULT '0000-00-00')")
+    assert e.value.args[0] == 1067
+    cur.execute("SET sql_mode = ''")
+    cur.execute("CREATE TABLE zd (d DATE DEFAULT '0000-00-00')")
+    # check_constraint_checks = 0: ALTER adds a constraint existing rows break.
+    cur.execute("CREATE TABLE cc (a INT)")
+    cur.execute("INSERT INTO cc VALUES (-1)")
+    with pytest.raises(pymysql.err.MySQLError) as e:
+        cur.execute("ALTER TABLE cc ADD CONSTRAINT pos CHECK (a > 0)")
+    assert e.value.args[0] == 4025
+    cur.execute("SET check_constraint_checks = 0")
+    cur.execute("ALTER TABLE cc ADD CONSTRAINT pos CHECK (a > 0)")
+    conn.close()
