@@ -21,6 +21,7 @@ then fails on MariaDB with MariaDB's own 1064 message.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from enum import Enum
 
@@ -44,6 +45,7 @@ class DdlKind(str, Enum):
     CREATE_INDEX = "create_index"
     DROP_INDEX = "drop_index"
     TRUNCATE_TABLE = "truncate_table"
+    RENAME_TABLE = "rename_table"
 
 
 # Statements that change an existing table in place (primary first, then replicas).
@@ -76,6 +78,7 @@ class DdlStatement:
     if_exists: bool = False
     if_not_exists: bool = False
     references: tuple[TableRef, ...] = ()  # FOREIGN KEY parents named (CREATE / ALTER TABLE)
+    renames: tuple[tuple[TableRef, TableRef], ...] = ()  # RENAME TABLE a TO b, ...; ALTER TABLE a RENAME TO b
 
 
 _MYSQL = Dialect.get_or_raise("mysql")
@@ -108,6 +111,9 @@ def referenced_tables(sql: str) -> tuple[TableRef, ...]:
 
 
 def _analyze(sql: str) -> DdlStatement:
+    renamed = _rename_table(sql)
+    if renamed is not None:
+        return renamed
     try:
         statements = [s for s in sqlglot.parse(sql, dialect="mysql") if s is not None]
     except (ParseError, TokenError) as exc:
@@ -213,9 +219,9 @@ def _alter(stmt: exp.Alter) -> DdlStatement:
     kind = str(stmt.args.get("kind") or "").upper()
     if kind != "TABLE":
         raise unsupported(f"ALTER {kind or 'of this kind'}")
-    if any(isinstance(a, exp.AlterRename) for a in stmt.args.get("actions") or []):
-        raise unsupported("ALTER TABLE ... RENAME")
-    return DdlStatement(DdlKind.ALTER_TABLE, tables=(_table_ref(stmt.this),), if_exists=bool(stmt.args.get("exists")))
+    table = _table_ref(stmt.this)
+    renames = tuple((table, _table_ref(a.this)) for a in stmt.args.get("actions") or [] if isinstance(a, exp.AlterRename))
+    return DdlStatement(DdlKind.ALTER_TABLE, tables=(table,), if_exists=bool(stmt.args.get("exists")), renames=renames[-1:])
 
 
 def _truncate(stmt: exp.TruncateTable) -> DdlStatement:
@@ -327,14 +333,55 @@ def _analyze_head(sql: str) -> DdlStatement | None:
         ref = tk.table()
         if ref is None:
             return None
-        rest = tk.rest_words_at_depth0()
-        for i, w in enumerate(rest):
-            if w == "RENAME" and (i + 1 >= len(rest) or rest[i + 1] not in ("COLUMN", "INDEX", "KEY")):
-                raise unsupported("ALTER TABLE ... RENAME")
-        return DdlStatement(DdlKind.ALTER_TABLE, tables=(ref,), if_exists=if_exists)
-    if tk.accept("RENAME"):
-        raise unsupported("RENAME TABLE")
+        renames: tuple[tuple[TableRef, TableRef], ...] = ()
+        depth = 0
+        for i in range(tk.pos, len(tk.tokens)):  # RENAME [TO | AS] new, at the top level
+            t = tk.tokens[i]
+            depth += (t.token_type == TokenType.L_PAREN) - (t.token_type == TokenType.R_PAREN)
+            if depth or t.token_type == TokenType.IDENTIFIER or t.text.upper() != "RENAME":
+                continue
+            tk.pos = i + 1
+            if tk.word() in ("COLUMN", "INDEX", "KEY"):
+                continue
+            tk.accept("TO") or tk.accept("AS")
+            new = tk.table()
+            if new is not None:
+                renames = ((ref, new),)
+        return DdlStatement(DdlKind.ALTER_TABLE, tables=(ref,), if_exists=if_exists, renames=renames)
     return None
+
+
+_RENAME = re.compile(r"\s*(?:/\*.*?\*/\s*)*RENAME\b", re.I | re.S)
+
+
+def _rename_table(sql: str) -> DdlStatement | None:
+    """RENAME TABLE[S] [IF EXISTS] a [WAIT n | NOWAIT] TO b [, c TO d ...]; None
+    for any other statement."""
+    head = _RENAME.match(sql)
+    if head is None:
+        return None
+    try:
+        tk = _Tokens(sql[head.end():])  # (sqlglot's tokenizer makes the rest of a RENAME one string)
+    except TokenError:
+        return None
+    if not (tk.accept("TABLE") or tk.accept("TABLES")):
+        return None
+    if_exists = tk.accept("IF", "EXISTS")
+    renames: list[tuple[TableRef, TableRef]] = []
+    while True:
+        old = tk.table()
+        if not tk.accept("NOWAIT") and tk.accept("WAIT"):
+            tk.pos += 1  # the timeout
+        new = tk.table() if tk.accept("TO") else None
+        if old is None or new is None:
+            raise _syntax_error(sql, None)
+        renames.append((old, new))
+        if tk.pos >= len(tk.tokens) or tk.tokens[tk.pos].token_type == TokenType.SEMICOLON:
+            break
+        if tk.tokens[tk.pos].token_type != TokenType.COMMA:
+            raise _syntax_error(sql, None)
+        tk.pos += 1
+    return DdlStatement(DdlKind.RENAME_TABLE, tables=tuple(old for old, _ in renames), if_exists=if_exists, renames=tuple(renames))
 
 
 def _syntax_error(sql: str, exc: Exception | None) -> SqlError:

@@ -75,6 +75,7 @@ from topology import Placement, RegionInfo, ReplicaState, TablePlacement, Topolo
 from . import metrics
 from .assignor import MoveTable, NotEnoughRegions, mark_replicas, place_new_table, plan_colocation
 from .mover import move_table
+from .rename import apply_rename, plan_rename, rename_sql
 from .ddl import SYSTEM_SCHEMAS, TABLE_CHANGES, DdlKind, DdlStatement, analyze_ddl
 from .regions import RegionCaller
 
@@ -176,6 +177,8 @@ class DdlService:
             return await self._drop_tables(stmt, session_db)
         if stmt.kind in TABLE_CHANGES:
             return await self._change_table(stmt, sql, session_db)
+        if stmt.kind == DdlKind.RENAME_TABLE:
+            return await self._rename_tables(stmt, session_db)
         raise SqlError(ER_NOT_SUPPORTED_YET, f"MiniSQL Cluster does not support {stmt.kind.value} yet")
 
     def _client_task(self, task: dict[str, Any]) -> dict[str, Any]:
@@ -331,6 +334,55 @@ class DdlService:
             await move_table(self._topo, self._regions, move, live, timeout=self.copy_timeout)
             metrics.TABLE_MOVES.labels(reason="colocation").inc()
 
+    async def _rename_tables(self, stmt: DdlStatement, session_db: str | None) -> dict[str, Any]:
+        """RENAME TABLE: each region runs the pairs its copies go through
+        (rename.py); if one refuses, the regions that renamed rename back and
+        the client gets the refusal -- all or nothing, as in MariaDB."""
+        pairs = [(src.resolve(session_db), dst.resolve(session_db)) for src, dst in stmt.renames]
+        for src, dst in pairs:
+            _user_schema(src[0])
+            _user_schema(dst[0])
+        placement = await self._topo.get_placement()
+        plan = plan_rename(placement, pairs, stmt.if_exists)
+        live = await self._live()
+        for src, _ in plan.pairs:
+            table = placement.table(*src)
+            if table is not None and table.primary not in live:
+                raise SqlError(
+                    ER_UNKNOWN, f"the primary copy of `{src[0]}`.`{src[1]}` is on region {table.primary}, which is down; "
+                    "retry once it has failed over",
+                )
+        database = pairs[0][0][0]
+        tasks = {
+            region: self._client_task({"op": "execute_ddl", "database": database, "sql": rename_sql(steps)})
+            for region, steps in plan.per_region.items() if region in live
+        }
+        results = dict(zip(tasks, await asyncio.gather(*(self._call_or_error(r, t) for r, t in tasks.items()))))
+        error = self._first_error(results)
+        if error is not None:
+            for region, result in results.items():
+                if not isinstance(result, SqlError):
+                    undo = {**tasks[region], "sql": rename_sql(plan.per_region[region], undo=True)}
+                    undone = await self._call_or_error(region, undo)
+                    if isinstance(undone, SqlError):
+                        log.error("RENAME TABLE: could not undo on %s (%s); its copies keep the new names", region, undone)
+            raise error
+        written = await self._publish(lambda p: apply_rename(p, plan.pairs))
+        down = sorted(set(plan.per_region) - set(tasks))
+        for src, dst in plan.pairs:  # a copy on a region that was down keeps its old name: re-copied
+            table = written.table(*dst)
+            missed = [r for r in down if table is not None and r in table.replicas]
+            if missed:
+                written = await self._publish(lambda p, d=dst, m=missed: mark_replicas(p, *d, m, ReplicaState.STALE))
+        notes = [_note(ER_NO_SUCH_TABLE, f"Table '{db}.{name}' doesn't exist") for db, name in plan.skipped]
+        return _ok(written, 0, notes)
+
+    async def _call_or_error(self, region: str, task: dict[str, Any]) -> dict[str, Any] | SqlError:
+        try:
+            return await self._regions.call(region, task)
+        except SqlError as exc:
+            return exc
+
     async def _rollback_copies(self, db: str, name: str, regions: list[str]) -> None:
         if not regions:
             return
@@ -398,8 +450,16 @@ class DdlService:
         if stmt.kind == DdlKind.ALTER_TABLE and stmt.references:
             await self._colocate(db, name, stmt)
             table = (await self._topo.get_placement()).table(db, name) or table
+        renames = tuple((src.resolve(db), dst.resolve(db)) for src, dst in stmt.renames)
+        if renames:  # ALTER TABLE ... RENAME TO: the new name must be free (MariaDB checks the same)
+            plan_rename(placement, list(renames))
+            for _, (new_db, _) in renames:
+                _user_schema(new_db)
+            name_after = renames[-1][1]
+        else:
+            name_after = (db, name)
         payload = self._client_task({"op": "execute_ddl", "database": db, "sql": sql})
-        report = {"report_references": name} if stmt.kind == DdlKind.ALTER_TABLE else {}
+        report = {"report_references": name_after[1], "references_database": name_after[0]} if stmt.kind == DdlKind.ALTER_TABLE else {}
         primary_result = await self._regions.call(table.primary, {**payload, **report})  # its error is the client's
         stale = [r for r, s in table.replicas.items() if s == ReplicaState.COPYING]
         in_sync = [r for r, s in table.replicas.items() if s == ReplicaState.IN_SYNC]
@@ -412,11 +472,13 @@ class DdlService:
                     "`%s`.`%s`: DDL succeeded on primary %s but failed on replica %s (%s); marking it STALE",
                     db, name, table.primary, region, res,
                 )
+        if renames:
+            await self._publish(lambda p: apply_rename(p, renames))
         if stale:
             metrics.STALE_REPLICAS.inc(len(stale))
-            await self._publish(lambda p: mark_replicas(p, db, name, stale, ReplicaState.STALE))
+            await self._publish(lambda p: mark_replicas(p, *name_after, stale, ReplicaState.STALE))
         written = await self._topo.get_placement()
         if report:  # FOREIGN KEYs added or dropped: the colocation graph follows
             references = _references(primary_result)
-            written = await self._publish(lambda p: _with_references(p, db, name, references))
+            written = await self._publish(lambda p: _with_references(p, *name_after, references))
         return _ok(written, int(primary_result.get("affected_rows", 0)), primary_result.get("warnings"))

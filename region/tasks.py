@@ -18,6 +18,9 @@ execute_ddl         run the client's original DDL text with `database` as the
                     Not idempotent by nature (ALTER ... ADD COLUMN twice fails
                     with 1060): a re-delivery returns MariaDB's error and the
                     master reports it -- never a silent double change.
+                    After the client session's `session_sets` (its sql_mode,
+                    foreign_key_checks, ...); with `report_references`, the
+                    result lists that table's FOREIGN KEY parents.
 drop_table          DROP TABLE IF EXISTS
 copy_table          replace the local table with a copy from another region
 table_checksum      CHECKSUM TABLE + COUNT(*)
@@ -203,8 +206,8 @@ class RegionTasks:
         if warnings:
             result["warnings"] = warnings
         reported = payload.get("report_references")
-        if isinstance(reported, str) and reported:
-            result["references"] = await self._references(database, reported)
+        if isinstance(reported, str) and reported:  # (in references_database after ALTER TABLE ... RENAME)
+            result["references"] = await self._references(str(payload.get("references_database") or database), reported)
         return result
 
     async def _references(self, database: str, table: str) -> list[list[str]]:

@@ -92,3 +92,42 @@ def test_ddl_runs_with_the_sessions_own_settings(cluster):
     cur.execute("SET check_constraint_checks = 0")
     cur.execute("ALTER TABLE cc ADD CONSTRAINT pos CHECK (a > 0)")
     conn.close()
+
+
+def test_rename_table_swaps_across_regions_and_follows_foreign_keys(cluster):
+    db = fresh_database(cluster, "rn")
+    other = fresh_database(cluster, "rn2")
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE a (id INT PRIMARY KEY, v VARCHAR(5))")
+    cur.execute("CREATE TABLE b (id INT PRIMARY KEY, v VARCHAR(5))")
+    assert copies(cluster, db, "a") != copies(cluster, db, "b")
+    cur.execute("INSERT INTO a VALUES (1, 'was a')")
+    cur.execute("INSERT INTO b VALUES (1, 'was b')")
+    was_a, was_b = copies(cluster, db, "a"), copies(cluster, db, "b")
+    cur.execute("RENAME TABLE a TO tmp, b TO a, tmp TO b")  # a swap: no region holds both
+    assert (copies(cluster, db, "a"), copies(cluster, db, "b")) == (was_b, was_a)
+    cur.execute("SELECT v FROM a")
+    assert cur.fetchall() == (("was b",),)
+    with pytest.raises(pymysql.err.MySQLError) as e:
+        cur.execute("RENAME TABLE a TO b")
+    assert e.value.args[0] == 1050
+    with pytest.raises(pymysql.err.MySQLError) as e:
+        cur.execute("RENAME TABLE nope TO z, a TO zz")  # all or nothing
+    assert e.value.args[0] == 1146
+    cur.execute("SHOW TABLES")
+    assert sorted(r[0] for r in cur.fetchall()) == ["a", "b"]
+    # ALTER TABLE ... RENAME across databases with another change in the same statement.
+    cur.execute(f"ALTER TABLE b RENAME TO {other}.b2, ADD COLUMN w INT DEFAULT 7")
+    cur.execute(f"SELECT * FROM {other}.b2")
+    assert cur.fetchall() == ((1, "was a", 7),)
+    # A renamed parent: the child's FOREIGN KEY follows it, and so does the group.
+    cur.execute("CREATE TABLE kid (id INT, aid INT, FOREIGN KEY (aid) REFERENCES a (id))")
+    cur.execute(f"RENAME TABLE a TO {other}.parent")
+    placement = cluster.state()["placement"]
+    assert placement.table(db, "kid").references == ((other, "parent"),)
+    assert set(placement.colocation_groups()[(db, "kid")]) == {(db, "kid"), (other, "parent")}
+    for name, database in (("kid", db), ("parent", other), ("b2", other)):
+        rows = cluster.rows_on_regions(database, name)
+        assert len(rows) == 2 and len({tuple(v) for v in rows.values()}) == 1, (name, rows)
+    conn.close()

@@ -124,3 +124,56 @@ def test_analyze_ddl_carries_references_for_create_and_alter_only():
     assert analyze_ddl("CREATE TABLE c (a INT, FOREIGN KEY (a) REFERENCES p (id))").references == (TableRef(None, "p"),)
     assert analyze_ddl("ALTER TABLE c ADD FOREIGN KEY (a) REFERENCES p (id)").references == (TableRef(None, "p"),)
     assert analyze_ddl("DROP TABLE c").references == ()
+
+
+# -- RENAME TABLE across regions (master/rename.py) ------------------------------
+
+from master.rename import apply_rename, plan_rename, rename_sql  # noqa: E402
+from minisql.errors import SqlError  # noqa: E402
+
+
+def keys(*pairs: str):
+    return [tuple(tuple(x.split(".")) for x in pair.split(">")) for pair in pairs]
+
+
+def test_a_swap_across_regions_gives_each_region_its_own_chain():
+    p = placement({"d.a": "r1 > r2", "d.b": "r2 > r3"})
+    plan = plan_rename(p, keys("d.a>d.tmp", "d.b>d.a", "d.tmp>d.b"))
+    assert plan.per_region == {
+        "r1": tuple(keys("d.a>d.tmp", "d.tmp>d.b")),
+        "r2": tuple(keys("d.a>d.tmp", "d.b>d.a", "d.tmp>d.b")),
+        "r3": tuple(keys("d.b>d.a")),
+    }
+    after = apply_rename(p, plan.pairs)
+    assert describe(after) == {"d.a": "r2 > r3", "d.b": "r1 > r2"}
+    assert rename_sql(plan.per_region["r3"]) == "RENAME TABLE `d`.`b` TO `d`.`a`"
+    assert rename_sql(plan.per_region["r1"], undo=True) == "RENAME TABLE `d`.`b` TO `d`.`tmp`, `d`.`tmp` TO `d`.`a`"
+
+
+@pytest.mark.parametrize(
+    "pairs, if_exists, errno",
+    [
+        (["d.nope>d.x"], False, 1146),
+        (["d.a>d.b"], False, 1050),
+        (["d.a>d.x", "d.a>d.y"], False, 1146),  # a was renamed by the first pair
+        (["d.a>d.x", "d.b>d.a"], False, None),  # the name a is free again
+        (["d.nope>d.x", "d.a>d.z"], True, None),
+    ],
+)
+def test_rename_is_checked_pair_by_pair_like_mariadb(pairs, if_exists, errno):
+    p = placement({"d.a": "r1 > r2", "d.b": "r2 > r3"})
+    if errno is None:
+        plan = plan_rename(p, keys(*pairs), if_exists)
+        assert apply_rename(p, plan.pairs) is not None
+    else:
+        with pytest.raises(SqlError) as e:
+            plan_rename(p, keys(*pairs), if_exists)
+        assert e.value.errno == errno
+
+
+def test_renaming_a_parent_rewrites_its_childrens_references_across_databases():
+    p = linked(placement({"d.p": "r1 > r2", "d.c": "r1 > r2"}, databases=("e",)), "d.c", "d.p")
+    after = apply_rename(p, tuple(keys("d.p>e.p2")))
+    assert after.table("d", "c").references == (("e", "p2"),)
+    assert after.colocation_groups()[("d", "c")] == (("d", "c"), ("e", "p2"))
+    assert apply_rename(p, tuple(keys("d.p>nodb.p"))) is None  # no such database
