@@ -145,9 +145,9 @@ def plan_colocation(
         votes.items(), key=lambda kv: (-kv[1], rank.get(kv[0][0], 0), kv[0][0], sorted(kv[0][1]))
     )
     target = tuple(sorted(replicas))
-    moves = tuple(
+    moves = tuple(  # views last: each is re-created from its definition where its tables already are
         MoveTable(t.database, t.name, primary, target)
-        for t in tables
+        for t in sorted(tables, key=lambda t: (t.is_view, t.database, t.name))
         if t.copies != (primary, replicas)
     )
     return Colocation(primary, target, moves)
@@ -282,7 +282,8 @@ def plan_failover(
         for region, state in sorted(replicas.items()):
             abandoned = state == ReplicaState.COPYING and (t.database, t.name, region) not in in_flight
             if region in live and (state == ReplicaState.STALE or abandoned):
-                moves.append(CopyReplica(t.database, t.name, region, primary))
+                if not t.is_view or _reads_are_on(placement, t, region):
+                    moves.append(CopyReplica(t.database, t.name, region, primary))
         missing = copies - (1 + len(replicas))
         if missing > 0:
             holders = {primary, *replicas}
@@ -294,9 +295,17 @@ def plan_failover(
                 chosen_targets.extend(fresh)
                 picked += fresh
             for target in picked:
+                if t.is_view and not _reads_are_on(placement, t, target):
+                    continue  # a view is re-created once the tables it reads are copied there
                 moves.append(CopyReplica(t.database, t.name, target, primary))
                 planned[target] += 1
     return moves
+
+
+def _reads_are_on(placement: Placement, view: TablePlacement, region: str) -> bool:
+    return all(
+        region in read.write_regions for key in view.references if (read := placement.table(*key)) is not None
+    )
 
 
 # -- applying moves to a placement (pure; re-checked on every CAS attempt) ------

@@ -22,66 +22,19 @@ then fails on MariaDB with MariaDB's own 1064 message.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
-from enum import Enum
+from dataclasses import replace
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
 
-from minisql.errors import ER_EMPTY_QUERY, ER_NO_DB, ER_PARSE, SqlError, unsupported
+from minisql.errors import ER_EMPTY_QUERY, SqlError, unsupported
 
-SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
+from .ddl_base import SYSTEM_SCHEMAS, TABLE_CHANGES, DdlKind, DdlStatement, TableRef, Tokens, syntax_error
+from .ddl_views import analyze_view
 
-
-class DdlKind(str, Enum):
-    CREATE_DATABASE = "create_database"
-    DROP_DATABASE = "drop_database"
-    CREATE_TABLE = "create_table"
-    DROP_TABLE = "drop_table"
-    ALTER_TABLE = "alter_table"
-    CREATE_INDEX = "create_index"
-    DROP_INDEX = "drop_index"
-    TRUNCATE_TABLE = "truncate_table"
-    RENAME_TABLE = "rename_table"
-
-
-# Statements that change an existing table in place (primary first, then replicas).
-TABLE_CHANGES = frozenset({DdlKind.ALTER_TABLE, DdlKind.CREATE_INDEX, DdlKind.DROP_INDEX, DdlKind.TRUNCATE_TABLE})
-
-
-@dataclass(frozen=True)
-class TableRef:
-    """A table name as written: `database` is None when unqualified."""
-
-    database: str | None
-    name: str
-
-    def resolve(self, session_database: str | None) -> tuple[str, str]:
-        """(database, table), using the session's database for an unqualified name.
-
-        Raises 1046 "No database selected" like MariaDB when there is none.
-        """
-        database = self.database or session_database
-        if not database:
-            raise SqlError(ER_NO_DB, "No database selected")
-        return database, self.name
-
-
-@dataclass(frozen=True)
-class DdlStatement:
-    kind: DdlKind
-    database: str | None = None  # CREATE/DROP DATABASE only
-    tables: tuple[TableRef, ...] = ()
-    if_exists: bool = False
-    if_not_exists: bool = False
-    references: tuple[TableRef, ...] = ()  # FOREIGN KEY parents named (CREATE / ALTER TABLE)
-    renames: tuple[tuple[TableRef, TableRef], ...] = ()  # RENAME TABLE a TO b, ...; ALTER TABLE a RENAME TO b
-
-
-_MYSQL = Dialect.get_or_raise("mysql")
+__all__ = ["SYSTEM_SCHEMAS", "TABLE_CHANGES", "DdlKind", "DdlStatement", "TableRef", "analyze_ddl", "referenced_tables"]
 
 
 def analyze_ddl(sql: str) -> DdlStatement:
@@ -97,7 +50,7 @@ def referenced_tables(sql: str) -> tuple[TableRef, ...]:
     REFERENCES), in order, without repeats.  Token-level, so it works on every
     statement form sqlglot cannot parse; strings and comments never match."""
     try:
-        tk = _Tokens(sql)
+        tk = Tokens(sql)
     except TokenError:
         return ()
     found: list[TableRef] = []
@@ -114,13 +67,16 @@ def _analyze(sql: str) -> DdlStatement:
     renamed = _rename_table(sql)
     if renamed is not None:
         return renamed
+    view = analyze_view(sql)
+    if view is not None:
+        return view
     try:
         statements = [s for s in sqlglot.parse(sql, dialect="mysql") if s is not None]
     except (ParseError, TokenError) as exc:
         head = _analyze_head(sql)
         if head is not None:
             return head
-        raise _syntax_error(sql, exc) from None
+        raise syntax_error(sql, exc) from None
     if not statements:
         raise SqlError(ER_EMPTY_QUERY, "Query was empty")
     if len(statements) > 1:
@@ -143,7 +99,7 @@ def _analyze(sql: str) -> DdlStatement:
         raise unsupported(" ".join(shown) or "this statement")
     if isinstance(stmt, _NOT_DDL):
         raise unsupported(f"{stmt.key.upper()} as a DDL statement")
-    raise _syntax_error(sql, None)
+    raise syntax_error(sql, None)
 
 
 _NOT_DDL = (exp.Query, exp.Insert, exp.Update, exp.Delete, exp.Set, exp.Use, exp.Show, exp.Describe, exp.Transaction, exp.Commit, exp.Rollback)
@@ -235,70 +191,10 @@ def _truncate(stmt: exp.TruncateTable) -> DdlStatement:
 
 # -- token-level fallback for the heads sqlglot cannot parse --------------------
 
-_NAME_TYPES_EXCLUDED = {
-    TokenType.DOT,
-    TokenType.L_PAREN,
-    TokenType.R_PAREN,
-    TokenType.COMMA,
-    TokenType.SEMICOLON,
-    TokenType.STRING,
-    TokenType.NUMBER,
-}
-
-
-class _Tokens:
-    def __init__(self, sql: str) -> None:
-        self.tokens = [t for t in _MYSQL.tokenize(sql)]
-        self.pos = 0
-
-    def word(self) -> str:
-        if self.pos >= len(self.tokens):
-            return ""
-        t = self.tokens[self.pos]
-        return "" if t.token_type == TokenType.IDENTIFIER else t.text.upper()
-
-    def accept(self, *words: str) -> bool:
-        """Consume the words if they come next (a token may hold several, e.g. 'PARTITION BY')."""
-        save = self.pos
-        for w in words:
-            if self.word() != w:
-                self.pos = save
-                return False
-            self.pos += 1
-        return True
-
-    def name(self) -> str | None:
-        if self.pos >= len(self.tokens) or self.tokens[self.pos].token_type in _NAME_TYPES_EXCLUDED:
-            return None
-        self.pos += 1
-        return self.tokens[self.pos - 1].text
-
-    def table(self) -> TableRef | None:
-        first = self.name()
-        if first is None:
-            return None
-        if self.pos < len(self.tokens) and self.tokens[self.pos].token_type == TokenType.DOT:
-            self.pos += 1
-            second = self.name()
-            return TableRef(first, second) if second else None
-        return TableRef(None, first)
-
-    def rest_words_at_depth0(self) -> list[str]:
-        depth, words = 0, []
-        for t in self.tokens[self.pos :]:
-            if t.token_type == TokenType.L_PAREN:
-                depth += 1
-            elif t.token_type == TokenType.R_PAREN:
-                depth -= 1
-            elif depth == 0 and t.token_type not in (TokenType.IDENTIFIER, TokenType.STRING):
-                words.append(t.text.upper())
-        return words
-
-
 def _analyze_head(sql: str) -> DdlStatement | None:
     """Recognise CREATE TABLE / CREATE INDEX / ALTER TABLE heads from tokens alone."""
     try:
-        tk = _Tokens(sql)
+        tk = Tokens(sql)
     except TokenError:
         return None
     if tk.accept("CREATE"):
@@ -361,7 +257,7 @@ def _rename_table(sql: str) -> DdlStatement | None:
     if head is None:
         return None
     try:
-        tk = _Tokens(sql[head.end():])  # (sqlglot's tokenizer makes the rest of a RENAME one string)
+        tk = Tokens(sql[head.end():])  # (sqlglot's tokenizer makes the rest of a RENAME one string)
     except TokenError:
         return None
     if not (tk.accept("TABLE") or tk.accept("TABLES")):
@@ -374,33 +270,11 @@ def _rename_table(sql: str) -> DdlStatement | None:
             tk.pos += 1  # the timeout
         new = tk.table() if tk.accept("TO") else None
         if old is None or new is None:
-            raise _syntax_error(sql, None)
+            raise syntax_error(sql, None)
         renames.append((old, new))
         if tk.pos >= len(tk.tokens) or tk.tokens[tk.pos].token_type == TokenType.SEMICOLON:
             break
         if tk.tokens[tk.pos].token_type != TokenType.COMMA:
-            raise _syntax_error(sql, None)
+            raise syntax_error(sql, None)
         tk.pos += 1
     return DdlStatement(DdlKind.RENAME_TABLE, tables=tuple(old for old, _ in renames), if_exists=if_exists, renames=tuple(renames))
-
-
-def _syntax_error(sql: str, exc: Exception | None) -> SqlError:
-    near = sql.strip()[:80]
-    errors = getattr(exc, "errors", None) or []
-    if errors and isinstance(errors[0], dict):
-        col = errors[0].get("col") or 0
-        line = errors[0].get("line") or 1
-        lines = sql.splitlines() or [""]
-        if 1 <= line <= len(lines):
-            start = max(0, col - len(errors[0].get("highlight") or "") - 1)
-            near = lines[line - 1][start : start + 80]
-        return SqlError(
-            ER_PARSE,
-            "You have an error in your SQL syntax; check the manual that corresponds to your "
-            f"MariaDB server version for the right syntax to use near '{near}' at line {line}",
-        )
-    return SqlError(
-        ER_PARSE,
-        "You have an error in your SQL syntax; check the manual that corresponds to your "
-        f"MariaDB server version for the right syntax to use near '{near}' at line 1",
-    )

@@ -76,6 +76,7 @@ from . import metrics
 from .assignor import MoveTable, NotEnoughRegions, mark_replicas, place_new_table, plan_colocation
 from .mover import move_table
 from .rename import apply_rename, plan_rename, rename_sql
+from .view_service import ER_IT_IS_A_VIEW, ER_WRONG_OBJECT, ViewStatements, is_a_view
 from .ddl import SYSTEM_SCHEMAS, TABLE_CHANGES, DdlKind, DdlStatement, analyze_ddl
 from .regions import RegionCaller
 
@@ -119,7 +120,7 @@ def _has_1050(result: dict[str, Any] | SqlError) -> bool:
     return any(w.get("code") == ER_TABLE_EXISTS for w in result.get("warnings", []))
 
 
-class DdlService:
+class DdlService(ViewStatements):
     """Handles DDL requests; one at a time (the queue is served serially)."""
 
     def __init__(self, topology: Topology, regions: RegionCaller, lock: asyncio.Lock, *, copy_timeout: float = 600.0) -> None:
@@ -179,6 +180,10 @@ class DdlService:
             return await self._change_table(stmt, sql, session_db)
         if stmt.kind == DdlKind.RENAME_TABLE:
             return await self._rename_tables(stmt, session_db)
+        if stmt.kind in (DdlKind.CREATE_VIEW, DdlKind.ALTER_VIEW):
+            return await self._create_view(stmt, sql, session_db)
+        if stmt.kind == DdlKind.DROP_VIEW:
+            return await self._drop_views(stmt, session_db)
         raise SqlError(ER_NOT_SUPPORTED_YET, f"MiniSQL Cluster does not support {stmt.kind.value} yet")
 
     def _client_task(self, task: dict[str, Any]) -> dict[str, Any]:
@@ -399,6 +404,10 @@ class DdlService:
         missing = [f"{db}.{name}" for db, name in refs if placement.table(db, name) is None]
         if missing and not stmt.if_exists:
             raise SqlError(ER_BAD_TABLE, f"Unknown table '{','.join(missing)}'")
+        views = [(db, name) for db, name in refs if (t := placement.table(db, name)) is not None and t.is_view]
+        if views and not stmt.if_exists:
+            raise is_a_view(*views[0])
+        refs = [ref for ref in refs if ref not in views]  # DROP TABLE IF EXISTS leaves a view alone (a Note)
         live = await self._live()
         dropped: list[tuple[str, str]] = []
         first_error: SqlError | None = None
@@ -428,6 +437,7 @@ class DdlService:
         if first_error is not None:
             raise first_error
         notes = [_note(ER_BAD_TABLE, f"Unknown table '{m}'") for m in missing]
+        notes += [_note(ER_IT_IS_A_VIEW, f"'{db}.{name}' is a view") for db, name in views]
         return _ok(written, 0, notes)
 
     async def _change_table(self, stmt: DdlStatement, sql: str, session_db: str | None) -> dict[str, Any]:
@@ -440,6 +450,8 @@ class DdlService:
             if stmt.if_exists:
                 return _ok(placement, 0, [_note(ER_NO_SUCH_TABLE, message)])
             raise SqlError(ER_NO_SUCH_TABLE, message)
+        if table.is_view:
+            raise SqlError(ER_WRONG_OBJECT, f"'{db}.{name}' is not BASE TABLE", "HY000")
         live = await self._live()
         if table.primary not in live:
             raise SqlError(

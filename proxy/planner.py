@@ -353,11 +353,12 @@ def _materialize_from(sql: str, analysis: Analysis, writes: tuple[TablePlacement
 
 # -- SHOW / DESCRIBE -------------------------------------------------------------
 _SHOW_TABLES = re.compile(
-    rf"^show\s+(full\s+)?tables(?:\s+(?:from|in)\s+({IDENT}))?(?:\s+like\s+'([^'\\]*(?:(?:\\.|'')[^'\\]*)*)')?\s*;?\s*$", re.I
+    rf"^show\s+(full\s+)?tables(?:\s+(?:from|in)\s+({IDENT}))?(?:\s+like\s+'([^'\\]*(?:(?:\\.|'')[^'\\]*)*)'|\s+where\s+(.+?))?\s*;?\s*$",
+    re.I | re.S,
 )
 _SHOW_DATABASES = re.compile(r"^show\s+(?:databases|schemas)(?:\s+like\s+'([^'\\]*(?:(?:\\.|'')[^'\\]*)*)')?\s*;?\s*$", re.I)
 _SHOW_TABLE_META = re.compile(
-    rf"^show\s+(?:create\s+table|(?:full\s+)?(?:columns|fields)\s+(?:from|in)|(?:index|indexes|keys)\s+(?:from|in))\s+{QUALIFIED}(?:\s+(?:from|in)\s+({IDENT}))?",
+    rf"^show\s+(?:create\s+(?:table|view)|(?:full\s+)?(?:columns|fields)\s+(?:from|in)|(?:index|indexes|keys)\s+(?:from|in))\s+{QUALIFIED}(?:\s+(?:from|in)\s+({IDENT}))?",
     re.I,
 )
 _DESCRIBE_TABLE = re.compile(rf"^(?:describe|desc|explain)\s+{QUALIFIED}(?:\s+({IDENT}|'[^']*'))?\s*;?\s*$", re.I)
@@ -375,6 +376,21 @@ _SHOW_STICKY = re.compile(r"^show\s+(?:warnings|errors|count\s*\(\s*\*\s*\)\s+(?
 
 def _like(pattern: str | None) -> LikePattern | None:
     return None if pattern is None else LikePattern(pattern.replace("''", "'"))
+
+
+def _show_tables_where(snap: RoutingSnapshot, database: str, column: str, full: bool, where: str) -> str:
+    """SHOW [FULL] TABLES ... WHERE <expr> as a SELECT over the placement's
+    names, so the client's expression is judged by MariaDB itself."""
+    def lit(text: str) -> str:
+        return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+    quoted = "`" + column.replace("`", "``") + "`"
+    tables = sorted(snap.placement.tables(database), key=lambda t: t.name)
+    rows = [f"SELECT {lit(t.name)} AS {quoted}" + (f", {lit('VIEW' if t.is_view else 'BASE TABLE')} AS `Table_type`" if full else "")
+            for t in tables]
+    if not rows:
+        rows = [f"SELECT NULL AS {quoted}" + (", NULL AS `Table_type`" if full else "") + " FROM DUAL WHERE 0"]
+    return f"SELECT * FROM ({' UNION ALL '.join(rows)}) AS `tables` WHERE {where} ORDER BY 1"
 
 
 def plan_show(sql: str, snap: RoutingSnapshot, session: SessionView, cache: AnalysisCache) -> Plan:
@@ -396,8 +412,12 @@ def plan_show(sql: str, snap: RoutingSnapshot, session: SessionView, cache: Anal
         names = sorted(t.name for t in snap.placement.tables(database))
         names = [n for n in names if like is None or like.match(n)]
         column = f"Tables_in_{database}" + (f" ({m.group(3)})" if m.group(3) is not None else "")
+        if m.group(4) is not None:  # WHERE: MariaDB evaluates it over the names, on any region
+            return Plan(Op.ANY, _show_tables_where(snap, database, column, bool(m.group(1)), m.group(4)),
+                        kind=Kind.SHOW, epoch=snap.epoch)
         if m.group(1):
-            local = LocalResult((column, "Table_type"), tuple((n, "BASE TABLE") for n in names))
+            views = {t.name for t in snap.placement.tables(database) if t.is_view}
+            local = LocalResult((column, "Table_type"), tuple((n, "VIEW" if n in views else "BASE TABLE") for n in names))
         else:
             local = LocalResult((column,), tuple((n,) for n in names))
         return Plan(Op.LOCAL, local=local, epoch=snap.epoch)

@@ -225,17 +225,33 @@ class RegionTasks:
         return sorted([str(r[0]), str(r[1])] for r in rows)
 
     async def drop_table(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """DROP TABLE IF EXISTS, or DROP VIEW IF EXISTS when the name is a view
+        here (`kind` "view", or found so: a discarded copy may be either)."""
         database = _user_schema(_require(payload, "database"))
         table = _require(payload, "table")
+        what = "VIEW" if payload.get("kind") == "view" or await self._is_view(database, table) else "TABLE"
         await self._run(
-            f"DROP TABLE IF EXISTS {qualified(database, table)}", as_user=payload.get("as_user"),
+            f"DROP {what} IF EXISTS {qualified(database, table)}", as_user=payload.get("as_user"),
             session_sets=payload.get("session_sets"),
         )
         return {"ok": True}
 
+    async def _is_view(self, database: str, table: str) -> bool:
+        async with self._pool.acquire() as conn:
+            await conn.ping(reconnect=True)
+            async with conn.cursor() as cur:
+                await cur.execute(
+                    "SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                    (database, table),
+                )
+                row = await cur.fetchone()
+        return row is not None and row[0] == "VIEW"
+
     async def table_checksum(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         database = _require(payload, "database")
         table = _require(payload, "table")
+        if await self._is_view(database, table):  # no rows of its own: its definition is what was copied
+            return {"ok": True, "rows": 0, "checksum": None, "view": True}
         async with self._pool.acquire() as conn:
             await conn.ping(reconnect=True)
             async with conn.cursor() as cur:
@@ -284,6 +300,9 @@ class RegionTasks:
         name = qualified(database, table)
         src = await connect(str(source["host"]), int(source["port"]), self._creds, autocommit=False)
         try:
+            view = await self._copy_view(src, database, table)
+            if view:
+                return {"ok": True, "rows": 0, "view": True}
             async with src.cursor() as cur:
                 await cur.execute(
                     "SET SESSION time_zone = '+00:00', SESSION tx_isolation = 'REPEATABLE-READ', "
@@ -320,6 +339,34 @@ class RegionTasks:
             time.monotonic() - started,
         )
         return {"ok": True, "rows": rows}
+
+    async def _copy_view(self, src: aiomysql.Connection, database: str, table: str) -> bool:
+        """A view is copied as its definition (SHOW CREATE VIEW, DEFINER kept):
+        False when the source object is not a view."""
+        async with src.cursor() as cur:
+            await cur.execute(
+                "SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                (database, table),
+            )
+            row = await cur.fetchone()
+            if row is None or row[0] != "VIEW":
+                await src.commit()
+                return False
+            await cur.execute(f"SHOW CREATE VIEW {qualified(database, table)}")
+            definition = (await cur.fetchone())[1]
+        await src.commit()
+        local = await connect(self._mysql_host, self._mysql_port, self._creds)
+        try:
+            async with local.cursor() as lcur:
+                await lcur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(database)}")
+                await local.select_db(database)
+                await lcur.execute(f"DROP TABLE IF EXISTS {qualified(database, table)}")  # a stale table of that name
+                await lcur.execute(f"DROP VIEW IF EXISTS {qualified(database, table)}")
+                await lcur.execute(definition)
+        finally:
+            local.close()
+        log.info("copied view %s", qualified(database, table))
+        return True
 
     async def _copy_triggers(self, src: aiomysql.Connection, database: str, table: str) -> int:
         """Re-create the source copy's triggers on the new one, after its rows are

@@ -137,7 +137,8 @@ class TablePlacement:
     planned against an old placement can be recognised.
 
     `references`: the (database, table) names this table's FOREIGN KEYs point
-    at, as MariaDB reports them after each CREATE / ALTER.  They are edges of
+    at, as MariaDB reports them after each CREATE / ALTER (for a view: the
+    tables and views it reads).  They are edges of
     the colocation graph (`Placement.colocation_groups`): a table and every
     table it references live on the same regions, so MariaDB can check the
     constraint locally.  Names, not objects: a parent dropped and created
@@ -150,6 +151,11 @@ class TablePlacement:
     replicas: Mapping[str, ReplicaState] = field(default_factory=dict)
     epoch: int = 1
     references: tuple[tuple[str, str], ...] = ()
+    kind: str = "table"  # or "view": placed with the tables it reads (its `references`), no rows of its own
+
+    @property
+    def is_view(self) -> bool:
+        return self.kind == "view"
 
     @property
     def key(self) -> tuple[str, str]:
@@ -182,6 +188,8 @@ class TablePlacement:
         }
         if self.references:
             out["references"] = [list(r) for r in self.references]
+        if self.kind != "table":
+            out["kind"] = self.kind
         return out
 
     @classmethod
@@ -195,6 +203,7 @@ class TablePlacement:
             ),
             epoch=int(data.get("epoch", 1)),
             references=tuple(sorted((str(r[0]), str(r[1])) for r in data.get("references", ()))),
+            kind=str(data.get("kind", "table")),
         )
 
 

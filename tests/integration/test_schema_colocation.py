@@ -21,6 +21,19 @@ def copies(cluster, db: str, table: str) -> tuple[str, frozenset[str]]:
     return t.copies
 
 
+def create_apart(cluster, cur, db: str, name: str, ddl: str, other: str) -> None:
+    """CREATE TABLE `name` on other regions than `other` (the least-loaded
+    pair depends on what earlier tests made: filler tables shift it)."""
+    cur.execute(ddl)
+    for i in range(6):
+        if copies(cluster, db, name) != copies(cluster, db, other):
+            return
+        cur.execute(f"CREATE TABLE filler_{name}_{i} (x INT)")
+        cur.execute(f"DROP TABLE {name}")
+        cur.execute(ddl)
+    raise AssertionError(f"{name} keeps landing with {other}")
+
+
 def test_a_child_of_two_parents_on_other_regions_brings_them_together(cluster):
     db = fresh_database(cluster, "fk")
     # PyMySQL's defaults: autocommit off, no database at connect.
@@ -100,8 +113,7 @@ def test_rename_table_swaps_across_regions_and_follows_foreign_keys(cluster):
     conn = cluster.connect(database=db)
     cur = conn.cursor()
     cur.execute("CREATE TABLE a (id INT PRIMARY KEY, v VARCHAR(5))")
-    cur.execute("CREATE TABLE b (id INT PRIMARY KEY, v VARCHAR(5))")
-    assert copies(cluster, db, "a") != copies(cluster, db, "b")
+    create_apart(cluster, cur, db, "b", "CREATE TABLE b (id INT PRIMARY KEY, v VARCHAR(5))", "a")
     cur.execute("INSERT INTO a VALUES (1, 'was a')")
     cur.execute("INSERT INTO b VALUES (1, 'was b')")
     was_a, was_b = copies(cluster, db, "a"), copies(cluster, db, "b")
@@ -116,7 +128,7 @@ def test_rename_table_swaps_across_regions_and_follows_foreign_keys(cluster):
         cur.execute("RENAME TABLE nope TO z, a TO zz")  # all or nothing
     assert e.value.args[0] == 1146
     cur.execute("SHOW TABLES")
-    assert sorted(r[0] for r in cur.fetchall()) == ["a", "b"]
+    assert sorted(r[0] for r in cur.fetchall() if not r[0].startswith("filler")) == ["a", "b"]
     # ALTER TABLE ... RENAME across databases with another change in the same statement.
     cur.execute(f"ALTER TABLE b RENAME TO {other}.b2, ADD COLUMN w INT DEFAULT 7")
     cur.execute(f"SELECT * FROM {other}.b2")
@@ -130,4 +142,50 @@ def test_rename_table_swaps_across_regions_and_follows_foreign_keys(cluster):
     for name, database in (("kid", db), ("parent", other), ("b2", other)):
         rows = cluster.rows_on_regions(database, name)
         assert len(rows) == 2 and len({tuple(v) for v in rows.values()}) == 1, (name, rows)
+    conn.close()
+
+
+def test_views_live_with_the_tables_they_read(cluster):
+    db = fresh_database(cluster, "vw")
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE a (id INT PRIMARY KEY, v INT)")
+    create_apart(cluster, cur, db, "b", "CREATE TABLE b (id INT PRIMARY KEY, w INT)", "a")
+    cur.execute("INSERT INTO a VALUES (1, 10), (2, 20)")
+    cur.execute("INSERT INTO b VALUES (1, 100)")
+    cur.execute("CREATE VIEW ab AS SELECT a.id, a.v, b.w FROM a LEFT JOIN b ON b.id = a.id")
+    assert copies(cluster, db, "ab") == copies(cluster, db, "a") == copies(cluster, db, "b")
+    cur.execute("SELECT * FROM ab ORDER BY id")
+    assert cur.fetchall() == ((1, 10, 100), (2, 20, None))
+    # An updatable view with CHECK OPTION: writes reach every copy of its table.
+    cur.execute("CREATE VIEW av AS SELECT id, v FROM a WHERE v > 5 WITH CHECK OPTION")
+    cur.execute("INSERT INTO av VALUES (3, 30)")
+    with pytest.raises(pymysql.err.MySQLError) as e:
+        cur.execute("INSERT INTO av VALUES (4, 1)")
+    assert e.value.args[0] == 1369
+    rows = cluster.rows_on_regions(db, "a")
+    assert len(rows) == 2 and all(r == [(1, 10), (2, 20), (3, 30)] for r in rows.values())
+    cur.execute("SHOW FULL TABLES LIKE '%%'")
+    assert [r for r in sorted(cur.fetchall()) if not r[0].startswith("filler")] == [
+        ("a", "BASE TABLE"), ("ab", "VIEW"), ("av", "VIEW"), ("b", "BASE TABLE")]
+    cur.execute("SHOW CREATE VIEW av")
+    assert "WITH CASCADED CHECK OPTION" in cur.fetchone()[1]
+    cur.execute(f"SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{db}' ORDER BY 1")
+    assert cur.fetchall() == (("ab",), ("av",))
+    # MariaDB's errors for the wrong kind of object.
+    for sql, errno in (("CREATE VIEW ab AS SELECT 1", 1050), ("CREATE OR REPLACE VIEW a AS SELECT 1", 1347),
+                       ("DROP TABLE ab", 1965), ("DROP VIEW a", 4092), ("ALTER TABLE ab ADD c INT", 1347)):
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute(sql)
+        assert e.value.args[0] == errno, sql
+    cur.execute("ALTER VIEW ab AS SELECT id, w FROM b")
+    cur.execute("CREATE VIEW vv AS SELECT * FROM ab")  # a view of a view
+    cur.execute("SELECT * FROM vv")
+    assert cur.fetchall() == ((1, 100),)
+    cur.execute("DROP VIEW IF EXISTS vv, nope")
+    cur.execute("SHOW WARNINGS")
+    assert [r[1] for r in cur.fetchall()] == [4092]
+    cur.execute("DROP VIEW ab, av")
+    cur.execute("SHOW FULL TABLES WHERE Table_type = 'VIEW'")
+    assert cur.fetchall() == ()
     conn.close()

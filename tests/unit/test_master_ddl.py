@@ -200,7 +200,7 @@ def test_databases_and_tables_lifecycle() -> None:
             assert not (await env.topo.get_placement()).has_database("d")
             assert all("d" not in r.dbs for r in env.regions)
 
-            assert errno(await env.sql("CREATE VIEW v AS SELECT 1", "d")) == 1235
+            assert errno(await env.sql("CREATE EVENT e ON SCHEDULE EVERY 1 DAY DO SELECT 1", "d")) == 1235
             assert errno(await env.sql("CREATE TABLE (")) == 1064
             assert errno(await env.ddl.handle({"op": "nope"})) == 1235
 
