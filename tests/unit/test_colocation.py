@@ -177,3 +177,21 @@ def test_renaming_a_parent_rewrites_its_childrens_references_across_databases():
     assert after.table("d", "c").references == (("e", "p2"),)
     assert after.colocation_groups()[("d", "c")] == (("d", "c"), ("e", "p2"))
     assert apply_rename(p, tuple(keys("d.p>nodb.p"))) is None  # no such database
+
+
+def test_a_views_new_copy_waits_for_the_tables_it_reads():
+    p = placement({"d.t": "r1 > r2", "d.v": "r1 > r2"})
+    p = p.with_table(replace(p.table("d", "v"), kind="view", references=(("d", "t"),)))
+    moves = plan_failover(p, ["r1", "r3"], loads())  # r2 died: both need a copy on r3
+    assert [(m.table, m.target) for m in moves if isinstance(m, CopyReplica)] == [("t", "r3")]
+    p = placement({"d.t": "r1 > r3", "d.v": "r1 > r2"})
+    p = p.with_table(replace(p.table("d", "v"), kind="view", references=(("d", "t"),)))
+    moves = plan_failover(p, ["r1", "r3"], loads())
+    assert [(m.table, m.target) for m in moves if isinstance(m, CopyReplica)] == [("v", "r3")]
+
+
+def test_views_move_after_their_tables():
+    p = placement({"d.a": "r1 > r2", "d.b": "r1 > r2", "d.c": "r1 > r2", "d.v": "r3 > r1", "d.z": "r3 > r1"})
+    p = p.with_table(replace(p.table("d", "v"), kind="view"))
+    plan = plan_colocation(p, [("d", k) for k in "abcvz"], ["r1", "r2", "r3"], loads())
+    assert [m.table for m in plan.moves] == ["z", "v"]
