@@ -32,7 +32,7 @@ from sqlglot.tokens import TokenType
 from minisql.errors import ER_EMPTY_QUERY, SqlError, unsupported
 
 from .ddl_base import SYSTEM_SCHEMAS, TABLE_CHANGES, DdlKind, DdlStatement, TableRef, Tokens, syntax_error
-from .ddl_views import analyze_view
+from .ddl_views import analyze_sequence, analyze_view
 
 __all__ = ["SYSTEM_SCHEMAS", "TABLE_CHANGES", "DdlKind", "DdlStatement", "TableRef", "analyze_ddl", "referenced_tables"]
 
@@ -47,7 +47,8 @@ def analyze_ddl(sql: str) -> DdlStatement:
 
 def referenced_tables(sql: str) -> tuple[TableRef, ...]:
     """The tables named after REFERENCES (FOREIGN KEY clauses and column-level
-    REFERENCES), in order, without repeats.  Token-level, so it works on every
+    REFERENCES) and the sequences of NEXTVAL(s) / NEXT VALUE FOR s (column
+    defaults), in order, without repeats.  Token-level, so it works on every
     statement form sqlglot cannot parse; strings and comments never match."""
     try:
         tk = Tokens(sql)
@@ -57,9 +58,15 @@ def referenced_tables(sql: str) -> tuple[TableRef, ...]:
     for i, token in enumerate(tk.tokens):
         if token.token_type == TokenType.REFERENCES:
             tk.pos = i + 1
-            ref = tk.table()
-            if ref is not None and ref not in found:
-                found.append(ref)
+        elif token.text.upper() == "NEXTVAL" and i + 1 < len(tk.tokens) and tk.tokens[i + 1].token_type == TokenType.L_PAREN:
+            tk.pos = i + 2  # DEFAULT NEXTVAL(s): the table lives with its sequence
+        elif token.text.upper() == "NEXT" and [t.text.upper() for t in tk.tokens[i + 1:i + 3]] == ["VALUE", "FOR"]:
+            tk.pos = i + 3
+        else:
+            continue
+        ref = tk.table()
+        if ref is not None and ref not in found:
+            found.append(ref)
     return tuple(found)
 
 
@@ -67,7 +74,7 @@ def _analyze(sql: str) -> DdlStatement:
     renamed = _rename_table(sql)
     if renamed is not None:
         return renamed
-    view = analyze_view(sql)
+    view = analyze_view(sql) or analyze_sequence(sql)
     if view is not None:
         return view
     try:

@@ -28,10 +28,15 @@ class DdlKind(str, Enum):
     CREATE_VIEW = "create_view"
     ALTER_VIEW = "alter_view"
     DROP_VIEW = "drop_view"
+    CREATE_SEQUENCE = "create_sequence"
+    ALTER_SEQUENCE = "alter_sequence"
+    DROP_SEQUENCE = "drop_sequence"
 
 
 # Statements that change an existing table in place (primary first, then replicas).
-TABLE_CHANGES = frozenset({DdlKind.ALTER_TABLE, DdlKind.CREATE_INDEX, DdlKind.DROP_INDEX, DdlKind.TRUNCATE_TABLE})
+TABLE_CHANGES = frozenset({
+    DdlKind.ALTER_TABLE, DdlKind.CREATE_INDEX, DdlKind.DROP_INDEX, DdlKind.TRUNCATE_TABLE, DdlKind.ALTER_SEQUENCE,
+})
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 Request (from the proxy)::
 
-    {"op": "ddl", "sql": <client's original text>, "database": <session db or null>}
+    {"op": "ddl", "sql": <client's original text>, "database": <session db or null>,
+     "account": {"user", "host"}, "statement_vars": <SET STATEMENT vars or "">,
+     "session_sets": [<the client session's SET statements>]}
 
 Result::
 
@@ -21,9 +23,18 @@ said to):
 
 * CREATE DATABASE: create on every live region, then publish.
 * DROP DATABASE: drop on every live region, then unpublish (with its tables).
-* CREATE TABLE: pick primary + replica (assignor), run the client's text on
-  both; if either fails, drop the copies that succeeded and return the
-  region's error; only then publish the table (compare-and-set).
+Every region task for the client runs as the client's account after its
+session's SETs (`session_sets`: sql_mode, foreign_key_checks, ...).
+
+* CREATE TABLE / CREATE SEQUENCE: pick the regions -- those of the tables it
+  is linked to (FOREIGN KEY parents, children already naming it, the
+  sequence of a DEFAULT NEXTVAL), brought together first by moving tables
+  (assignor.plan_colocation, mover.py), else the least-loaded pair -- run the
+  client's text on each; if one fails, drop the copies that succeeded and
+  return the region's error; only then publish the table with the FOREIGN KEY
+  parents MariaDB reports (compare-and-set).
+* CREATE / ALTER / DROP VIEW: view_service.py.  RENAME TABLE and ALTER TABLE
+  ... RENAME: rename.py plans what each region runs.
 * DROP TABLE t1[, t2]: all-or-nothing on names like MySQL 8 (an unknown name
   -> 1051 and nothing dropped, unless IF EXISTS); drop each copy on live
   regions, then unpublish.
@@ -83,6 +94,7 @@ from .regions import RegionCaller
 log = logging.getLogger(__name__)
 
 ER_CANT_CREATE_TABLE = 1005
+ER_NOT_SEQUENCE = 4089
 
 
 def _note(code: int, message: str) -> dict[str, Any]:
@@ -105,6 +117,11 @@ def _ok(placement: Placement, affected_rows: int = 0, warnings: list[dict[str, A
 def _references(result: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """The FOREIGN KEY parents a region reported after execute_ddl."""
     return tuple(sorted({(str(d), str(t)) for d, t in result.get("references") or ()}))
+
+
+def _sequences_named(placement: Placement, db: str, stmt: DdlStatement) -> set[tuple[str, str]]:
+    """The sequences among the names a CREATE / ALTER TABLE links to (DEFAULT NEXTVAL(s))."""
+    return {k for ref in stmt.references if (t := placement.table(*(k := ref.resolve(db)))) is not None and t.kind == "sequence"}
 
 
 def _with_references(placement: Placement, db: str, name: str, references: tuple[tuple[str, str], ...]) -> Placement | None:
@@ -172,8 +189,10 @@ class DdlService(ViewStatements):
             return await self._create_database(stmt, sql)
         if stmt.kind == DdlKind.DROP_DATABASE:
             return await self._drop_database(stmt)
-        if stmt.kind == DdlKind.CREATE_TABLE:
+        if stmt.kind in (DdlKind.CREATE_TABLE, DdlKind.CREATE_SEQUENCE):
             return await self._create_table(stmt, sql, session_db)
+        if stmt.kind == DdlKind.DROP_SEQUENCE:
+            return await self._drop_views(stmt, session_db)
         if stmt.kind == DdlKind.DROP_TABLE:
             return await self._drop_tables(stmt, session_db)
         if stmt.kind in TABLE_CHANGES:
@@ -254,7 +273,10 @@ class DdlService(ViewStatements):
         placement = await self._topo.get_placement()
         if not placement.has_database(db):
             raise SqlError(ER_BAD_DB, f"Unknown database '{db}'")
-        if placement.table(db, name) is not None:
+        existing = placement.table(db, name)
+        if existing is not None and stmt.or_replace and existing.kind == "sequence":  # CREATE OR REPLACE SEQUENCE
+            return await self._change_table(replace(stmt, kind=DdlKind.ALTER_SEQUENCE), sql, session_db)
+        if existing is not None:
             message = f"Table '{name}' already exists"
             if stmt.if_not_exists:
                 return _ok(placement, 0, [_note(ER_TABLE_EXISTS, message)])
@@ -279,8 +301,11 @@ class DdlService(ViewStatements):
             raise error
         primary_result = results[primary]
         assert isinstance(primary_result, dict)
+        sequences = _sequences_named(placement, db, stmt)
         table = TablePlacement(
-            db, name, primary, {r: ReplicaState.IN_SYNC for r in replicas}, references=_references(primary_result)
+            db, name, primary, {r: ReplicaState.IN_SYNC for r in replicas},
+            references=tuple(sorted(set(_references(primary_result)) | sequences)),
+            kind="sequence" if stmt.kind == DdlKind.CREATE_SEQUENCE else "table",
         )
 
         def add(p: Placement) -> Placement | None:
@@ -452,6 +477,8 @@ class DdlService(ViewStatements):
             raise SqlError(ER_NO_SUCH_TABLE, message)
         if table.is_view:
             raise SqlError(ER_WRONG_OBJECT, f"'{db}.{name}' is not BASE TABLE", "HY000")
+        if stmt.kind == DdlKind.ALTER_SEQUENCE and table.kind != "sequence":
+            raise SqlError(ER_NOT_SEQUENCE, f"'{db}.{name}' is not a SEQUENCE", "42S02")
         live = await self._live()
         if table.primary not in live:
             raise SqlError(
@@ -490,7 +517,8 @@ class DdlService(ViewStatements):
             metrics.STALE_REPLICAS.inc(len(stale))
             await self._publish(lambda p: mark_replicas(p, *name_after, stale, ReplicaState.STALE))
         written = await self._topo.get_placement()
-        if report:  # FOREIGN KEYs added or dropped: the colocation graph follows
-            references = _references(primary_result)
+        if report:  # FOREIGN KEYs added or dropped: the colocation graph follows (sequences kept: MariaDB does not list them)
+            kept = {r for r in table.references if (s := written.table(*r)) is not None and s.kind == "sequence"}
+            references = tuple(sorted(set(_references(primary_result)) | kept | _sequences_named(written, db, stmt)))
             written = await self._publish(lambda p: _with_references(p, *name_after, references))
         return _ok(written, int(primary_result.get("affected_rows", 0)), primary_result.get("warnings"))

@@ -30,6 +30,31 @@ _CHECK_OPTION = re.compile(r"\s+WITH\s+(?:CASCADED\s+|LOCAL\s+)?CHECK\s+OPTION\s
 _SYSTEM = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 
 
+def analyze_sequence(sql: str) -> DdlStatement | None:
+    """CREATE [OR REPLACE] SEQUENCE [IF NOT EXISTS] s ..., ALTER SEQUENCE
+    [IF EXISTS] s ..., DROP SEQUENCE [IF EXISTS] s, ...; None otherwise.  A
+    sequence is placed like a table (its one row is copied like any row)."""
+    try:
+        tk = Tokens(sql)
+    except TokenError:
+        return None
+    first = tk.word()
+    tk.pos += 1
+    or_replace = first == "CREATE" and tk.accept("OR", "REPLACE")
+    if first not in ("CREATE", "ALTER", "DROP") or not tk.accept("SEQUENCE"):
+        return None
+    if first == "DROP":
+        dropped = _drop_view(sql, tk)
+        return DdlStatement(DdlKind.DROP_SEQUENCE, tables=dropped.tables, if_exists=dropped.if_exists)
+    if_not_exists = first == "CREATE" and tk.accept("IF", "NOT", "EXISTS")
+    if_exists = first == "ALTER" and tk.accept("IF", "EXISTS")
+    name = tk.table()
+    if name is None:
+        raise syntax_error(sql, None)
+    kind = DdlKind.CREATE_SEQUENCE if first == "CREATE" else DdlKind.ALTER_SEQUENCE
+    return DdlStatement(kind, tables=(name,), if_not_exists=if_not_exists, if_exists=if_exists, or_replace=or_replace)
+
+
 def analyze_view(sql: str) -> DdlStatement | None:
     """The DdlStatement of a view statement; None for any other statement."""
     try:

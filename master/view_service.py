@@ -35,6 +35,7 @@ from .ddl import DdlKind, DdlStatement
 log = logging.getLogger(__name__)
 
 ER_WRONG_OBJECT = 1347
+ER_UNKNOWN_SEQUENCE = 4091
 ER_UNKNOWN_VIEW = 4092
 ER_IT_IS_A_VIEW = 1965
 
@@ -112,15 +113,18 @@ class ViewStatements:
         return colocation.primary, colocation.replicas
 
     async def _drop_views(self: Any, stmt: DdlStatement, session_db: str | None) -> dict[str, Any]:
-        """DROP VIEW [IF EXISTS] v, ...: the views that exist are dropped; the
-        names that are not views get 4092 (a Note with IF EXISTS), as in MariaDB."""
+        """DROP VIEW [IF EXISTS] v, ... (and DROP SEQUENCE): the views that exist
+        are dropped; the names that are not views get 4092 (4091 "Unknown
+        SEQUENCE"), a Note with IF EXISTS, as in MariaDB."""
         from .ddl_service import _note, _ok, _user_schema
 
+        kind, errno, what = ("sequence", ER_UNKNOWN_SEQUENCE, "SEQUENCE") if stmt.kind == DdlKind.DROP_SEQUENCE else (
+            "view", ER_UNKNOWN_VIEW, "VIEW")
         refs = list(dict.fromkeys(ref.resolve(session_db) for ref in stmt.tables))
         for db, _ in refs:
             _user_schema(db)
         placement: Placement = await self._topo.get_placement()
-        views = [(db, name) for db, name in refs if (t := placement.table(db, name)) is not None and t.is_view]
+        views = [(db, name) for db, name in refs if (t := placement.table(db, name)) is not None and t.kind == kind]
         missing = [f"{db}.{name}" for db, name in refs if (db, name) not in views]
         live = await self._live()
         dropped = []
@@ -129,7 +133,7 @@ class ViewStatements:
             assert view is not None
             results = await self._regions.call_many(
                 [r for r in view.all_regions if r in live],
-                self._client_task({"op": "drop_table", "database": db, "table": name, "kind": "view"}),
+                self._client_task({"op": "drop_table", "database": db, "table": name, "kind": kind}),
             )
             error = self._first_error(results)
             if error is not None:
@@ -144,5 +148,5 @@ class ViewStatements:
 
         written = await self._publish(remove)
         if missing and not stmt.if_exists:
-            raise SqlError(ER_UNKNOWN_VIEW, f"Unknown VIEW: '{','.join(missing)}'", "42S02")
-        return _ok(written, 0, [_note(ER_UNKNOWN_VIEW, f"Unknown VIEW: '{m}'") for m in missing])
+            raise SqlError(errno, f"Unknown {what}: '{','.join(missing)}'", "42S02")
+        return _ok(written, 0, [_note(errno, f"Unknown {what}: '{m}'") for m in missing])

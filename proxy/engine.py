@@ -44,7 +44,7 @@ from minisql.errors import CR_SERVER_LOST, ER_UNKNOWN, SqlError
 from . import metrics
 from .backend import QueryResult, ResultStream
 from .planner import LocalResult, RoutingSnapshot
-from .pinning import order_by_key, substitute_uuids, table_key
+from .pinning import order_by_key, substitute_nextvals, substitute_uuids, table_key
 from .sessionstate import EndTransaction, SessionState
 from .statements import ROW_COUNT, substitute_last_insert_id, substitute_row_count
 from .txn import Event
@@ -183,6 +183,7 @@ class FanOutWrite:
     local_infile: bool = False  # LOAD DATA LOCAL: the client's file goes to every copy (localinfile.py)
     uuids: bool = False  # UUID() in INSERT ... VALUES: evaluated here, once per call, the same literal on every copy
     key_order: tuple[str, str] | None = None  # UPDATE/DELETE ... LIMIT without ORDER BY: ordered by this table's key
+    sequences: tuple[tuple[str, tuple[str, ...]], ...] = ()  # ("db.seq", its regions): NEXTVAL evaluated there, once per call
     label: str = "write"
     epoch: int = -1
     clock: Any = field(default=time.time, compare=False, repr=False)
@@ -194,6 +195,8 @@ class FanOutWrite:
         sql = _session_values(self.sql, state, self.last_insert_id)
         if self.uuids:
             sql = substitute_uuids(sql)
+        if self.sequences:
+            sql = await substitute_nextvals(vc, sql, dict(self.sequences), self._nextval)
         primary, replicas = self.regions[0], self.regions[1:]
         if self.key_order is not None:
             sql = order_by_key(sql, await table_key(vc, primary, self.key_order))
@@ -243,6 +246,12 @@ class FanOutWrite:
         state.row_count = result.affected_rows
         return Reply(result)
 
+    @staticmethod
+    async def _nextval(vc: VCursor, sql: str, regions: tuple[str, ...]) -> QueryResult:
+        reply = await FanOutWrite(sql, regions).execute(vc)
+        assert reply.result is not None
+        return reply.result
+
     async def _replicate(self, vc: VCursor, replicas: tuple[str, ...], sql: str, prefix: str, primary: str,
                          result: QueryResult, infile: Any = None) -> SqlError | None:
         for region in replicas:
@@ -273,6 +282,8 @@ class FanOutWrite:
             out["uuid_literals"] = True
         if self.key_order is not None:
             out["order_by_key"] = ".".join(self.key_order)
+        if self.sequences:
+            out["nextval_from"] = {name: list(regions) for name, regions in self.sequences}
         return out
 
 

@@ -7,19 +7,21 @@
   different rows on each copy (MariaDB's "unsafe for statement-based
   replication"); ordered by the table's primary key (or a unique key of NOT
   NULL columns, `table_key`, read from the primary once per placement epoch),
-  every copy picks the same rows.
+  every copy picks the same rows;
+* `substitute_nextvals`: NEXTVAL of a sequence placed apart from the table an
+  INSERT ... VALUES writes is evaluated on the sequence's copies first.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from minisql.errors import unsupported
 
 from .protocol import text_row
-from .statements import blank_quoted
+from .statements import SEQUENCE_CALL, blank_quoted
 
 if TYPE_CHECKING:
     from .engine import VCursor
@@ -77,3 +79,41 @@ def substitute_uuids(sql: str) -> str:
     """Each UUID() call (outside strings and comments) as a fresh version-1 UUID
     literal, as MariaDB's UUID() makes them."""
     return _UUID_CALL.sub(lambda m: m.group(1) or f"'{uuid.uuid1()}'", sql)
+
+
+async def substitute_nextvals(
+    vc: "VCursor", sql: str, sequences: dict[str, tuple[str, ...]], run: Callable[..., Awaitable[Any]]
+) -> str:
+    """INSERT ... VALUES (NEXTVAL(s), ...) into a table placed apart from `s`:
+    each NEXTVAL(s) / NEXT VALUE FOR s (outside strings and comments), in text
+    order -- MariaDB's order of evaluation for VALUES -- becomes the literal
+    `SELECT NEXTVAL(s)` returns when run as a write on s's copies (`run`:
+    a FanOutWrite there, so every copy of s advances alike).  SETVAL on such a
+    sequence cannot be moved out of the statement: 1235."""
+    out: list[str] = []
+    last = 0
+    for m in SEQUENCE_CALL.finditer(sql):
+        if m.group(1) is not None or not (m.group(2) or m.group(4)):
+            continue
+        name = m.group(3) or m.group(5)
+        parts = [p.strip().strip("`") for p in re.split(r"\s*\.\s*(?=(?:`|[\w$]))", name, maxsplit=1)]
+        key = ".".join(parts) if len(parts) == 2 else f"{vc.state.database}.{parts[0]}"
+        regions = sequences.get(key)
+        if regions is None:
+            continue
+        if (m.group(2) or "").lower() == "setval":
+            raise unsupported("SETVAL() in a write to a table placed apart from its sequence")
+        end = m.end()
+        if m.group(2):  # NEXTVAL( name ): through its closing parenthesis
+            close = sql.find(")", end)
+            if close < 0:
+                continue
+            end = close + 1
+        quoted = ".".join("`" + p.replace("`", "``") + "`" for p in key.split(".", 1))
+        result = await run(vc, f"SELECT NEXTVAL({quoted})", regions)
+        value = text_row(result.rows[0])[0] if result.rows else None
+        out.append(sql[last:m.start()])
+        out.append("NULL" if value is None else value.decode("ascii"))
+        last = end
+    out.append(sql[last:])
+    return "".join(out)

@@ -432,7 +432,8 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         return Local(p.local, epoch=epoch)
     if p.op is Op.WRITE:
         uuids = analysis is not None and analysis.uuid_once and len(p.regions) > 1
-        write = FanOutWrite(p.sql, p.regions, p.uses_rand, p.uses_last_insert_id, uuids=uuids, key_order=p.key_order, epoch=epoch)
+        write = FanOutWrite(p.sql, p.regions, p.uses_rand, p.uses_last_insert_id, uuids=uuids, key_order=p.key_order,
+                            sequences=p.sequences, epoch=epoch)
         if p.select_from is not None:
             parts = split_insert_select(p.sql)
             assert parts is not None  # the planner checked

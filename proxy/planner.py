@@ -91,6 +91,7 @@ class Plan:
     key_order: tuple[str, str] | None = None  # UPDATE/DELETE ... LIMIT: ordered by this table's key (engine.KeyOrder)
     select_from: str | None = None  # INSERT ... SELECT across regions: the SELECT's region (insertselect.py)
     copies: tuple["Shipment", ...] = ()  # tables copied to the regions that run it first (crossread.py)
+    sequences: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (sequence, its write regions): NEXTVALs evaluated there first
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,12 +259,22 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
                     analysis=analysis)
     if analysis.scanned:  # names scanned from an unparsable read: keep those that are tables
         analysis = replace(analysis, reads=tuple(r for r in analysis.reads if _is_table(r, session, snap)))
-        if not analysis.reads:
+        if not analysis.reads and not analysis.writes:
             return Plan(Op.ANY, sql, kind=Kind.SELECT, uses_last_insert_id=analysis.uses_last_insert_id, epoch=snap.epoch,
                         analysis=analysis)
     writes = tuple(resolve_table(r, session, snap) for r in analysis.writes)
     reads = tuple(resolve_table(r, session, snap) for r in analysis.reads)
-    if analysis.kind is Kind.SELECT:
+    pinned: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    if analysis.sequences and analysis.values_insert and len(writes) > 1:
+        # INSERT ... VALUES (NEXTVAL(s), ...) into a table placed apart from s:
+        # each call is evaluated once, on s's copies (engine.FanOutWrite), and
+        # the table's copies get the value as a literal.
+        target = writes[0]
+        apart = [t for t in writes[1:] if set(t.write_regions) != set(target.write_regions)]
+        if apart:
+            pinned = tuple((f"{t.database}.{t.name}", t.write_regions) for t in apart)
+            writes = tuple(t for t in writes if t not in apart)
+    if analysis.kind is Kind.SELECT and not writes:  # (SELECT NEXTVAL(s) writes its sequence)
         tables = reads
         if not analysis.locking_read and not _share_a_region(tables):
             return _plan_cross_region_read(sql, analysis, tables, snap)
@@ -294,6 +305,7 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
         key_order=(writes[0].database, writes[0].name) if analysis.unordered_limit and len(regions) > 1 else None,
         select_from=source,
         copies=shipments,
+        sequences=pinned,
     )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -282,6 +282,8 @@ class Analysis:
     uses_connection_id: bool = False  # CONNECTION_ID(): the cluster-wide id substituted
     uuid_once: bool = False  # INSERT ... VALUES whose only nondeterminism is UUID(): each call runs once, so it can be a literal
     scanned: bool = False  # a read sqlglot could not parse: `reads` scanned from the text, names that are no table dropped
+    sequences: tuple[TableRef, ...] = ()  # sequences NEXTVAL / SETVAL / NEXT VALUE FOR advance (also in `writes`)
+    values_insert: bool = False  # INSERT/REPLACE ... VALUES: each function call in it is evaluated once
 
     @property
     def tables(self) -> tuple[TableRef, ...]:
@@ -289,6 +291,33 @@ class Analysis:
 
 
 NONDETERMINISTIC = re.compile(r"\b(uuid|uuid_short|sys_guid)\s*\(", re.I)
+_SEQ_NAME = r"((?:`[^`]+`|[\w$]+)(?:\s*\.\s*(?:`[^`]+`|[\w$]+))?)"
+# Sequence functions: group 2/4 advance a sequence (a write on it), group 6/8 read the session's last value.
+SEQUENCE_CALL = re.compile(
+    rf"""('[^'\\]*(?:(?:\\.|'')[^'\\]*)*'?|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"?|/\*.*?(?:\*/|\Z))"""
+    rf"|\b(?:(nextval|setval)\s*\(\s*{_SEQ_NAME}|(next)\s+value\s+for\s+{_SEQ_NAME}"
+    rf"|(lastval)\s*\(\s*{_SEQ_NAME}|(previous)\s+value\s+for\s+{_SEQ_NAME})",
+    re.I | re.S,
+)
+
+
+def sequence_refs(sql: str) -> tuple[tuple[TableRef, ...], tuple[TableRef, ...]]:
+    """(sequences advanced, sequences read) by NEXTVAL(s) / SETVAL(s, ..) /
+    NEXT VALUE FOR s and LASTVAL(s) / PREVIOUS VALUE FOR s in `sql`."""
+    advanced: list[TableRef] = []
+    read: list[TableRef] = []
+    if "val" not in sql.lower() and "value" not in sql.lower():
+        return (), ()
+    for m in SEQUENCE_CALL.finditer(sql):
+        if m.group(1) is not None:
+            continue
+        name = m.group(3) or m.group(5) or m.group(7) or m.group(9)
+        parts = [p.strip().strip("`") for p in re.split(r"\s*\.\s*(?=(?:`|[\w$]))", name, maxsplit=1)]
+        ref = TableRef(parts[0], parts[1]) if len(parts) == 2 else TableRef(None, parts[0])
+        target = advanced if (m.group(2) or m.group(4)) else read
+        if ref not in target:
+            target.append(ref)
+    return tuple(advanced), tuple(r for r in read if r not in advanced)
 _SYSDATE = re.compile(r"\bsysdate\s*\(", re.I)
 _LAST_INSERT_ID = re.compile(r"\blast_insert_id\s*\(\s*\)", re.I)
 _RAND = re.compile(r"\brand\s*\(", re.I)
@@ -366,9 +395,26 @@ def scan_read(sql: str) -> Analysis | None:
     )
 
 
+def _as_functions(sql: str) -> str:
+    """NEXT VALUE FOR s / PREVIOUS VALUE FOR s as NEXTVAL(s) / LASTVAL(s), which
+    sqlglot parses (for the analysis only; the regions get the client's text)."""
+    if "value" not in sql.lower():
+        return sql
+
+    def swap(m: re.Match[str]) -> str:
+        if m.group(4):
+            return f"NEXTVAL({m.group(5)})"
+        if m.group(8):
+            return f"LASTVAL({m.group(9)})"
+        return m.group(0)
+
+    return SEQUENCE_CALL.sub(swap, sql)
+
+
 def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
     """Parse one DML statement and extract what routing needs."""
     text = _REPLACE_HEAD.sub(r"\1INSERT", sql, count=1) if kind is Kind.REPLACE else sql
+    text = _as_functions(text)
     if kind in (Kind.UPDATE, Kind.DELETE):
         text = _MODIFIERS.sub(r"\1", text, count=1)  # (analysed without them; the region runs them)
     try:
@@ -379,6 +425,10 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
         scanned = scan_read(sql)
         if scanned is None:
             raise
+        advanced, seq_read = sequence_refs(sql)  # (sqlglot does not parse NEXT VALUE FOR)
+        if advanced or seq_read:
+            scanned = replace(scanned, writes=advanced, sequences=advanced,
+                              reads=tuple(r for r in scanned.reads + seq_read if r not in advanced))
         return scanned
     if isinstance(tree, exp.Command):
         raise unsupported(f"this form of {kind.value.upper()} statement")
@@ -438,6 +488,11 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
     else:
         raise unsupported(f"statements of type {type(tree).__name__}")
 
+    advanced, seq_read = sequence_refs(sql)
+    for ref in advanced:
+        if ref not in writes:
+            writes.append(ref)
+    refs.extend(r for r in seq_read if r not in refs)
     reads = tuple(r for r in refs if r not in writes)
     unordered_limit = False
     if real_kind in (Kind.UPDATE, Kind.DELETE):
@@ -464,6 +519,8 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
         uses_lock_functions=bool(_LOCK_FUNCTIONS.search(shape)),
         uses_connection_id=bool(_CONNECTION_ID.search(shape)),
         uuid_once=uuid_once,
+        sequences=advanced,
+        values_insert=real_kind in (Kind.INSERT, Kind.REPLACE) and isinstance(tree.expression, exp.Values),
     )
 
 

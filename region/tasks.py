@@ -229,7 +229,9 @@ class RegionTasks:
         here (`kind` "view", or found so: a discarded copy may be either)."""
         database = _user_schema(_require(payload, "database"))
         table = _require(payload, "table")
-        what = "VIEW" if payload.get("kind") == "view" or await self._is_view(database, table) else "TABLE"
+        kind = payload.get("kind")
+        what = "VIEW" if kind == "view" or (kind != "sequence" and await self._is_view(database, table)) else (
+            "SEQUENCE" if kind == "sequence" else "TABLE")
         await self._run(
             f"DROP {what} IF EXISTS {qualified(database, table)}", as_user=payload.get("as_user"),
             session_sets=payload.get("session_sets"),

@@ -189,3 +189,125 @@ def test_views_live_with_the_tables_they_read(cluster):
     cur.execute("SHOW FULL TABLES WHERE Table_type = 'VIEW'")
     assert cur.fetchall() == ()
     conn.close()
+
+
+def test_sequences_advance_alike_on_every_copy(cluster):
+    db = fresh_database(cluster, "sq")
+    conn = pymysql.connect(host="127.0.0.1", port=cluster.proxy_ports[0], user="root", password="", database=db)
+    cur = conn.cursor()  # PyMySQL's default: autocommit off
+    cur.execute("CREATE SEQUENCE s START WITH 10 INCREMENT BY 5")
+    assert cluster.state()["placement"].table(db, "s").kind == "sequence"
+    cur.execute("SELECT NEXTVAL(s), NEXT VALUE FOR s")
+    assert cur.fetchone() == (10, 15)
+    cur.execute("SELECT LASTVAL(s), PREVIOUS VALUE FOR s")
+    assert cur.fetchone() == (15, 15)
+    # A table placed apart from the sequence: each NEXTVAL in VALUES is taken on s's copies first.
+    create_apart(cluster, cur, db, "t", "CREATE TABLE t (id INT PRIMARY KEY, v CHAR(1))", "s")
+    cur.execute("INSERT INTO t VALUES (NEXTVAL(s), 'a'), (NEXT VALUE FOR s, 'b')")
+    conn.commit()
+    cur.execute("SELECT * FROM t ORDER BY id")
+    assert cur.fetchall() == ((20, "a"), (25, "b"))
+    # A column default on the sequence: the table is placed with it.
+    cur.execute("CREATE TABLE u (id INT DEFAULT NEXTVAL(s) PRIMARY KEY, v CHAR(1))")
+    assert copies(cluster, db, "u") == copies(cluster, db, "s")
+    cur.execute("INSERT INTO u (v) VALUES ('x')")
+    conn.commit()
+    cur.execute("SELECT * FROM u")
+    assert cur.fetchall() == ((30, "x"),)
+    for name in ("s", "t", "u"):
+        rows = cluster.rows_on_regions(db, name)
+        assert len(rows) == 2 and len({tuple(v) for v in rows.values()}) == 1, (name, rows)
+    cur.execute("ALTER SEQUENCE s RESTART WITH 100")
+    cur.execute("SELECT NEXTVAL(s)")
+    assert cur.fetchone() == (100,)
+    with pytest.raises(pymysql.err.MySQLError) as e:
+        cur.execute("DROP SEQUENCE t")
+    assert e.value.args[0] == 4091
+    cur.execute("DROP TABLE u")
+    cur.execute("DROP SEQUENCE s")
+    assert cluster.state()["placement"].table(db, "s") is None
+    conn.close()
+
+
+DJANGO_TABLES = {  # the shape Django's MySQL backend gives a small project: FKs added after every CREATE
+    "django_content_type": "id INT AUTO_INCREMENT PRIMARY KEY, app_label VARCHAR(100), model VARCHAR(100)",
+    "auth_permission": "id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(255), content_type_id INT NOT NULL, codename VARCHAR(100)",
+    "auth_group": "id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(150) UNIQUE",
+    "auth_group_permissions": "id BIGINT AUTO_INCREMENT PRIMARY KEY, group_id INT NOT NULL, permission_id INT NOT NULL",
+    "auth_user": "id INT AUTO_INCREMENT PRIMARY KEY, username VARCHAR(150) UNIQUE, email VARCHAR(254)",
+    "auth_user_groups": "id BIGINT AUTO_INCREMENT PRIMARY KEY, user_id INT NOT NULL, group_id INT NOT NULL",
+    "blog_author": "id BIGINT AUTO_INCREMENT PRIMARY KEY, user_id INT NOT NULL UNIQUE, bio LONGTEXT",
+    "blog_category": "id BIGINT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(50), parent_id BIGINT NULL",
+    "blog_post": "id BIGINT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(200), slug VARCHAR(200), author_id BIGINT NOT NULL, "
+                 "category_id BIGINT NULL",
+    "blog_tag": "id BIGINT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(50) UNIQUE",
+    "blog_post_tags": "id BIGINT AUTO_INCREMENT PRIMARY KEY, post_id BIGINT NOT NULL, tag_id BIGINT NOT NULL",
+    "blog_comment": "id BIGINT AUTO_INCREMENT PRIMARY KEY, post_id BIGINT NOT NULL, user_id INT NOT NULL, body LONGTEXT",
+}
+DJANGO_FKS = [  # (table, column, parent)
+    ("auth_permission", "content_type_id", "django_content_type"), ("auth_group_permissions", "group_id", "auth_group"),
+    ("auth_group_permissions", "permission_id", "auth_permission"), ("auth_user_groups", "user_id", "auth_user"),
+    ("auth_user_groups", "group_id", "auth_group"), ("blog_author", "user_id", "auth_user"),
+    ("blog_category", "parent_id", "blog_category"), ("blog_post", "author_id", "blog_author"),
+    ("blog_post", "category_id", "blog_category"), ("blog_post_tags", "post_id", "blog_post"),
+    ("blog_post_tags", "tag_id", "blog_tag"), ("blog_comment", "post_id", "blog_post"), ("blog_comment", "user_id", "auth_user"),
+]
+
+
+def test_a_django_style_schema_is_created_migrated_reflected_and_queried(cluster):
+    db = fresh_database(cluster, "dj")
+    conn = pymysql.connect(host="127.0.0.1", port=cluster.proxy_ports[0], user="root", password="")
+    cur = conn.cursor()
+    cur.execute(f"USE {db}")
+    for name, columns in DJANGO_TABLES.items():
+        cur.execute(f"CREATE TABLE `{name}` ({columns}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+    assert len({copies(cluster, db, n) for n in DJANGO_TABLES}) > 1  # spread before the FKs link them
+    for i, (table, column, parent) in enumerate(DJANGO_FKS):  # Django's deferred SQL
+        cur.execute(f"ALTER TABLE `{table}` ADD CONSTRAINT `{table}_{column}_fk_{i}` FOREIGN KEY (`{column}`) "
+                    f"REFERENCES `{parent}` (`id`)")
+    cur.execute("CREATE VIEW blog_post_summary AS SELECT p.id, p.title, p.slug, u.username, "
+                "(SELECT COUNT(*) FROM blog_comment c WHERE c.post_id = p.id) AS comments "
+                "FROM blog_post p JOIN blog_author a ON a.id = p.author_id JOIN auth_user u ON u.id = a.user_id")
+    cur.execute("CREATE TRIGGER blog_post_slug BEFORE INSERT ON blog_post FOR EACH ROW SET NEW.slug = LOWER(REPLACE(NEW.title, ' ', '-'))")
+    # A migration: a new column, an index, a renamed model table.
+    cur.execute("ALTER TABLE blog_post ADD COLUMN published_at DATETIME(6) NULL")
+    cur.execute("CREATE INDEX blog_post_published_at_idx ON blog_post (published_at)")
+    cur.execute("RENAME TABLE blog_tag TO blog_label")
+    conn.commit()
+
+    placement = cluster.state()["placement"]
+    names = [n if n != "blog_tag" else "blog_label" for n in DJANGO_TABLES] + ["blog_post_summary"]
+    assert len({placement.table(db, n).copies for n in names}) == 1  # one group, one pair of regions
+    # Reflection, as an ORM's inspector does it.
+    cur.execute("SELECT TABLE_NAME, COLUMN_NAME, REFERENCED_TABLE_NAME FROM information_schema.KEY_COLUMN_USAGE "
+                "WHERE TABLE_SCHEMA = %s AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY 1, 2", (db,))
+    expected = sorted((t, c, "blog_label" if p == "blog_tag" else p) for t, c, p in DJANGO_FKS)
+    assert list(cur.fetchall()) == expected
+    cur.execute("SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s ORDER BY 1", (db,))
+    assert dict(cur.fetchall()) == {**{n: "BASE TABLE" for n in names[:-1]}, "blog_post_summary": "VIEW"}
+
+    cur.execute("INSERT INTO auth_user (username, email) VALUES ('ann', 'ann@example.org'), ('bob', 'bob@example.org')")
+    cur.execute("INSERT INTO blog_author (user_id, bio) VALUES (1, 'writes')")
+    cur.execute("INSERT INTO blog_category (name, parent_id) VALUES ('news', NULL), ('local', 1)")
+    cur.execute("INSERT INTO blog_post (title, author_id, category_id, published_at) VALUES ('Hello World', 1, 2, NOW(6))")
+    cur.execute("INSERT INTO blog_label (name) VALUES ('intro'), ('misc')")
+    cur.execute("INSERT INTO blog_post_tags (post_id, tag_id) SELECT 1, id FROM blog_label")
+    cur.execute("INSERT INTO blog_comment (post_id, user_id, body) VALUES (1, 2, 'nice')")
+    with pytest.raises(pymysql.err.IntegrityError):
+        cur.execute("INSERT INTO blog_comment (post_id, user_id, body) VALUES (7, 2, 'no such post')")
+    conn.commit()
+    cur.execute("SELECT title, slug, username, comments FROM blog_post_summary")
+    assert cur.fetchall() == (("Hello World", "hello-world", "ann", 1),)
+    cur.execute("SELECT GROUP_CONCAT(l.name ORDER BY l.name) FROM blog_post p JOIN blog_post_tags pt ON pt.post_id = p.id "
+                "JOIN blog_label l ON l.id = pt.tag_id")
+    assert cur.fetchone() == ("intro,misc",)
+    conn.close()
+    for name in names[:-1]:  # every table's two copies are identical
+        sums = {}
+        for region in sorted(placement.table(db, name).write_regions):
+            rc = cluster.connect_region(region)
+            with rc.cursor() as rcur:
+                rcur.execute(f"CHECKSUM TABLE `{db}`.`{name}`")
+                sums[region] = rcur.fetchone()[1]
+            rc.close()
+        assert len(sums) == 2 and len(set(sums.values())) == 1, (name, sums)

@@ -142,3 +142,24 @@ def test_last_insert_id_is_flagged_for_substitution_except_on_the_inserting_regi
     exact = run("SELECT LAST_INSERT_ID()", Session(last_insert_region="r2", last_insert_id=5))
     assert not exact.uses_last_insert_id  # sent unchanged to the connection that inserted
     assert not run("SELECT * FROM users").uses_last_insert_id
+
+
+def test_sequence_functions_write_the_sequence_on_every_copy():
+    # (The planner does not care that `users` is a table here: the routes are the point.)
+    p = run("SELECT NEXTVAL(users)")
+    assert (p.op, p.regions) == (Op.WRITE, ("r1", "r2"))
+    p = run("SELECT NEXT VALUE FOR shop.orders, 'nextval(items)'")
+    assert (p.op, p.regions) == (Op.WRITE, ("r2", "r1"))
+    p = run("SELECT LASTVAL(orders)")  # the session's last value: where NEXTVAL ran, the primary
+    assert (p.op, p.regions) == (Op.READ, ("r2",))
+    p = run("INSERT INTO users (id, name) VALUES (NEXTVAL(orders), 'a')")  # orders is on users' regions
+    assert (p.op, p.regions, p.sequences) == (Op.WRITE, ("r1", "r2"), ())
+
+
+def test_nextval_of_a_sequence_placed_apart_is_evaluated_on_its_copies_first():
+    p = run("INSERT INTO users (id, name) VALUES (NEXTVAL(items), 'a'), (NEXT VALUE FOR items, 'b')")
+    assert (p.op, p.regions) == (Op.WRITE, ("r1", "r2"))
+    assert [name for name, _ in p.sequences] == ["shop.items"]
+    with pytest.raises(SqlError) as e:
+        run("UPDATE users SET id = NEXTVAL(items)")  # per row: it cannot be evaluated once
+    assert e.value.errno == 1235
