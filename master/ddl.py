@@ -37,9 +37,12 @@ from .ddl_views import analyze_sequence, analyze_view
 __all__ = ["SYSTEM_SCHEMAS", "TABLE_CHANGES", "DdlKind", "DdlStatement", "TableRef", "analyze_ddl", "referenced_tables"]
 
 
+_DROP_TABLES = re.compile(r"^(\s*(?:/\*.*?\*/\s*)*DROP\s+)TABLES\b", re.I | re.S)
+
+
 def analyze_ddl(sql: str) -> DdlStatement:
     """Classify one DDL statement; raise SqlError 1064/1065/1235 otherwise."""
-    stmt = _analyze(sql)
+    stmt = _analyze(_DROP_TABLES.sub(r"\1TABLE", sql, count=1))  # (DROP TABLES: MariaDB's synonym)
     if stmt.kind in (DdlKind.CREATE_TABLE, DdlKind.ALTER_TABLE):
         stmt = replace(stmt, references=referenced_tables(sql))
     return stmt

@@ -476,6 +476,8 @@ class DdlService(ViewStatements):
                 return _ok(placement, 0, [_note(ER_NO_SUCH_TABLE, message)])
             raise SqlError(ER_NO_SUCH_TABLE, message)
         if table.is_view:
+            if stmt.kind == DdlKind.TRUNCATE_TABLE:
+                raise SqlError(ER_NO_SUCH_TABLE, f"Table '{db}.{name}' doesn't exist", "42S02")
             raise SqlError(ER_WRONG_OBJECT, f"'{db}.{name}' is not BASE TABLE", "HY000")
         if stmt.kind == DdlKind.ALTER_SEQUENCE and table.kind != "sequence":
             raise SqlError(ER_NOT_SEQUENCE, f"'{db}.{name}' is not a SEQUENCE", "42S02")

@@ -27,6 +27,7 @@ from minisql.errors import SqlError
 from .ddl_base import DdlKind, DdlStatement, TableRef, Tokens, syntax_error
 
 _CHECK_OPTION = re.compile(r"\s+WITH\s+(?:CASCADED\s+|LOCAL\s+)?CHECK\s+OPTION\s*;?\s*$", re.I)
+ER_WRONG_USAGE = 1221
 _SYSTEM = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 
 
@@ -47,6 +48,8 @@ def analyze_sequence(sql: str) -> DdlStatement | None:
         dropped = _drop_view(sql, tk)
         return DdlStatement(DdlKind.DROP_SEQUENCE, tables=dropped.tables, if_exists=dropped.if_exists)
     if_not_exists = first == "CREATE" and tk.accept("IF", "NOT", "EXISTS")
+    if or_replace and if_not_exists:
+        raise SqlError(ER_WRONG_USAGE, "Incorrect usage of OR REPLACE and IF NOT EXISTS", "HY000")
     if_exists = first == "ALTER" and tk.accept("IF", "EXISTS")
     name = tk.table()
     if name is None:
@@ -76,6 +79,8 @@ def analyze_view(sql: str) -> DdlStatement | None:
     or_replace = head[:2] == ["OR", "REPLACE"]
     tk.pos = view_at + 1
     if_not_exists = tk.accept("IF", "NOT", "EXISTS")
+    if or_replace and if_not_exists:
+        raise SqlError(ER_WRONG_USAGE, "Incorrect usage of OR REPLACE and IF NOT EXISTS", "HY000")
     name = tk.table()
     if name is None:
         raise syntax_error(sql, None)

@@ -80,7 +80,21 @@ async def show_definition(vc: VCursor, region: str, table: str, database: str, n
     shown = await vc.run(region, f"SHOW CREATE TABLE {table}", join=False)
     # Decoded as the SQL text is encoded again: the definition reaches the region byte for byte.
     text = (text_row(shown.rows[0])[1] or b"").decode(vc.text_codec(), "surrogateescape")
+    if len(text_row(shown.rows[0])) == 4:  # a view (View, Create View, character_set_client, collation_connection)
+        text = await _view_shape(vc, region, table, database)
     return temporary_definition(text, database, name, temporary)
+
+
+async def _view_shape(vc: VCursor, region: str, view: str, database: str) -> str:
+    """A table definition with a view's columns (MariaDB types them): a view
+    shipped for a statement across regions travels as its rows."""
+    scratch = f"{quote_ident(database)}.`__minisql_view_shape`"
+    await vc.run(region, f"CREATE TEMPORARY TABLE {scratch} AS SELECT * FROM {view} LIMIT 0", join=False)
+    try:
+        shown = await vc.run(region, f"SHOW CREATE TABLE {scratch}", join=False)
+    finally:
+        await vc.run(region, f"DROP TEMPORARY TABLE IF EXISTS {scratch}", join=False)
+    return (text_row(shown.rows[0])[1] or b"").decode(vc.text_codec(), "surrogateescape")
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,12 +44,14 @@ def plan_maintenance(sql: str, snap: RoutingSnapshot, session: SessionView, plan
         raise SqlError(ER_PARSE, f"You have an error in your SQL syntax near '{body[:30]}'", "42000")
     verb = m.group(1).lower()
     tables = []
+    names = []
     pos = m.end()
     while True:
         item = _TABLE_ITEM.match(body, pos)
         if not item:
             break
         tables.append(resolve_table(split_qualified(item.group(1), item.group(2)), session, snap))
+        names.append(item.group(0).strip().rstrip(",").strip())
         pos = item.end()
         if not item.group(3):
             break
@@ -57,11 +59,47 @@ def plan_maintenance(sql: str, snap: RoutingSnapshot, session: SessionView, plan
         raise SqlError(ER_PARSE, f"You have an error in your SQL syntax near '{body[:30]}'", "42000")
     if verb not in _CHANGES_COPIES:
         return Route(sql, read_region(tuple(tables), snap), label="maintenance", epoch=snap.epoch)
-    regions = set(tables[0].write_regions)
-    if any(set(t.write_regions) != regions for t in tables[1:]):
-        raise unsupported(f"{verb.upper()} TABLE of tables that are not placed on the same regions (one table per statement)")
-    ordered = (tables[0].primary,) + tuple(sorted(regions - {tables[0].primary}))
-    return EveryRegion(sql, f"{verb.upper()} TABLE", implicit_commit=True, regions=ordered, epoch=snap.epoch)
+    groups: dict[frozenset[str], list[int]] = {}  # the copies' regions -> tables there
+    for i, t in enumerate(tables):
+        groups.setdefault(frozenset(t.write_regions), []).append(i)
+
+    def ordered(members: list[int]) -> tuple[str, ...]:  # the first table's primary first: its answer is the client's
+        first = tables[members[0]]
+        return (first.primary,) + tuple(sorted(set(first.write_regions) - {first.primary}))
+
+    if len(groups) == 1:
+        return EveryRegion(sql, f"{verb.upper()} TABLE", implicit_commit=True, regions=ordered(list(range(len(tables)))),
+                           epoch=snap.epoch)
+    # Tables placed apart: one statement per set of copies, the rows merged in the client's order.
+    head, tail = body[:m.end()], body[pos:]
+    return MaintenanceByRegions(tuple(
+        EveryRegion(head + ", ".join(names[i] for i in members) + (" " + tail if tail.strip() else ""),
+                    f"{verb.upper()} TABLE", implicit_commit=True, regions=ordered(members), epoch=snap.epoch)
+        for members in groups.values()
+    ), tuple(f"{t.database}.{t.name}" for t in tables), epoch=snap.epoch)
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceByRegions:
+    """ANALYZE / OPTIMIZE / REPAIR TABLE of tables placed on different regions:
+    each set of copies runs the statement for its own tables; the result rows
+    (Table, Op, Msg_type, Msg_text) come back in the order the client named them."""
+
+    parts: tuple[EveryRegion, ...]
+    order: tuple[str, ...]  # "db.table" as MariaDB names them in the Table column
+    label: str = "maintenance"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        results = [(await part.execute(vc)).result for part in self.parts]
+        first = next(r for r in results if r is not None)
+        rank = {name: i for i, name in enumerate(self.order)}
+        rows = [row for r in results if r is not None for row in r.rows]
+        rows.sort(key=lambda row: rank.get((text_row(row)[0] or b"").decode("utf8", "surrogateescape"), len(rank)))
+        return Reply(replace(first, rows=rows, more=None))
+
+    def describe(self) -> dict[str, Any]:
+        return {"MaintenanceByRegions": [part.describe() for part in self.parts]}
 
 
 # -- SET STATEMENT ... FOR ----------------------------------------------------------------------

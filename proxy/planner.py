@@ -365,7 +365,8 @@ def _materialize_from(sql: str, analysis: Analysis, writes: tuple[TablePlacement
 
 # -- SHOW / DESCRIBE -------------------------------------------------------------
 _SHOW_TABLES = re.compile(
-    rf"^show\s+(full\s+)?tables(?:\s+(?:from|in)\s+({IDENT}))?(?:\s+like\s+'([^'\\]*(?:(?:\\.|'')[^'\\]*)*)'|\s+where\s+(.+?))?\s*;?\s*$",
+    rf"^show\s+(full\s+)?tables(?:\s+(?:from|in)\s+({IDENT}))?"
+    r"""(?:\s+like\s+('[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*")|\s+where\s+(.+?))?\s*;?\s*$""",
     re.I | re.S,
 )
 _SHOW_DATABASES = re.compile(r"^show\s+(?:databases|schemas)(?:\s+like\s+'([^'\\]*(?:(?:\\.|'')[^'\\]*)*)')?\s*;?\s*$", re.I)
@@ -420,10 +421,11 @@ def plan_show(sql: str, snap: RoutingSnapshot, session: SessionView, cache: Anal
             raise SqlError(ER_NO_DB, "No database selected")
         if not snap.placement.has_database(database):
             raise SqlError(ER_BAD_DB, f"Unknown database '{database}'")
-        like = _like(m.group(3))
+        pattern = None if m.group(3) is None else m.group(3)[1:-1].replace(m.group(3)[0] * 2, m.group(3)[0])
+        like = _like(pattern)
         names = sorted(t.name for t in snap.placement.tables(database))
         names = [n for n in names if like is None or like.match(n)]
-        column = f"Tables_in_{database}" + (f" ({m.group(3)})" if m.group(3) is not None else "")
+        column = f"Tables_in_{database}" + (f" ({pattern})" if pattern is not None else "")
         if m.group(4) is not None:  # WHERE: MariaDB evaluates it over the names, on any region
             return Plan(Op.ANY, _show_tables_where(snap, database, column, bool(m.group(1)), m.group(4)),
                         kind=Kind.SHOW, epoch=snap.epoch)
