@@ -137,9 +137,10 @@ def _create(sql: str, stmt: exp.Create) -> DdlStatement:
     kind = str(stmt.args.get("kind") or "").upper()
     exists = bool(stmt.args.get("exists"))
     if kind in ("DATABASE", "SCHEMA"):
-        if stmt.args.get("replace"):
-            raise unsupported("CREATE OR REPLACE DATABASE")
-        return DdlStatement(DdlKind.CREATE_DATABASE, database=_schema_name(stmt.this), if_not_exists=exists)
+        if stmt.args.get("replace") and exists:
+            raise SqlError(1221, "Incorrect usage of OR REPLACE and IF NOT EXISTS", "HY000")
+        return DdlStatement(DdlKind.CREATE_DATABASE, database=_schema_name(stmt.this), if_not_exists=exists,
+                            or_replace=bool(stmt.args.get("replace")))
     if kind == "TABLE":
         props = stmt.args.get("properties")
         prop_list = props.expressions if props else []

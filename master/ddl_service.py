@@ -236,6 +236,9 @@ class DdlService(ViewStatements):
     async def _create_database(self, stmt: DdlStatement, sql: str) -> dict[str, Any]:
         db = _user_schema(stmt.database or "")
         placement = await self._topo.get_placement()
+        if placement.has_database(db) and stmt.or_replace:  # CREATE OR REPLACE DATABASE: the old one goes first
+            await self._drop_database(replace(stmt, kind=DdlKind.DROP_DATABASE, if_exists=True))
+            placement = await self._topo.get_placement()
         if placement.has_database(db):
             message = f"Can't create database '{db}'; database exists"
             if stmt.if_not_exists:

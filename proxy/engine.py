@@ -396,6 +396,8 @@ class SetSession:
 
     async def execute(self, vc: VCursor) -> Reply:
         state = vc.state
+        if self.one_shot and state.tx.active:  # MariaDB's rule, whichever connection would be asked
+            raise SqlError(1568, "Transaction characteristics can't be changed while a transaction is in progress", "25001")
         if self.charset is not None:
             vc.set_charset(self.charset)  # before running it: refuses a charset we cannot carry
         first = vc.last_region() or vc.any_region()

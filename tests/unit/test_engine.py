@@ -149,6 +149,18 @@ def test_set_runs_everywhere_and_is_replayed_and_autocommit_commits():
     assert c.charsets == ["latin1"]
 
 
+def test_set_transaction_inside_a_transaction_is_refused_as_in_mariadb():
+    c = LoggingCursor(state=SessionState(database="shop"))
+    run(c, "BEGIN")
+    run(c, "INSERT INTO solo VALUES (1)")
+    with pytest.raises(SqlError) as info:
+        run(c, "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+    assert info.value.errno == 1568
+    run(c, "COMMIT")
+    run(c, "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")  # for the next transaction: fine
+    run(c, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
+
 def test_a_connection_lost_mid_transaction_fails_the_commit_and_rolls_back_the_rest():
     broken = {"on": False}
 

@@ -429,3 +429,17 @@ def test_ddl_runs_with_the_client_session_settings() -> None:
             assert len(seen) == 4 and all(p["session_sets"] == sets for p in seen)
 
     run(main())
+
+
+def test_create_or_replace_database_drops_the_old_one_with_its_tables() -> None:
+    async def main() -> None:
+        async with Env() as env:
+            await env.sql("CREATE DATABASE d")
+            await env.sql("CREATE TABLE t (a INT)", "d")
+            assert (await env.sql("CREATE OR REPLACE DATABASE d"))["ok"]
+            placement = await env.topo.get_placement()
+            assert placement.has_database("d") and placement.tables("d") == ()
+            assert env.holders("d", "t") == []
+            assert errno(await env.sql("CREATE OR REPLACE DATABASE IF NOT EXISTS d")) == 1221
+
+    run(main())
