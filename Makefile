@@ -6,7 +6,7 @@
 #   make bench    run the benchmark (bench/run.sh)
 #   make status   show the running cluster's regions, tables and leader
 #   make clean    remove the local stack's data (.minisql)
-#   make compat   third-party suites against one MariaDB and through a 3-region cluster, side by side (SUITES=pymysql,connector,connector-lenient,sqlalchemy[,mtr])
+#   make compat   third-party suites against one MariaDB and through a 3-region cluster, side by side (SUITES=pymysql,connector,connector-lenient,sqlalchemy,sqlalchemy-backend[,mtr])
 #   make fuzz     fuzz the proxy (protocol + SQL) for FUZZ_BUDGET seconds (default 600), report in FUZZ_REPORT
 
 SHELL := /bin/bash
@@ -102,9 +102,9 @@ fuzz: deps
 # side with the tests that fail only through the cluster (tests/compat/runner.py; docs/compat.md).
 # Each server + suite runs under `flock $(COMPAT_LOCK)`, released between suites.  Logs, summary.json
 # and table.md in $(COMPAT_WORK).  Not part of `make test`, which (like CI) runs only
-# tests/compat/test_pymysql_suite.py: PyMySQL's suite through a cluster against
-# tests/compat/pymysql-known-failures.txt, a list that may only shrink.
-SUITES      ?= pymysql,connector,connector-lenient,sqlalchemy
+# tests/compat/test_pymysql_suite.py and test_sqlalchemy_suite.py: PyMySQL's suite and SQLAlchemy's
+# dialect compliance suite through a cluster against their known-failures lists, which may only shrink.
+SUITES      ?= pymysql,connector,connector-lenient,sqlalchemy,sqlalchemy-backend
 COMPAT_WORK ?= $(DATA_DIR)/compat
 COMPAT_LOCK ?= /tmp/minisql-cluster.lock
 .PHONY: compat

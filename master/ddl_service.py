@@ -119,6 +119,17 @@ def _references(result: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted({(str(d), str(t)) for d, t in result.get("references") or ()}))
 
 
+def without_tables(dropped: list[tuple[str, str]]) -> Callable[[Placement], Placement | None]:
+    """The placement edit that unpublishes `dropped` (None: nothing to change)."""
+    def remove(p: Placement) -> Placement | None:
+        result = p
+        for db, name in dropped:
+            result = result.without_table(db, name)
+        return None if result is p else result
+
+    return remove
+
+
 def _sequences_named(placement: Placement, db: str, stmt: DdlStatement) -> set[tuple[str, str]]:
     """The sequences among the names a CREATE / ALTER TABLE links to (DEFAULT NEXTVAL(s))."""
     return {k for ref in stmt.references if (t := placement.table(*(k := ref.resolve(db)))) is not None and t.kind == "sequence"}
@@ -331,18 +342,24 @@ class DdlService(ViewStatements):
         self, placement: Placement, db: str, name: str, stmt: DdlStatement
     ) -> tuple[str, tuple[str, ...]]:
         """(primary, replicas) for a new table: with the tables it references
-        and the tables that already reference its name (colocation groups,
-        moved together first if they are apart), else the least-loaded pair."""
+        and the tables that already reference its name."""
+        linked = [ref.resolve(db) for ref in stmt.references] + list(placement.referencing(db, name))
+        return await self._regions_for(placement, linked, f"Can't create table `{db}`.`{name}`")
+
+    async def _regions_for(
+        self, placement: Placement, linked: list[tuple[str, str]], refusal: str
+    ) -> tuple[str, tuple[str, ...]]:
+        """The regions of the colocation group(s) of `linked` (moved together
+        first if they are apart), else -- nothing linked -- the least-loaded pair."""
         live = await self._topo.list_regions()
         loads = await self._topo.get_loads()
-        linked = [ref.resolve(db) for ref in stmt.references] + list(placement.referencing(db, name))
         try:
             colocation = plan_colocation(placement, linked, live, loads)
             if colocation is None:
                 primary, replica = place_new_table(live, loads, placement)
                 return primary, (replica,)
         except NotEnoughRegions as exc:
-            raise SqlError(ER_CANT_CREATE_TABLE, f"Can't create table `{db}`.`{name}`: {exc}") from None
+            raise SqlError(ER_CANT_CREATE_TABLE, f"{refusal}: {exc}") from None
         await self._run_moves(colocation.moves, live)
         return colocation.primary, colocation.replicas
 
@@ -455,13 +472,7 @@ class DdlService(ViewStatements):
             elif first_error is None:
                 first_error = error
 
-        def remove(p: Placement) -> Placement | None:
-            result = p
-            for db, name in dropped:
-                result = result.without_table(db, name)
-            return None if result is p else result
-
-        written = await self._publish(remove)
+        written = await self._publish(without_tables(dropped))
         if first_error is not None:
             raise first_error
         notes = [_note(ER_BAD_TABLE, f"Unknown table '{m}'") for m in missing]

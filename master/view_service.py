@@ -29,7 +29,7 @@ from typing import Any
 from minisql.errors import ER_BAD_DB, ER_NO_SUCH_TABLE, ER_TABLE_EXISTS, SqlError
 from topology import Placement, ReplicaState, TablePlacement
 
-from .assignor import NotEnoughRegions, mark_replicas, place_new_table, plan_colocation
+from .assignor import mark_replicas
 from .ddl import DdlKind, DdlStatement
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,8 @@ class ViewStatements:
             if not existing.is_view:
                 raise not_a_view(db, name)
         reads = tuple(sorted({ref.resolve(session_db or db) for ref in stmt.references}))
-        primary, replicas = await self._regions_for_view(placement, db, name, reads, existing is not None)
+        linked = list(reads) + ([(db, name)] if existing is not None else [])  # (a view of no table: the least-loaded pair)
+        primary, replicas = await self._regions_for(placement, linked, f"Can't create view `{db}`.`{name}`")
         task = self._client_task({"op": "execute_ddl", "database": session_db or db, "sql": sql})
         copies = [primary, *replicas]
         results = await self._regions.call_many(copies, task)
@@ -94,29 +95,11 @@ class ViewStatements:
         primary_result = results[primary]
         return _ok(written, 0, primary_result.get("warnings") if isinstance(primary_result, dict) else None)
 
-    async def _regions_for_view(
-        self: Any, placement: Placement, db: str, name: str, reads: tuple[tuple[str, str], ...], exists: bool
-    ) -> tuple[str, tuple[str, ...]]:
-        """Where the view goes: the regions of what it reads (brought together
-        first), else -- a view of no table -- the least-loaded pair."""
-        live = await self._topo.list_regions()
-        loads = await self._topo.get_loads()
-        linked = list(reads) + ([(db, name)] if exists else [])
-        try:
-            colocation = plan_colocation(placement, linked, live, loads)
-            if colocation is None:
-                primary, replica = place_new_table(live, loads, placement)
-                return primary, (replica,)
-        except NotEnoughRegions as exc:
-            raise SqlError(1005, f"Can't create view `{db}`.`{name}`: {exc}") from None
-        await self._run_moves(colocation.moves, live)
-        return colocation.primary, colocation.replicas
-
     async def _drop_views(self: Any, stmt: DdlStatement, session_db: str | None) -> dict[str, Any]:
         """DROP VIEW [IF EXISTS] v, ... (and DROP SEQUENCE): the views that exist
         are dropped; the names that are not views get 4092 (4091 "Unknown
         SEQUENCE"), a Note with IF EXISTS, as in MariaDB."""
-        from .ddl_service import _note, _ok, _user_schema
+        from .ddl_service import _note, _ok, _user_schema, without_tables
 
         kind, errno, what = ("sequence", ER_UNKNOWN_SEQUENCE, "SEQUENCE") if stmt.kind == DdlKind.DROP_SEQUENCE else (
             "view", ER_UNKNOWN_VIEW, "VIEW")
@@ -140,13 +123,7 @@ class ViewStatements:
                 raise error
             dropped.append((db, name))
 
-        def remove(p: Placement) -> Placement | None:
-            result = p
-            for db, name in dropped:
-                result = result.without_table(db, name)
-            return None if result is p else result
-
-        written = await self._publish(remove)
+        written = await self._publish(without_tables(dropped))
         if missing and not stmt.if_exists:
             raise SqlError(errno, f"Unknown {what}: '{','.join(missing)}'", "42S02")
         return _ok(written, 0, [_note(errno, f"Unknown {what}: '{m}'") for m in missing])

@@ -59,6 +59,7 @@ def status_document(regions: Mapping[str, Any], placement: Any, leader: Any) -> 
                     # The colocation group (FOREIGN KEY links), named by its first table; null alone.
                     "group": ".".join(groups[(db, name)][0]) if len(groups.get((db, name), ())) > 1 else None,
                     "references": [".".join(r) for r in t.references],
+                    "kind": t.kind,
                 }
             )
             for rid in t.all_regions:
@@ -155,7 +156,7 @@ def format_status(doc: Mapping[str, Any]) -> str:
             ["TABLE", "PRIMARY", "REPLICAS", "GROUP"],
             [
                 [
-                    f"{t['database']}.{t['table']}",
+                    f"{t['database']}.{t['table']}" + (f" ({t['kind']})" if t.get("kind", "table") != "table" else ""),
                     t["primary"],
                     ", ".join(f"{r} ({s})" for r, s in t["replicas"].items()) or "-",
                     t.get("group") or "-",

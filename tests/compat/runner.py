@@ -21,6 +21,8 @@ private venv there):
                  run is the bar, `baselines/connector-mariadb-failures.txt` the
                  recorded one (a reference run that fails more is flagged);
 * ``sqlalchemy`` SQLAlchemy 2.0.58's dialect compliance suite, PyMySQL driver;
+* ``sqlalchemy-backend``  SQLAlchemy's own backend-only tests (dialect/mysql, sql,
+                 engine, base, orm: ~3900 tests, minutes);
 * ``mtr``        (optional, not in the default list) 100 tests of MariaDB's own
                  mysql-test-run, ``mtr --extern`` (apt package mariadb-test).  It
                  needs MTR's server settings on every region: see MTR_SERVER_OPTIONS.
@@ -65,7 +67,7 @@ ROOT = HERE.parents[1]
 CACHE = Path(os.environ.get("MINISQL_COMPAT_CACHE", Path.home() / ".cache" / "minisql-compat"))
 DEFAULT_WORK = ROOT / ".minisql" / "compat"
 DEFAULT_LOCK = os.environ.get("MINISQL_CLUSTER_LOCK", "/tmp/minisql-cluster.lock")
-DEFAULT_SUITES = ("pymysql", "connector", "connector-lenient", "sqlalchemy")
+DEFAULT_SUITES = ("pymysql", "connector", "connector-lenient", "sqlalchemy", "sqlalchemy-backend")
 TARGETS = ("mariadb", "cluster")
 
 #: what the suites' private venv holds (pinned: the figures must not move under us)
@@ -266,6 +268,23 @@ class SQLAlchemySuite(JUnitSuite):
             src, out / "run.log")
 
 
+class SQLAlchemyBackendSuite(SQLAlchemySuite):
+    """SQLAlchemy's own backend tests (dialect/mysql, sql, engine, base, orm) with
+    --backend-only: the ORM and Core against a live database, fixtures with
+    FOREIGN KEYs, views and sequences (3881 passed on one MariaDB)."""
+
+    name, label = "sqlalchemy-backend", "SQLAlchemy 2.0.58 backend-only tests"
+    paths = ("test/dialect/mysql", "test/sql", "test/engine", "test/base", "test/orm")
+
+    def execute(self, src: Path, endpoint: Endpoint, out: Path) -> tuple[int | None, float]:
+        pw = f":{endpoint.password}" if endpoint.password else ""
+        uri = f"mysql+pymysql://{endpoint.user}{pw}@{endpoint.host}:{endpoint.port}/sqla_test?charset=utf8mb4"
+        return self._subprocess(
+            [str(suite_python()), "-m", "pytest", "--dburi", uri, "--backend-only", "-p", "no:cacheprovider",
+             "--maxfail=100000", "--timeout=120", "-q", "-rfE", f"--junitxml={out / 'junit.xml'}", *self.paths],
+            src, out / "run.log")
+
+
 class ConnectorSuite(Suite):
     name, label = "connector", "Connector/Python 26.10 (own harness)"
     timeout = 3600.0
@@ -363,7 +382,8 @@ class SuiteUnavailable(RuntimeError):
 
 
 SUITES: dict[str, Suite] = {
-    s.name: s for s in (PyMySQLSuite(), ConnectorSuite(), LenientConnectorSuite(), SQLAlchemySuite(), MTRSuite())
+    s.name: s for s in (PyMySQLSuite(), ConnectorSuite(), LenientConnectorSuite(), SQLAlchemySuite(), SQLAlchemyBackendSuite(),
+                        MTRSuite())
 }
 
 

@@ -16,13 +16,8 @@ import os
 import subprocess
 import sys
 import tarfile
-import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
-
-import pytest
-
-from tests.integration.cluster import Cluster
 
 HERE = Path(__file__).resolve().parent
 VERSION = "0.10.1"
@@ -52,16 +47,6 @@ def suite_dir() -> Path:
     # The sdist lacks test_load_local's data file (22749 "a,b" rows): regenerate it.
     (data / "load_local_data.txt").write_text("".join(f"{i},{i * 2}\n" for i in range(22749)))
     return target
-
-
-@pytest.fixture(scope="module")
-def cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory):
-    c = Cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory.mktemp("compat"), f"/compat-{uuid.uuid4().hex[:8]}")
-    try:
-        c.start(users={"root": ""})
-        yield c
-    finally:
-        c.stop()
 
 
 def test_pymysql_suite_has_no_new_failures(cluster, tmp_path):

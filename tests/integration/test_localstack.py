@@ -284,6 +284,9 @@ def test_status_output(monkeypatch, capsys, listening_port):
             "primary": "r1",
             "replicas": {"r2": "in_sync", "r3": "copying"},
             "epoch": 1,
+            "group": None,
+            "references": [],
+            "kind": "table",
         }
     ]
     assert doc["empty_databases"] == ["empty"]
