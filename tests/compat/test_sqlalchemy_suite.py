@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.compat.results import parse_junit, read_list
-from tests.compat.runner import Endpoint, SQLAlchemySuite, suite_python
+from tests.compat.results import parse_junit
+from tests.compat.runner import Endpoint, SQLAlchemySuite, read_list, suite_python
 
 HERE = Path(__file__).resolve().parent
 
