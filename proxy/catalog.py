@@ -13,9 +13,11 @@ it holds.  Such a query is planned in one of two ways:
   the region that serves its table's reads (its primary), so each table
   appears once, with its primary's statistics; ORDER BY and LIMIT are then
   applied by the proxy.  This needs a plain shape: one information_schema
-  table, its TABLE_SCHEMA and TABLE_NAME selected, no aggregates, GROUP BY,
-  DISTINCT, UNION or subqueries -- anything else gets 1235, never a merged
-  answer that would be wrong.
+  table, no aggregates, GROUP BY, DISTINCT, UNION or subqueries;
+* any other shape (joins of several views, aggregates, subqueries):
+  `CatalogMaterialized` reads each view about tables merged the same way and
+  puts its rows into the client's query as a derived table of literals, which
+  one region runs -- so MariaDB evaluates it over every table exactly once.
 
 Limits: rows about tables the placement does not know (made on a region
 directly) come from the lowest-numbered live region only; a column sorted by
@@ -84,6 +86,8 @@ class CatalogRoute:
     any_region: bool = False
     table: tuple[str, str] | None = None  # the one table the query is about
     keys: tuple[str, str] | None = None  # scatter: the row's schema and table columns
+    materialize: tuple[str, ...] = ()  # any other shape: these views merged into derived tables
+    schema: str | None = None  # ... only this schema's rows of them (the query pins it: one view, no OR)
 
 
 def route_catalog(sql: str, analysis: Analysis, refs: list[tuple[str, str]], database: str | None) -> CatalogRoute:
@@ -94,11 +98,14 @@ def route_catalog(sql: str, analysis: Analysis, refs: list[tuple[str, str]], dat
     views = [name for db, name in refs if db == INFORMATION_SCHEMA]
     if all(v in REGION_INDEPENDENT for v in views) and all(db != "performance_schema" for db, _ in refs):
         return CatalogRoute(any_region=True)
-    if len(refs) != 1:
-        raise unsupported("a query joining several information_schema views about tables")
-    keys = TABLE_KEYED.get(views[0])
-    if keys is None:
-        raise unsupported(f"information_schema.{views[0].upper()} (each region reports only itself)")
+    unknown = [v for v in views if v not in REGION_INDEPENDENT and v not in TABLE_KEYED]
+    if unknown or any(db == "performance_schema" for db, _ in refs):
+        raise unsupported(f"information_schema.{(unknown or ['performance_schema'])[0].upper()} together with other "
+                          "views (each region reports only itself)")
+    keyed = tuple(dict.fromkeys(v for v in views if v in TABLE_KEYED))
+    if len(refs) != 1:  # several views (or the mysql schema too): the views about tables merged first
+        return CatalogRoute(materialize=keyed)
+    keys = TABLE_KEYED[views[0]]
     pinned = _pinned(sql, keys, database)
     if pinned is not None:
         schema, table = pinned
@@ -106,10 +113,17 @@ def route_catalog(sql: str, analysis: Analysis, refs: list[tuple[str, str]], dat
             return CatalogRoute(any_region=True)
         if table is not None:
             return CatalogRoute(table=(schema, table))
-    if _NOT_PLAIN.search(blank_quoted(sql)):
-        raise unsupported(f"this form of query on information_schema.{views[0].upper()} (the gateway merges only plain "
-                          "row lists from several regions; name one table with TABLE_SCHEMA and TABLE_NAME)")
+    if _NOT_PLAIN.search(blank_quoted(sql)):  # aggregates, subqueries...: catalogscatter.CatalogMaterialized
+        return CatalogRoute(materialize=keyed, schema=pinned[0] if pinned is not None and "(" not in _after_from(sql) else None)
     return CatalogRoute(keys=keys)
+
+
+def _after_from(sql: str) -> str:
+    """The text after the first FROM (outside strings): a subquery there may
+    compare the schema column of another scope, so no pin is pushed down."""
+    blanked = blank_quoted(sql)
+    m = re.search(r"\bfrom\b", blanked, re.I)
+    return blanked[m.end():] if m else blanked
 
 
 def _pinned(sql: str, keys: tuple[str, str], database: str | None) -> tuple[str, str | None] | None:

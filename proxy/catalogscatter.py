@@ -10,10 +10,11 @@ from typing import Any
 from minisql.errors import SqlError, unsupported
 
 from .backend import QueryResult
+from .catalog import TABLE_KEYED
 from .engine import Reply, VCursor
 from .planner import read_region
-from .protocol import lenenc_str, text_row
-from .statements import blank_quoted
+from .protocol import lenenc_str, read_lenenc_int, text_row
+from .statements import STRINGS_AND_COMMENTS, blank_quoted
 
 _ORDER_LIMIT = re.compile(
     r"\border\s+by\s+((?:[\w$`.]+(?:\s+(?:asc|desc))?\s*,\s*)*[\w$`.]+(?:\s+(?:asc|desc))?)"
@@ -133,3 +134,112 @@ def _split_order_limit(sql: str) -> tuple[str, list[tuple[str, bool]], tuple[int
         else:
             limit = (int(count), int(second or 0))
     return sql[:cut], order, limit
+
+
+# -- any other shape: the views about tables materialized as derived tables ------------------
+_VIEW_REF = "(?:`information_schema`|\\binformation_schema\\b)\\s*\\.\\s*(?:`{0}`|\\b{0}\\b)"
+_BARE_REF = "\\b(from|join)(\\s+)(?:`{0}`|\\b{0}\\b)"
+_ALIAS_FOLLOWS = re.compile(r"\s*(?:as\b|`|(?!(?:where|join|inner|left|right|cross|straight_join|natural|on|using|group|"
+                            r"order|limit|having|union|window|for|lock|into|procedure|except|intersect)\b)[a-z_$][\w$]*)",
+                            re.I)
+_SYSTEM_SCHEMAS = {b"information_schema", b"mysql", b"performance_schema", b"sys"}
+
+
+def column_name(definition: bytes) -> str:
+    """The name (alias) of a result column, from its column definition packet."""
+    pos = 0
+    for _ in range(4):  # catalog, schema, table, org_table
+        length, pos = read_lenenc_int(definition, pos)
+        pos += length or 0
+    length, pos = read_lenenc_int(definition, pos)
+    return bytes(definition[pos:pos + (length or 0)]).decode("utf8", "surrogateescape")
+
+
+def replace_view(sql: str, view: str, derived: str, bare: bool) -> str:
+    """Every `information_schema.<view>` of `sql` (outside strings) as `derived`,
+    aliased as the view unless the client gave an alias; `bare`: the session's
+    database is information_schema, so `FROM <view>` is one too."""
+    blanked = STRINGS_AND_COMMENTS.sub(lambda m: "x" * len(m.group()), sql)  # (identifiers in backticks kept)
+    spans = [(m.start(), m.end(), "") for m in re.finditer(_VIEW_REF.format(re.escape(view)), blanked, re.I)]
+    if bare:
+        spans += [(m.end(2), m.end(), "") for m in re.finditer(_BARE_REF.format(re.escape(view)), blanked, re.I)]
+    out, last = [], 0
+    for start, end, _ in sorted(spans):
+        if start < last:
+            continue
+        aliased = _ALIAS_FOLLOWS.match(blanked, end) is not None
+        out.append(sql[last:start])
+        out.append(derived if aliased else f"{derived} AS `{view.upper()}`")
+        last = end
+    out.append(sql[last:])
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogMaterialized:
+    """An information_schema query of any shape (joins, aggregates, subqueries)
+    over the views about tables: each such view is read from every live region
+    and merged -- each table's rows from the region serving it, the system
+    schemas' from one region -- then put into the client's own query as a
+    derived table of literal rows, which one region runs.  MariaDB therefore
+    evaluates the whole query as one server holding every table would.  Cost:
+    the views' rows travel through the proxy, at most `--max-shipped-bytes`."""
+
+    sql: str
+    views: tuple[str, ...]  # lowercase names of information_schema views about tables
+    bare: bool = False  # the session's database is information_schema
+    schema: str | None = None  # only this schema's rows are read (the query pins it)
+    label: str = "catalog"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        from .insertselect import LIMIT, column_kinds, render_values
+
+        snap = vc.snapshot
+        regions = sorted(snap.regions)
+        if not regions:
+            raise unsupported("information_schema with no live region")
+        anchor = regions[0]
+        sql, budget = self.sql, LIMIT.max_bytes
+        for view in self.views:
+            keys = TABLE_KEYED[view]
+            query = with_hidden_columns(f"SELECT * FROM information_schema.`{view.upper()}`", list(keys))
+            if self.schema is not None:
+                query += f" WHERE `{keys[0]}` = '" + self.schema.replace("\\", "\\\\").replace("'", "''") + "'"
+            results = {region: await vc.run(region, query, join=False) for region in regions}
+            fields = results[anchor].fields or []
+            visible = len(fields) - 2
+            kinds, names = column_kinds(fields[:visible]), [column_name(f) for f in fields[:visible]]
+            rows: list[list[str]] = []
+            owners: dict[tuple[bytes, bytes], str] = {}
+            for region in regions:
+                for raw in results[region].rows:
+                    values = text_row(raw)
+                    key = (values[visible] or b"", values[visible + 1] or b"")
+                    owner = owners.get(key)
+                    if owner is None:
+                        table = None if key[0].lower() in _SYSTEM_SCHEMAS else snap.placement.table(
+                            key[0].decode("utf8", "replace"), key[1].decode("utf8", "replace"))
+                        owner = owners[key] = read_region((table,), snap) if table is not None else anchor
+                    if owner == region:
+                        rendered = render_values(encode_row(values[:visible]), kinds)
+                        budget -= sum(len(v) + 2 for v in rendered)
+                        if budget < 0:
+                            raise unsupported(f"information_schema queries that need more than {LIMIT.max_bytes} bytes of "
+                                              "catalog rows merged (name the schema or table they are about)")
+                        rows.append(rendered)
+            head = ", ".join(f"{v} AS `{n.replace('`', '``')}`" for v, n in zip(rows[0] if rows else ["NULL"] * visible, names))
+            if not rows:
+                derived = f"(SELECT {head} FROM DUAL WHERE 0)"
+            elif len(rows) == 1:
+                derived = f"(SELECT {head})"
+            else:
+                derived = f"(SELECT {head} UNION ALL VALUES " + ", ".join("(" + ", ".join(r) + ")" for r in rows[1:]) + ")"
+            sql = replace_view(sql, view, derived, self.bare)
+        return Reply(await vc.run(anchor, sql, join=False))
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"CatalogMaterialized": list(self.views)}
+        if self.schema is not None:
+            out["schema"] = self.schema
+        return out

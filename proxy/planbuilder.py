@@ -51,7 +51,7 @@ from .clusterplan import (
     substitute_connection_id,
     warnings_result,
 )
-from .catalogscatter import CatalogScatter
+from .catalogscatter import CatalogMaterialized, CatalogScatter
 from .crossread import MaterializedRead, ShippedWrite
 from .ctas import plan_create_table
 from .insertselect import MaterializedInsert, column_kinds, render_values
@@ -449,6 +449,9 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
     if p.op is Op.STICKY:
         return ShowWarnings(p.sql, epoch=epoch)
     if p.op is Op.CATALOG:
+        if p.catalog_views:
+            return CatalogMaterialized(p.sql, p.catalog_views, bare=(state.database or "").lower() == "information_schema",
+                                       schema=p.catalog_schema, epoch=epoch)
         assert p.catalog_keys is not None
         return CatalogScatter(p.sql, p.catalog_keys, epoch=epoch)
     return Route(p.sql, None, sticky=p.op is Op.STICKY, last_insert_id=p.uses_last_insert_id,

@@ -88,6 +88,8 @@ class Plan:
     epoch: int = -1
     analysis: Analysis | None = None  # DML: the facts planbuilder needs beyond routing (lock functions, CONNECTION_ID())
     catalog_keys: tuple[str, str] | None = None  # CATALOG: each row's schema and table columns
+    catalog_views: tuple[str, ...] = ()  # CATALOG of any shape: the views about tables to merge first
+    catalog_schema: str | None = None  # ... and the one schema whose rows they need
     key_order: tuple[str, str] | None = None  # UPDATE/DELETE ... LIMIT: ordered by this table's key (engine.KeyOrder)
     select_from: str | None = None  # INSERT ... SELECT across regions: the SELECT's region (insertselect.py)
     copies: tuple["Shipment", ...] = ()  # tables copied to the regions that run it first (crossread.py)
@@ -236,6 +238,9 @@ def _plan_catalog(sql: str, analysis: Analysis, refs: list[tuple[str, str]], sna
             return Plan(Op.READ, sql, (read_region((table,), snap),), Kind.SELECT, (table,), epoch=snap.epoch, analysis=analysis)
     if route.keys is not None:
         return Plan(Op.CATALOG, sql, kind=Kind.SELECT, epoch=snap.epoch, analysis=analysis, catalog_keys=route.keys)
+    if route.materialize:
+        return Plan(Op.CATALOG, sql, kind=Kind.SELECT, epoch=snap.epoch, analysis=analysis, catalog_views=route.materialize,
+                    catalog_schema=route.schema)
     return Plan(Op.ANY, sql, kind=Kind.SELECT, epoch=snap.epoch, analysis=analysis)
 
 
