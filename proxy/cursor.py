@@ -310,7 +310,10 @@ class SessionCursor(CursorBase):
         except TopologyError as e:
             raise SqlError(ER_UNKNOWN, f"Cannot reach ZooKeeper to run DDL: {e}")
         if "error" in result:
-            raise SqlError.from_dict(result["error"])
+            error = SqlError.from_dict(result["error"])
+            # SHOW WARNINGS after a failed statement lists its error (the regions that ran it are not the session's)
+            self.state.warnings = warnings_result([{"level": "Error", "code": error.errno, "message": error.message}])
+            raise error
         version = int(result.get("placement_version", -1))
         try:
             await session.routing.wait_for_epoch(version)

@@ -96,15 +96,17 @@ class VCursor(Protocol):
     async def processlist(self, full: bool) -> Reply: ...
 
 
-async def end_transaction(vc: VCursor, effects: tuple[EndTransaction, ...]) -> None:
+async def end_transaction(vc: VCursor, effects: tuple[EndTransaction, ...]) -> int:
     """COMMIT / ROLLBACK each participant in the effect's order; after a failed
-    COMMIT the rest are rolled back; the first error is the client's."""
+    COMMIT the rest are rolled back; the first error is the client's.  Returns
+    the warnings the regions gave (1196: a MyISAM change ROLLBACK cannot undo)."""
+    warnings = 0
     for effect in effects:
         first_error: SqlError | None = None
         for region in effect.order:
             verb = "COMMIT" if effect.commit and first_error is None else "ROLLBACK"
             try:
-                await vc.run(region, verb, join=False)
+                warnings += (await vc.run(region, verb, join=False)).warnings
             except SqlError as e:
                 if e.errno == CR_SERVER_LOST:
                     vc.drop(region)
@@ -113,6 +115,7 @@ async def end_transaction(vc: VCursor, effects: tuple[EndTransaction, ...]) -> N
             raise first_error
         if effect.lost:
             raise SqlError(CR_SERVER_LOST, "Lost connection to a region during the transaction; the transaction was rolled back")
+    return warnings
 
 
 # -- primitives -----------------------------------------------------------------------------
@@ -161,14 +164,17 @@ def _session_values(sql: str, state: SessionState, last_insert_id: bool) -> str:
     return sql
 
 
-def _pinned(ts: float, seeds: tuple[int, int] | None, insert_id: int = 0, statement_vars: str = "") -> str:
+def _pinned(ts: float | None, seeds: tuple[int, int] | None, insert_id: int = 0, statement_vars: str = "") -> str:
+    """`ts` None: the session (or the statement) fixed @@timestamp itself, the
+    same on every copy already -- the client's value stands."""
     parts = [statement_vars] if statement_vars else []
-    parts.append(f"timestamp={ts:.6f}")
+    if ts is not None:
+        parts.append(f"timestamp={ts:.6f}")
     if seeds is not None:
         parts.append(f"rand_seed1={seeds[0]}, rand_seed2={seeds[1]}")
     if insert_id:
         parts.append(f"insert_id={insert_id}")
-    return "SET STATEMENT " + ", ".join(parts) + " FOR "
+    return "SET STATEMENT " + ", ".join(parts) + " FOR " if parts else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +213,8 @@ class FanOutWrite:
             state.inserted(result.insert_id, primary)
             state.row_count = result.affected_rows
             return Reply(result)
-        ts = self.clock()
+        fixed = state.fixed_timestamp() or "timestamp" in self.statement_vars.lower()
+        ts = None if fixed else self.clock()
         seeds = self.seeds() if self.uses_rand else None
         own_txn = not state.tx.active
         # Under LOCK TABLES, START TRANSACTION would release the client's table
@@ -347,10 +354,10 @@ class Transaction:
 
     async def execute(self, vc: VCursor) -> Reply:
         was_active = vc.state.tx.active
-        await end_transaction(vc, vc.state.on(self.event, begin_sql=self.begin_sql))
+        warnings = await end_transaction(vc, vc.state.on(self.event, begin_sql=self.begin_sql))
         if self.event is not Event.BEGIN and was_active:
             metrics.TRANSACTIONS.labels("commit" if self.event is Event.COMMIT else "rollback").inc()
-        return ok()
+        return ok(warnings=warnings)
 
     def describe(self) -> dict[str, Any]:
         return {"Transaction": self.event.value, **({"begin": self.begin_sql} if self.event is Event.BEGIN else {})}
@@ -402,6 +409,7 @@ class SetSession:
             vc.set_charset(self.charset)  # before running it: refuses a charset we cannot carry
         first = vc.last_region() or vc.any_region()
         result = await vc.run(first, self.sql, join=False)
+        warnings = result.warnings  # (1292 for a value MariaDB adjusted; SHOW WARNINGS asks the last region, alike)
         # MariaDB tells, in the status flags, whether sql_mode now has
         # NO_BACKSLASH_ESCAPES; drivers read it to escape strings right.
         state.no_backslash_escapes = bool(result.server_status & 0x0200)
@@ -420,7 +428,7 @@ class SetSession:
         if self.autocommit is not None:
             # The backends already committed (SET autocommit=1 commits); keep our state in step.
             await end_transaction(vc, state.on(Event.AUTOCOMMIT_ON if self.autocommit else Event.AUTOCOMMIT_OFF))
-        return ok()
+        return ok(warnings=warnings)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"SetSession": self.key}

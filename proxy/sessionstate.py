@@ -17,6 +17,8 @@ a backend.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,7 @@ from .protocol import SERVER_STATUS_NO_BACKSLASH_ESCAPES
 from .txn import Effect, Event, TxState, transition
 
 
+_TIMESTAMP_RESET = re.compile(r"timestamp\s*:?=\s*(?:default|0+(?:\.0*)?)\s*(?:,|;|$)", re.I)
 _NOT_FOR_DDL = frozenset({
     "names", "autocommit", "session transaction", "character_set_client", "character_set_connection",
     "character_set_results", "collation_connection", "transaction_isolation", "tx_isolation", "transaction_read_only",
@@ -126,6 +129,14 @@ class SessionState:
         """A SET to replay on connections opened later (the latest per key, in order)."""
         self.replay.pop(key, None)
         self.replay[key] = sql
+
+    def fixed_timestamp(self) -> bool:
+        """The session SET @@timestamp to a fixed time (not DEFAULT / 0): NOW()
+        is then that time on every connection, and writes keep it."""
+        for key, sql in self.replay.items():
+            if "timestamp" in key.split(","):
+                return _TIMESTAMP_RESET.search(sql) is None
+        return False
 
     def ddl_settings(self) -> list[str]:
         """The session's SETs a DDL must run under on the regions (sql_mode,

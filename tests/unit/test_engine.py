@@ -283,3 +283,27 @@ def test_update_limit_without_order_by_is_ordered_by_the_primary_key_on_every_co
     run(c, "DELETE FROM users WHERE name = 'limit' LIMIT 1")
     deletes = [sql for _, sql in c.log if "DELETE" in sql]
     assert deletes == [PIN + "DELETE FROM users WHERE name = 'limit' ORDER BY `a`, `b` LIMIT 1"] * 2
+
+
+def test_a_session_that_fixed_its_timestamp_keeps_it_in_replicated_writes():
+    c = LoggingCursor(respond=lambda region, sql: ok_result(1))
+    run(c, "SET timestamp = 1288000000")
+    run(c, "INSERT INTO users (name) VALUES (NOW())")
+    writes = [sql for _, sql in c.log if "INSERT" in sql]
+    assert writes == ["INSERT INTO users (name) VALUES (NOW())"] * 2  # the session's time, already on every connection
+    run(c, "SET timestamp = DEFAULT")
+    run(c, "INSERT INTO users (name) VALUES (NOW())")
+    assert [sql for _, sql in c.log if "INSERT" in sql][-1].startswith(PIN)
+
+
+def test_warnings_of_set_and_rollback_reach_the_client():
+    def respond(region, sql):
+        if sql.startswith("SET @@tmp_table_size") or sql == "ROLLBACK":
+            return QueryResult(None, [], 0, 0, 1, 0, b"")  # MariaDB's 1292 / 1196
+        return ok_result(1)
+
+    c = LoggingCursor(respond=respond)
+    assert run(c, "SET @@tmp_table_size = 1024").result.warnings == 1
+    run(c, "BEGIN")
+    run(c, "INSERT INTO solo VALUES (1)")
+    assert run(c, "ROLLBACK").result.warnings == 1
