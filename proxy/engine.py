@@ -34,6 +34,7 @@ Error handling -- where state can be lost:
 from __future__ import annotations
 
 import logging
+import re
 import random
 import time
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class VCursor(Protocol):
     snapshot: RoutingSnapshot
 
     async def run(self, region: str, sql: str, *, join: bool = True, prefix: str = "", infile: Any = None) -> QueryResult: ...
+    async def join(self, region: str) -> None: ...  # the session's open transaction started there too
     def local_infile(self, keep: bool) -> Any: ...
     def client_status(self, global_scope: bool) -> dict[str, str]: ...
     def text_codec(self) -> str: ...  # the codec of the session's SQL text (and of text results)
@@ -343,6 +345,9 @@ class Local:
         return {"Local": list(self.result.columns), "rows": len(self.result.rows)}
 
 
+_CONSISTENT_SNAPSHOT = re.compile(r"\bconsistent\s+snapshot\b", re.I)
+
+
 @dataclass(frozen=True, slots=True)
 class Transaction:
     """BEGIN / START TRANSACTION ..., COMMIT, ROLLBACK."""
@@ -355,6 +360,11 @@ class Transaction:
     async def execute(self, vc: VCursor) -> Reply:
         was_active = vc.state.tx.active
         warnings = await end_transaction(vc, vc.state.on(self.event, begin_sql=self.begin_sql))
+        if self.event is Event.BEGIN and _CONSISTENT_SNAPSHOT.search(self.begin_sql):
+            # The snapshot is taken now, as on one server: on every live region, not when a
+            # statement first reaches one (another session's commit in between would show).
+            for region in sorted(vc.snapshot.regions):
+                await vc.join(region)
         if self.event is not Event.BEGIN and was_active:
             metrics.TRANSACTIONS.labels("commit" if self.event is Event.COMMIT else "rollback").inc()
         return ok(warnings=warnings)

@@ -307,3 +307,11 @@ def test_warnings_of_set_and_rollback_reach_the_client():
     run(c, "BEGIN")
     run(c, "INSERT INTO solo VALUES (1)")
     assert run(c, "ROLLBACK").result.warnings == 1
+
+
+def test_a_consistent_snapshot_is_taken_on_every_region_at_start_transaction():
+    c = LoggingCursor(respond=lambda region, sql: ok_result(0))
+    run(c, "START TRANSACTION WITH CONSISTENT SNAPSHOT")
+    assert c.log == [(r, "START TRANSACTION WITH CONSISTENT SNAPSHOT") for r in ("r1", "r2", "r3")]
+    run(c, "SELECT * FROM items")  # no second START TRANSACTION on its region
+    assert [sql for _, sql in c.log].count("START TRANSACTION WITH CONSISTENT SNAPSHOT") == 3
