@@ -6,8 +6,11 @@
 * `order_by_key`: UPDATE/DELETE ... LIMIT without ORDER BY may change
   different rows on each copy (MariaDB's "unsafe for statement-based
   replication"); ordered by the table's primary key (or a unique key of NOT
-  NULL columns, `table_key`, read from the primary once per placement epoch),
-  every copy picks the same rows;
+  NULL columns, else every column: `table_key`, read from the primary once per
+  placement epoch), every copy picks the same rows (a keyless table's rows
+  equal in every column are interchangeable; BLOB/TEXT values are ordered by
+  their first max_sort_length bytes, so two rows differing only after those
+  and nowhere else could still be picked differently);
 * `substitute_nextvals`: NEXTVAL of a sequence placed apart from the table an
   INSERT ... VALUES writes is evaluated on the sequence's copies first.
 """
@@ -53,10 +56,13 @@ async def table_key(vc: "VCursor", region: str, table: tuple[str, str]) -> tuple
         unique[v[2] or ""] = v[1] == "0"
     chosen = keys.get("PRIMARY") or next(
         (cols for k, cols in keys.items() if unique.get(k) and not any(weak for _, _, weak in cols)), None)
-    if not chosen:
-        raise unsupported(f"UPDATE/DELETE ... LIMIT without ORDER BY on the replicated table {db}.{name}, which has no "
-                          "primary or NOT NULL unique key to order by (the copies could change different rows)")
-    columns = tuple(c for _, c, _ in sorted(chosen))
+    if chosen:
+        columns = tuple(c for _, c, _ in sorted(chosen))
+    else:
+        # No key: every column.  Rows equal in all of them are indistinguishable, so
+        # whichever of them a copy picks, the copies stay identical.
+        shown = await vc.run(region, f"SHOW COLUMNS FROM {quoted}", join=False)
+        columns = tuple((text_row(raw)[0] or b"").decode("utf8", "surrogateescape") for raw in shown.rows)
     if len(_KEYS) > 4096:
         _KEYS.clear()
     _KEYS[(db, name, vc.snapshot.epoch)] = columns

@@ -315,3 +315,19 @@ def test_a_consistent_snapshot_is_taken_on_every_region_at_start_transaction():
     assert c.log == [(r, "START TRANSACTION WITH CONSISTENT SNAPSHOT") for r in ("r1", "r2", "r3")]
     run(c, "SELECT * FROM items")  # no second START TRANSACTION on its region
     assert [sql for _, sql in c.log].count("START TRANSACTION WITH CONSISTENT SNAPSHOT") == 3
+
+
+def test_limit_on_a_keyless_table_orders_by_every_column():
+    from proxy.protocol import lenenc_str
+
+    def answer(region, sql):
+        if sql.startswith("SHOW KEYS"):
+            return QueryResult([b"c"] * 14, [], 0, 0, 0, 0, b"")
+        if sql.startswith("SHOW COLUMNS"):
+            return QueryResult([b"c"] * 6, [lenenc_str(b"v") + b"\xfb" * 5, lenenc_str(b"w`x") + b"\xfb" * 5], 2, 0, 0, 0, b"")
+        return ok_result(1)
+
+    c = LoggingCursor(respond=answer)
+    run(c, "UPDATE orders SET total = 0 LIMIT 1")
+    updates = [sql for _, sql in c.log if sql.startswith(PIN)]
+    assert updates == [PIN + "UPDATE orders SET total = 0 ORDER BY `v`, `w``x` LIMIT 1"] * 2
