@@ -88,14 +88,21 @@ class CatalogRoute:
     keys: tuple[str, str] | None = None  # scatter: the row's schema and table columns
     materialize: tuple[str, ...] = ()  # any other shape: these views merged into derived tables
     schema: str | None = None  # ... only this schema's rows of them (the query pins it: one view, no OR)
+    with_tables: bool = False  # the query reads the cluster's tables too: it runs where they are
 
 
 def route_catalog(sql: str, analysis: Analysis, refs: list[tuple[str, str]], database: str | None) -> CatalogRoute:
     if analysis.writes:
         raise unsupported("writes to information_schema")
-    if any(db not in SYSTEM_SCHEMAS for db, _ in refs):
-        raise unsupported("a query joining information_schema with the cluster's tables")
     views = [name for db, name in refs if db == INFORMATION_SCHEMA]
+    if any(db not in SYSTEM_SCHEMAS for db, _ in refs):
+        # Joined with the cluster's tables: every region has the views that are the
+        # same everywhere; the views about tables are merged first.  Then it runs
+        # where those tables are (planner._plan_catalog).
+        if any(v not in REGION_INDEPENDENT and v not in TABLE_KEYED for v in views) or any(
+                db in ("performance_schema", "sys") for db, _ in refs):
+            raise unsupported("a query joining per-server information_schema views with the cluster's tables")
+        return CatalogRoute(materialize=tuple(dict.fromkeys(v for v in views if v in TABLE_KEYED)), with_tables=True)
     if all(v in REGION_INDEPENDENT for v in views) and all(db != "performance_schema" for db, _ in refs):
         return CatalogRoute(any_region=True)
     unknown = [v for v in views if v not in REGION_INDEPENDENT and v not in TABLE_KEYED]

@@ -189,6 +189,7 @@ class CatalogMaterialized:
     views: tuple[str, ...]  # lowercase names of information_schema views about tables
     bare: bool = False  # the session's database is information_schema
     schema: str | None = None  # only this schema's rows are read (the query pins it)
+    region: str | None = None  # where the query runs (its other tables' region), else the first live one
     label: str = "catalog"
     epoch: int = -1
 
@@ -236,10 +237,14 @@ class CatalogMaterialized:
             else:
                 derived = f"(SELECT {head} UNION ALL VALUES " + ", ".join("(" + ", ".join(r) + ")" for r in rows[1:]) + ")"
             sql = replace_view(sql, view, derived, self.bare)
+        if self.region is not None:  # with the cluster's tables: in the session's transaction, where they are
+            return Reply(await vc.run(self.region, sql))
         return Reply(await vc.run(anchor, sql, join=False))
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"CatalogMaterialized": list(self.views)}
         if self.schema is not None:
             out["schema"] = self.schema
+        if self.region is not None:
+            out["region"] = self.region
         return out

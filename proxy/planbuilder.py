@@ -451,7 +451,7 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
     if p.op is Op.CATALOG:
         if p.catalog_views:
             return CatalogMaterialized(p.sql, p.catalog_views, bare=(state.database or "").lower() == "information_schema",
-                                       schema=p.catalog_schema, epoch=epoch)
+                                       schema=p.catalog_schema, region=p.regions[0] if p.regions else None, epoch=epoch)
         assert p.catalog_keys is not None
         return CatalogScatter(p.sql, p.catalog_keys, epoch=epoch)
     return Route(p.sql, None, sticky=p.op is Op.STICKY, last_insert_id=p.uses_last_insert_id,

@@ -232,6 +232,15 @@ def _reads_only_any_region_schemas(analysis: Analysis, session: SessionView) -> 
 def _plan_catalog(sql: str, analysis: Analysis, refs: list[tuple[str, str]], snap: RoutingSnapshot,
                   session: SessionView) -> Plan:
     route = route_catalog(sql, analysis, refs, session.database)
+    if route.with_tables:  # the cluster's tables too: planned on them alone, the catalog views travel along
+        user = replace(analysis, reads=tuple(r for r in analysis.reads if (r.database or session.database or "").lower()
+                                             not in SYSTEM_SCHEMAS))
+        inner = plan_dml(sql, user, snap, session)
+        if inner.op is not Op.READ:
+            raise unsupported("a query joining information_schema with the cluster's tables placed apart")
+        if route.materialize:
+            return replace(inner, op=Op.CATALOG, catalog_views=route.materialize)
+        return inner
     if route.table is not None:
         table = snap.placement.table(*route.table)
         if table is not None:
@@ -384,6 +393,19 @@ _EXPLAIN_STMT = re.compile(r"^(?:describe|desc|explain)(?:\s+(?:extended|partiti
 _SHOW_TABLE_STATUS = re.compile(
     rf"^show\s+table\s+status(?:\s+(?:from|in)\s+({IDENT}))?\s+like\s+'([^'%_\\]+)'\s*;?\s*$", re.I
 )
+_SHOW_TABLE_STATUS_ANY = re.compile(
+    rf"^show\s+table\s+status(?:\s+(?:from|in)\s+({IDENT}))?"
+    r"""(?:\s+like\s+('[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*")|\s+where\s+(.+?))?\s*;?\s*$""",
+    re.I | re.S,
+)
+_TABLE_STATUS_COLUMNS = ", ".join(f"{column} AS `{name}`" for column, name in (
+    ("TABLE_NAME", "Name"), ("ENGINE", "Engine"), ("VERSION", "Version"), ("ROW_FORMAT", "Row_format"),
+    ("TABLE_ROWS", "Rows"), ("AVG_ROW_LENGTH", "Avg_row_length"), ("DATA_LENGTH", "Data_length"),
+    ("MAX_DATA_LENGTH", "Max_data_length"), ("INDEX_LENGTH", "Index_length"), ("DATA_FREE", "Data_free"),
+    ("AUTO_INCREMENT", "Auto_increment"), ("CREATE_TIME", "Create_time"), ("UPDATE_TIME", "Update_time"),
+    ("CHECK_TIME", "Check_time"), ("TABLE_COLLATION", "Collation"), ("CHECKSUM", "Checksum"),
+    ("CREATE_OPTIONS", "Create_options"), ("TABLE_COMMENT", "Comment"), ("MAX_INDEX_LENGTH", "Max_index_length"),
+    ("TEMPORARY", "Temporary")))
 _SHOW_ANY = re.compile(
     r"^show\s+(?:(?:global|session|local)\s+)?(?:variables|status|collation|character\s+set|charset|engines|"
     r"create\s+(?:database|schema)|grants|plugins|privileges|open\s+tables)\b",
@@ -465,6 +487,20 @@ def plan_show(sql: str, snap: RoutingSnapshot, session: SessionView, cache: Anal
     if m:  # one named table: its primary knows its status
         table = resolve_table(TableRef(_unquote(m.group(1)), m.group(2)), session, snap)
         return Plan(Op.READ, sql, (read_region((table,), snap),), Kind.SHOW, (table,), epoch=snap.epoch)
+    m = _SHOW_TABLE_STATUS_ANY.match(body)
+    if m:  # every table (or a pattern): information_schema.TABLES merged, as SHOW TABLE STATUS names its columns
+        database = _unquote(m.group(1)) or session.database
+        if database is None:
+            raise SqlError(ER_NO_DB, "No database selected")
+        if not snap.placement.has_database(database) and database.lower() not in SYSTEM_SCHEMAS:
+            raise SqlError(ER_BAD_DB, f"Unknown database '{database}'")
+        where = "TABLE_SCHEMA = '" + database.replace("\\", "\\\\").replace("'", "''") + "'"
+        if m.group(2) is not None:
+            where += f" AND TABLE_NAME LIKE {m.group(2)}"
+        select = f"SELECT {_TABLE_STATUS_COLUMNS} FROM information_schema.TABLES WHERE {where} ORDER BY TABLE_NAME"
+        if m.group(3) is not None:
+            select = f"SELECT * FROM ({select}) AS `status` WHERE {m.group(3)}"
+        return plan(select, Kind.SELECT, snap, session, cache)
     if _SHOW_STICKY.match(body):
         return Plan(Op.STICKY, sql, kind=Kind.SHOW, epoch=snap.epoch)
     if _SHOW_ANY.match(body):

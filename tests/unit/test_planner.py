@@ -77,7 +77,7 @@ ERRORS = [
     ("SHOW TABLES FROM nope", None, 1049, "42000"),
     ("USE nope", None, 1049, "42000"),
     ("SHOW PROCESSLIST", None, 1235, "42000"),
-    ("SHOW TABLE STATUS", None, 1235, "42000"),  # every table: would need all regions
+    ("SHOW TABLE STATUS FROM nope", None, 1049, "42000"),
     ("LOCK TABLES users WRITE", None, 1235, "42000"),
     ("SELECT 1; SELECT 2", None, 1235, "42000"),
     ("SELEC 1", None, 1064, "42000"),
@@ -187,3 +187,18 @@ def test_replace_view_keeps_the_clients_alias_and_strings():
         f"SELECT COUNT(*) FROM {d} AS `TABLES` WHERE 1"
     assert replace_view("select * from tables join columns using (x)", "tables", d, True) == \
         f"select * from {d} AS `TABLES` join columns using (x)"
+
+
+def test_information_schema_joined_with_the_clusters_tables_runs_where_they_are():
+    p = run("SELECT name FROM users WHERE name IN (SELECT SCHEMA_NAME FROM information_schema.SCHEMATA)")
+    assert (p.op, p.regions) == (Op.READ, ("r1",))
+    p = run("SELECT o.id, t.TABLE_ROWS FROM orders o JOIN information_schema.TABLES t ON t.TABLE_NAME = 'orders'")
+    assert (p.op, p.regions, list(p.catalog_views)) == (Op.CATALOG, ("r2",), ["tables"])
+    with pytest.raises(SqlError):
+        run("SELECT * FROM users JOIN information_schema.INNODB_TRX")
+
+
+def test_show_table_status_of_every_table_is_information_schema_merged():
+    for sql, op in (("SHOW TABLE STATUS", Op.CATALOG), ("SHOW TABLE STATUS LIKE 'o%'", Op.CATALOG),
+                    ("SHOW TABLE STATUS WHERE Rows > 3", Op.CATALOG), ("SHOW TABLE STATUS LIKE 'users'", Op.READ)):
+        assert run(sql).op is op, sql
