@@ -157,6 +157,8 @@ def _create(sql: str, stmt: exp.Create) -> DdlStatement:
         target = stmt.this.this if isinstance(stmt.this, exp.Schema) else stmt.this
         return DdlStatement(DdlKind.CREATE_TABLE, tables=(_table_ref(target),), if_not_exists=exists)
     if kind == "INDEX":
+        if stmt.args.get("replace") and exists:
+            raise SqlError(1221, "Incorrect usage of OR REPLACE and IF NOT EXISTS", "HY000")
         index = stmt.this
         table = index.args.get("table") if isinstance(index, exp.Index) else None
         return DdlStatement(DdlKind.CREATE_INDEX, tables=(_table_ref(table),), if_not_exists=exists)
