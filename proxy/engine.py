@@ -34,17 +34,18 @@ Error handling -- where state can be lost:
 from __future__ import annotations
 
 import logging
-import re
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from minisql.errors import CR_SERVER_LOST, ER_UNKNOWN, SqlError
+from minisql.errors import CR_SERVER_LOST, ER_PARSE, ER_UNKNOWN, SqlError
 
 from . import metrics
 from .backend import QueryResult, ResultStream
 from .planner import LocalResult, RoutingSnapshot
+from .protocol import text_row
 from .pinning import order_by_key, substitute_nextvals, substitute_uuids, table_key
 from .sessionstate import EndTransaction, SessionState
 from .statements import ROW_COUNT, substitute_last_insert_id, substitute_row_count
@@ -558,15 +559,27 @@ class NamedPrepare:
 
     name: str
     text: str
+    variable: str = ""  # PREPARE name FROM @variable: the text is that user variable's value
     label: str = "prepare"
     epoch: int = -1
 
     async def execute(self, vc: VCursor) -> Reply:
-        vc.state.named[self.name.lower()] = self.text
+        text = self.text
+        if self.variable:
+            # User variables reach every connection of the session (SetSession): any one
+            # knows the value.  Checked when EXECUTE plans it, not here.
+            region = vc.last_region() or vc.any_region()
+            row = (await vc.run(region, f"SELECT {self.variable}", join=False)).rows
+            value = text_row(row[0])[0] if row else None
+            if value is None:
+                raise SqlError(ER_PARSE, "You have an error in your SQL syntax; check the manual that corresponds to your "
+                                         "MariaDB server version for the right syntax to use near 'NULL' at line 1", "42000")
+            text = value.decode(vc.text_codec(), "surrogateescape")
+        vc.state.named[self.name.lower()] = text
         return ok()
 
     def describe(self) -> dict[str, Any]:
-        return {"NamedPrepare": self.name}
+        return {"NamedPrepare": self.name, **({"from": self.variable} if self.variable else {})}
 
 
 @dataclass(frozen=True, slots=True)

@@ -277,12 +277,22 @@ def _string_value(literal: str) -> str:
     return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body, flags=re.S)
 
 
+# A literal of any type: numbers (with exponents), strings (with a charset introducer),
+# typed temporals (TIME'..'), hex and bit strings, NULL / TRUE / FALSE.
+_USING_LITERAL = re.compile(
+    r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?"
+    r"|(?:_[a-z0-9]+\s*)?'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\""
+    r"|(?:date|time|timestamp)\s*'[^']*'|x'[0-9a-f]*'|0x[0-9a-f]+|b'[01]*'|0b[01]+|null|true|false",
+    re.I,
+)
+
+
 def bind_user_variables(text: str, using: str | None, what: str) -> str:
     """EXECUTE ... USING @a, @b: each `?` becomes the variable itself, which
     keeps its type (user variables reach every connection: SetSession)."""
     variables = [v.strip() for v in split_top_level(using)] if using else []
     for v in variables:
-        if not _USER_VARIABLE.match(v) and not re.fullmatch(r"[-+]?\d+(?:\.\d+)?|'(?:[^'\\]|\\.|'')*'|NULL", v, re.I):
+        if not _USER_VARIABLE.match(v) and not _USING_LITERAL.fullmatch(v):
             raise unsupported(f"EXECUTE ... USING {v[:30]} (user variables and literals only)")
     return interpolate(text, variables, what)
 
@@ -305,9 +315,11 @@ def _plan_named(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionView,
     if kind is Kind.PREPARE:
         m = _PREPARE.match(body)
         rest = body[m.end():] if m else ""
+        if m and _USER_VARIABLE.match(rest.strip().rstrip(";").strip()):
+            return NamedPrepare(_unquote_name(m.group(1)), "", variable=rest.strip().rstrip(";").strip(), epoch=snap.epoch)
         literal = _STRING.match(rest)
         if not m or not literal or literal.group(2):
-            raise unsupported("PREPARE ... FROM anything but a string literal")
+            raise unsupported("PREPARE ... FROM anything but a string literal or a user variable")
         text = _string_value(literal.group(1))
         # Planned once now: a wrong statement fails at PREPARE, as in MariaDB.
         dummy = bind_user_variables(text, ", ".join(["NULL"] * len(placeholder_positions(text))) or None, "PREPARE")

@@ -331,3 +331,18 @@ def test_limit_on_a_keyless_table_orders_by_every_column():
     run(c, "UPDATE orders SET total = 0 LIMIT 1")
     updates = [sql for _, sql in c.log if sql.startswith(PIN)]
     assert updates == [PIN + "UPDATE orders SET total = 0 ORDER BY `v`, `w``x` LIMIT 1"] * 2
+
+
+def test_prepare_from_a_user_variable_takes_its_value():
+    from proxy.protocol import lenenc_str
+
+    def answer(region, sql):
+        if sql == "SELECT @s":
+            return QueryResult([b"c"], [lenenc_str(b"SELECT * FROM users WHERE id = ?")], 1, 0, 0, 0, b"")
+        return ok_result(0)
+
+    c = LoggingCursor(respond=answer)
+    run(c, "PREPARE st FROM @s")
+    assert c.state.named["st"] == "SELECT * FROM users WHERE id = ?"
+    run(c, "EXECUTE st USING 1e0")
+    assert c.log[-1] == ("r1", "SELECT * FROM users WHERE id = 1e0")
