@@ -25,7 +25,7 @@ from typing import Any
 
 from minisql.errors import ER_NO_DB, ER_PARSE, SqlError, unsupported
 
-from .engine import Reply, VCursor
+from .engine import Ddl, Reply, VCursor
 from .planner import RoutingSnapshot, SessionView, split_qualified, read_region, resolve_table
 from .statements import AnalysisCache, Kind, strip_leading_noise
 
@@ -70,6 +70,27 @@ class TempTable:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class DropBoth:
+    """DROP TABLE naming temporary and normal tables: the temporary ones first."""
+
+    temporary: TempTable
+    normal: Ddl
+    label: str = "temporary"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        await self.temporary.execute(vc)
+        return await self.normal.execute(vc)
+
+    def describe(self) -> dict[str, Any]:
+        return {"DropBoth": [self.temporary.describe(), self.normal.describe()]}
+
+
+def _names(keys: list[tuple[str, str]]) -> str:
+    return ", ".join(".".join("`" + part.replace("`", "``") + "`" for part in key) for key in keys)
+
+
 def _key(first: str, second: str | None, session: SessionView) -> tuple[str, str]:
     ref = split_qualified(first, second)
     database = ref.database or session.database
@@ -108,7 +129,7 @@ def plan_temporary(sql: str, kind: Kind, snap: RoutingSnapshot, session: Session
 
 
 def _plan_drop(sql: str, body: str, session: SessionView, temporary: dict[tuple[str, str], str], snap: RoutingSnapshot,
-               only_temporary: bool) -> TempTable | None:
+               only_temporary: bool) -> TempTable | DropBoth | None:
     m = _DROP.match(body)
     if not m:
         raise SqlError(ER_PARSE, f"You have an error in your SQL syntax near '{body[:30]}'", "42000")
@@ -134,14 +155,21 @@ def _plan_drop(sql: str, body: str, session: SessionView, temporary: dict[tuple[
         if only_temporary:
             missing = next(k for k in keys if k not in temporary)
             raise SqlError(1051, f"Unknown table '{'.'.join(missing)}'", "42S02")
-        raise unsupported("DROP TABLE naming both temporary and normal tables (drop them in two statements)")
+        # Temporary and normal tables in one DROP TABLE: the temporary ones on their region,
+        # then the others through the master, as two statements MariaDB would run as one.
+        regions = {temporary[k] for k in found}
+        if len(regions) != 1:
+            raise unsupported("DROP of temporary tables on different regions (one statement each)")
+        exists = "IF EXISTS " if m.group(1) else ""
+        temp = TempTable(f"DROP TEMPORARY TABLE {exists}{_names(found)}", regions.pop(), dropped=tuple(found), epoch=snap.epoch)
+        return DropBoth(temp, Ddl(f"DROP TABLE {exists}{_names([k for k in keys if k not in temporary])}", epoch=snap.epoch))
     regions = {temporary[k] for k in found}
     if len(regions) != 1:
         raise unsupported("DROP of temporary tables on different regions (one statement each)")
     return TempTable(sql, regions.pop(), dropped=tuple(found), epoch=snap.epoch)
 
 
-def plan_ddl_on_temporary(sql: str, snap: RoutingSnapshot, session: SessionView) -> TempTable | None:
+def plan_ddl_on_temporary(sql: str, snap: RoutingSnapshot, session: SessionView) -> TempTable | DropBoth | None:
     """DROP / ALTER / TRUNCATE / RENAME / CREATE INDEX / DROP INDEX naming a session's temporary table goes to
     its region, not to the master (None: not about temporary tables)."""
     temporary: dict[tuple[str, str], str] = getattr(session, "temp_tables", {})

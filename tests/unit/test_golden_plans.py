@@ -55,3 +55,10 @@ def test_golden_plan(case):
         GOLDEN.write_text(json.dumps(CASES, indent=1) + "\n")
         return
     assert got == case["plan"], f"{case['sql']}: got {got}"
+
+
+def test_drop_table_of_temporary_and_normal_tables_drops_both():
+    state = SessionState(database="shop", temp_tables={("shop", "tmp"): "r2"})
+    plan = plan_statement("DROP TABLE users, tmp", classify("DROP TABLE users, tmp"), SNAP, state, AnalysisCache())
+    assert plan.describe() == {"DropBoth": [{"TempTable": "r2", "drops": ["shop.tmp"]}, {"Ddl": "master"}]}
+    assert plan.temporary.sql == "DROP TEMPORARY TABLE `shop`.`tmp`" and plan.normal.sql == "DROP TABLE `shop`.`users`"
