@@ -135,11 +135,13 @@ def _sequences_named(placement: Placement, db: str, stmt: DdlStatement) -> set[t
     return {k for ref in stmt.references if (t := placement.table(*(k := ref.resolve(db)))) is not None and t.kind == "sequence"}
 
 
-def _with_references(placement: Placement, db: str, name: str, references: tuple[tuple[str, str], ...]) -> Placement | None:
+def _with_references(placement: Placement, db: str, name: str, references: tuple[tuple[str, str], ...],
+                     links: tuple[tuple[str, str], ...] | None = None) -> Placement | None:
     table = placement.table(db, name)
-    if table is None or table.references == references:
+    links = table.links if table is not None and links is None else links
+    if table is None or (table.references, table.links) == (references, links):
         return None
-    return placement.with_table(replace(table, references=references))
+    return placement.with_table(replace(table, references=references, links=links))
 
 
 def _has_1050(result: dict[str, Any] | SqlError) -> bool:
@@ -164,6 +166,12 @@ class DdlService(ViewStatements):
         started = time.monotonic()
         kind = "unparsed"
         try:
+            if payload.get("op") == "colocate":
+                kind = "colocate"
+                async with self._lock:
+                    result = await self._colocate_request(payload)
+                metrics.DDL.labels(kind=kind, outcome="ok").inc()
+                return result
             if payload.get("op") != "ddl":
                 raise SqlError(ER_NOT_SUPPORTED_YET, f"unknown master request op {payload.get('op')!r}")
             sql = payload.get("sql")
@@ -315,11 +323,10 @@ class DdlService(ViewStatements):
             raise error
         primary_result = results[primary]
         assert isinstance(primary_result, dict)
-        sequences = _sequences_named(placement, db, stmt)
         table = TablePlacement(
-            db, name, primary, {r: ReplicaState.IN_SYNC for r in replicas},
-            references=tuple(sorted(set(_references(primary_result)) | sequences)),
+            db, name, primary, {r: ReplicaState.IN_SYNC for r in replicas}, references=_references(primary_result),
             kind="sequence" if stmt.kind == DdlKind.CREATE_SEQUENCE else "table",
+            links=tuple(sorted(_sequences_named(placement, db, stmt))),
         )
 
         def add(p: Placement) -> Placement | None:
@@ -377,6 +384,37 @@ class DdlService(ViewStatements):
             raise SqlError(ER_UNKNOWN, f"Can't colocate `{db}`.`{name}` with the tables it references: {exc}") from None
         if colocation is not None:
             await self._run_moves(colocation.moves, live)
+
+    async def _colocate_request(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """{"op": "colocate", "table": [db, name], "with": [[db, name], ...]}: the
+        proxy before a CREATE TRIGGER whose body reaches other tables.  They are
+        brought onto the table's group's regions (moved if apart) and kept there
+        by `links` on the table, so later moves and failovers keep them together."""
+        try:
+            table = (str(payload["table"][0]), str(payload["table"][1]))
+            others = {(str(d), str(t)) for d, t in payload.get("with") or ()}
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise SqlError(ER_UNKNOWN, "malformed colocate request") from None
+        placement = await self._topo.get_placement()
+        if placement.table(*table) is None:
+            raise SqlError(ER_NO_SUCH_TABLE, f"Table '{table[0]}.{table[1]}' doesn't exist", "42S02")
+        others = {k for k in others if placement.table(*k) is not None and k != table}
+        if others:
+            live = await self._topo.list_regions()
+            try:
+                colocation = plan_colocation(placement, [table, *sorted(others)], live, await self._topo.get_loads())
+            except NotEnoughRegions as exc:
+                raise SqlError(ER_UNKNOWN, f"Can't place `{table[0]}`.`{table[1]}` with the tables its trigger reaches: {exc}") from None
+            if colocation is not None:
+                await self._run_moves(colocation.moves, live)
+
+        def link(p: Placement) -> Placement | None:
+            t = p.table(*table)
+            if t is None or others <= set(t.links):
+                return None
+            return p.with_table(replace(t, links=tuple(sorted(set(t.links) | others))))
+
+        return _ok(await self._publish(link))
 
     async def _run_moves(self, moves: tuple[MoveTable, ...], live: Mapping[str, RegionInfo]) -> None:
         for move in moves:
@@ -533,8 +571,8 @@ class DdlService(ViewStatements):
             metrics.STALE_REPLICAS.inc(len(stale))
             await self._publish(lambda p: mark_replicas(p, *name_after, stale, ReplicaState.STALE))
         written = await self._topo.get_placement()
-        if report:  # FOREIGN KEYs added or dropped: the colocation graph follows (sequences kept: MariaDB does not list them)
-            kept = {r for r in table.references if (s := written.table(*r)) is not None and s.kind == "sequence"}
-            references = tuple(sorted(set(_references(primary_result)) | kept | _sequences_named(written, db, stmt)))
-            written = await self._publish(lambda p: _with_references(p, *name_after, references))
+        if report:  # FOREIGN KEYs added or dropped: the colocation graph follows
+            references = _references(primary_result)
+            links = tuple(sorted(set(table.links) | _sequences_named(written, db, stmt)))
+            written = await self._publish(lambda p: _with_references(p, *name_after, references, links))
         return _ok(written, int(primary_result.get("affected_rows", 0)), primary_result.get("warnings"))

@@ -77,9 +77,10 @@ def apply_rename(placement: Placement, pairs: tuple[Pair, ...]) -> Placement | N
             return None
         result = result.without_table(*src).with_table(replace(table, database=dst[0], name=dst[1]))
         for t in list(result.all_tables()):
-            if src in t.references:
-                moved = tuple(sorted({dst if r == src else r for r in t.references}))
-                result = result.with_table(replace(t, references=moved))
+            if src in t.references or src in t.links:
+                def moved(refs: tuple[Key, ...]) -> tuple[Key, ...]:
+                    return tuple(sorted({dst if r == src else r for r in refs}))
+                result = result.with_table(replace(t, references=moved(t.references), links=moved(t.links)))
     return result if pairs else None
 
 

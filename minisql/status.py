@@ -59,6 +59,7 @@ def status_document(regions: Mapping[str, Any], placement: Any, leader: Any) -> 
                     # The colocation group (FOREIGN KEY links), named by its first table; null alone.
                     "group": ".".join(groups[(db, name)][0]) if len(groups.get((db, name), ())) > 1 else None,
                     "references": [".".join(r) for r in t.references],
+                    "links": [".".join(r) for r in t.links],
                     "kind": t.kind,
                 }
             )

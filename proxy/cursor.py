@@ -294,6 +294,24 @@ class SessionCursor(CursorBase):
             raise SqlError(ER_UNKNOWN, "KILL and SHOW PROCESSLIST need the proxy's session registry")
         return cluster
 
+    async def colocate(self, table: tuple[str, str], others: tuple[tuple[str, str], ...]) -> None:
+        """Ask the master to keep `others` on `table`'s regions (moving them if
+        apart); returns once this proxy sees the placement that says so."""
+        session = self.session
+        try:
+            result = await session.topology.call(
+                "master", {"op": "colocate", "table": list(table), "with": [list(o) for o in others]}, timeout=DDL_TIMEOUT)
+        except CallTimeout:
+            raise SqlError(ER_LOCK_WAIT_TIMEOUT, f"No master answered within {DDL_TIMEOUT:.0f} s (is a master running?)")
+        except TopologyError as e:
+            raise SqlError(ER_UNKNOWN, f"Cannot reach ZooKeeper: {e}")
+        if "error" in result:
+            raise SqlError.from_dict(result["error"])
+        try:
+            await session.routing.wait_for_epoch(int(result.get("placement_version", -1)))
+        except asyncio.TimeoutError:
+            log.warning("placement after colocation not seen; going on")
+
     async def ddl(self, sql: str, statement_vars: str = "") -> Reply:
         """DDL through the master's queue, as the client; waits until this proxy
         sees the placement the DDL produced."""

@@ -15,12 +15,12 @@ copy fires it for the same rows and the copies stay identical.
   source's triggers, in their firing order, once its rows are in
   (region/tasks.py copy_table): triggers do not fire for the copy's rows.
 
-Refused (1235), because the copies could then differ: a body that names
-another table or CALLs a routine.  The trigger's table and that other table
-may sit on different regions, and even when they share regions today the
-master may move one without the other (colocation groups are issue 7).  A
-body that only sets NEW columns, user variables or signals errors is
-accepted -- the common case for defaults, validation and counters.
+A body that writes or reads other tables (an audit log, a counter in a
+parent) needs them on the same regions, for good: the proxy first asks the
+master to colocate them (`colocate`: moved if apart, and kept together by
+`links` on the trigger's table through later moves and failovers), then
+creates the trigger on the table's copies.  Refused (1235): a body that
+CALLs a routine -- the tables it reaches cannot be named.
 
 Limits, stated plainly: tables reached through stored functions the body
 calls are not seen (as for CALL, routines.py); a trigger created while a
@@ -75,18 +75,18 @@ def plan_trigger_ddl(sql: str, snap: RoutingSnapshot, session: SessionView) -> A
     if trigger.database is not None and trigger.database.lower() != table.database.lower():
         raise SqlError(ER_TRG_IN_WRONG_SCHEMA, "Trigger in wrong schema", "HY000")
     facts = body_facts(m.group(5), table.database)
-    own = (table.database.lower(), table.name.lower())
-    others = sorted(f"{db}.{name}" for db, name in facts.tables if (db.lower(), name.lower()) != own)
-    if others or facts.calls:
-        named = ", ".join(others) if others else "a CALL"
-        raise unsupported(f"a trigger whose body reaches other tables ({named}): the copies of {table.database}.{table.name} "
-                          "and of those tables are placed independently, so the copies could differ")
+    if facts.calls:
+        raise unsupported("a trigger whose body CALLs a routine (the tables it reaches cannot be named, so its copies "
+                          "could differ)")
+    own = (table.database, table.name)
+    others = tuple(sorted({(t.database, t.name) for db, name in facts.tables if (db.lower(), name.lower()) != (
+        own[0].lower(), own[1].lower()) and (t := snap.placement.table(db, name)) is not None}))
     regions = table.write_regions
     for region in regions:
         require_live(region, snap)
     undo = f"DROP TRIGGER IF EXISTS {quote_ident(table.database)}.{quote_ident(trigger.name)}"
     replaces = text[:30].lower().replace(" ", "").startswith("createorreplace")
-    return CreateTrigger(sql, regions, None if replaces else undo, epoch=snap.epoch)
+    return CreateTrigger(sql, regions, None if replaces else undo, table=own, colocate=others, epoch=snap.epoch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,14 +97,21 @@ class CreateTrigger:
     sql: str
     regions: tuple[str, ...]
     undo: str | None
+    table: tuple[str, str] = ("", "")
+    colocate: tuple[tuple[str, str], ...] = ()  # tables the body reaches: kept on the table's regions first
     label: str = "ddl"
     epoch: int = -1
 
     async def execute(self, vc: VCursor) -> Reply:
         await end_transaction(vc, vc.state.on(Event.IMPLICIT_COMMIT))
+        regions = self.regions
+        if self.colocate:
+            await vc.colocate(self.table, self.colocate)
+            placed = vc.current_snapshot().placement.table(*self.table)
+            regions = placed.write_regions if placed is not None else regions
         done: list[str] = []
         first = None
-        for region in self.regions:
+        for region in regions:
             try:
                 result = await vc.run(region, self.sql, join=False)
             except SqlError:
@@ -126,7 +133,10 @@ class CreateTrigger:
                 log.error("could not undo CREATE TRIGGER on %s after a later copy refused it: %s", region, e)
 
     def describe(self) -> dict[str, Any]:
-        return {"CreateTrigger": list(self.regions)}
+        out: dict[str, Any] = {"CreateTrigger": list(self.regions)}
+        if self.colocate:
+            out["colocate"] = [".".join(k) for k in self.colocate]
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,7 +138,9 @@ class TablePlacement:
 
     `references`: the (database, table) names this table's FOREIGN KEYs point
     at, as MariaDB reports them after each CREATE / ALTER (for a view: the
-    tables and views it reads).  They are edges of
+    tables and views it reads).  `links`: other tables it must share regions
+    with although no constraint says so -- those its triggers' bodies reach,
+    the sequence of a DEFAULT NEXTVAL.  Both are edges of the colocation graph.  They are edges of
     the colocation graph (`Placement.colocation_groups`): a table and every
     table it references live on the same regions, so MariaDB can check the
     constraint locally.  Names, not objects: a parent dropped and created
@@ -151,7 +153,8 @@ class TablePlacement:
     replicas: Mapping[str, ReplicaState] = field(default_factory=dict)
     epoch: int = 1
     references: tuple[tuple[str, str], ...] = ()
-    kind: str = "table"  # or "view": placed with the tables it reads (its `references`), no rows of its own
+    kind: str = "table"  # "view" (placed with what it reads, no rows of its own) or "sequence"
+    links: tuple[tuple[str, str], ...] = ()  # other tables it must live with: its triggers' and DEFAULT NEXTVAL's
 
     @property
     def is_view(self) -> bool:
@@ -190,6 +193,8 @@ class TablePlacement:
             out["references"] = [list(r) for r in self.references]
         if self.kind != "table":
             out["kind"] = self.kind
+        if self.links:
+            out["links"] = [list(r) for r in self.links]
         return out
 
     @classmethod
@@ -204,6 +209,7 @@ class TablePlacement:
             epoch=int(data.get("epoch", 1)),
             references=tuple(sorted((str(r[0]), str(r[1])) for r in data.get("references", ()))),
             kind=str(data.get("kind", "table")),
+            links=tuple(sorted((str(r[0]), str(r[1])) for r in data.get("links", ()))),
         )
 
 
@@ -254,7 +260,7 @@ class Placement:
             return key
 
         for t in self.all_tables():
-            for ref in t.references:
+            for ref in t.references + t.links:
                 if ref in parent:
                     a, b = root(t.key), root(ref)
                     if a != b:

@@ -286,6 +286,7 @@ def test_status_output(monkeypatch, capsys, listening_port):
             "epoch": 1,
             "group": None,
             "references": [],
+            "links": [],
             "kind": "table",
         }
     ]

@@ -311,3 +311,25 @@ def test_a_django_style_schema_is_created_migrated_reflected_and_queried(cluster
                 sums[region] = rcur.fetchone()[1]
             rc.close()
         assert len(sums) == 2 and len(set(sums.values())) == 1, (name, sums)
+
+
+def test_a_trigger_that_writes_another_table_brings_it_along(cluster):
+    db = fresh_database(cluster, "tg")
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE orders (id INT PRIMARY KEY, total INT)")
+    create_apart(cluster, cur, db, "audit", "CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, order_id INT, "
+                 "total INT)", "orders")
+    cur.execute("INSERT INTO audit (order_id, total) VALUES (0, 0)")
+    cur.execute("CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW "
+                "INSERT INTO audit (order_id, total) VALUES (NEW.id, NEW.total)")
+    placement = cluster.state()["placement"]
+    assert placement.table(db, "audit").copies == placement.table(db, "orders").copies
+    assert (db, "audit") in placement.table(db, "orders").links  # kept together from now on
+    cur.execute("INSERT INTO orders VALUES (1, 10), (2, 20)")
+    cur.execute("SELECT order_id, total FROM audit ORDER BY id")
+    assert cur.fetchall() == ((0, 0), (1, 10), (2, 20))
+    for name in ("orders", "audit"):
+        rows = cluster.rows_on_regions(db, name)
+        assert len(rows) == 2 and len({tuple(v) for v in rows.values()}) == 1, (name, rows)
+    conn.close()

@@ -125,6 +125,9 @@ class LoggingCursor(CursorBase):
         self.ddls.append(f"SET STATEMENT {statement_vars} FOR {sql}" if statement_vars else sql)
         return Reply(ok_result(0))
 
+    async def colocate(self, table: tuple[str, str], others: tuple[tuple[str, str], ...]) -> None:
+        self.log.append(("master", f"colocate {'.'.join(table)} with {', '.join('.'.join(o) for o in others)}"))
+
     async def account_statement(self, sql: str) -> Reply:
         self.log.append(("accounts", sql))
         return Reply(ok_result(0))

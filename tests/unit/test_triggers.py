@@ -12,7 +12,7 @@ from minisql.errors import SqlError
 from proxy.planbuilder import plan_statement
 from proxy.statements import AnalysisCache, Kind, classify
 
-from .fakecursor import SNAP, LoggingCursor
+from .fakecursor import SNAP, LoggingCursor, ok_result
 
 CACHE = AnalysisCache()
 
@@ -61,14 +61,23 @@ def test_a_copy_that_refuses_undoes_the_trigger_on_the_earlier_ones():
 
 
 @pytest.mark.parametrize("body, named", [
-    ("INSERT INTO orders VALUES (NEW.id)", "shop.orders"),
-    ("SET NEW.total = (SELECT price FROM shop.items WHERE id = NEW.id)", "shop.items"),
-    ("CALL audit(NEW.id)", "a CALL"),
+    ("INSERT INTO orders VALUES (NEW.id)", ["shop.orders"]),
+    ("SET NEW.total = (SELECT price FROM shop.items WHERE id = NEW.id)", ["shop.items"]),
+    ("BEGIN INSERT INTO orders VALUES (NEW.id); UPDATE nowhere SET a = 1; END", ["shop.orders"]),  # (no table: no link)
 ])
-def test_a_body_reaching_other_tables_is_refused(body, named):
+def test_a_body_reaching_other_tables_colocates_them_first(body, named):
+    p = plan(f"CREATE TRIGGER t1 BEFORE INSERT ON users FOR EACH ROW {body}")
+    assert p.describe()["colocate"] == named
+    c = LoggingCursor(respond=lambda region, sql: ok_result(0))
+    asyncio.run(p.execute(c))
+    assert c.log[0] == ("master", f"colocate shop.users with {', '.join(named)}")
+    assert [r for r, _ in c.log[1:]] == ["r1", "r2"]
+
+
+def test_a_body_that_calls_a_routine_is_refused():
     with pytest.raises(SqlError) as e:
-        plan(f"CREATE TRIGGER t1 BEFORE INSERT ON users FOR EACH ROW {body}")
-    assert e.value.errno == 1235 and named in e.value.message
+        plan("CREATE TRIGGER t1 BEFORE INSERT ON users FOR EACH ROW CALL audit(NEW.id)")
+    assert e.value.errno == 1235 and "CALL" in e.value.message
 
 
 def test_create_trigger_errors_as_mariadb():
