@@ -41,7 +41,7 @@ from .engine import (
     UseDatabase,
     VCursor,
 )
-from .backend import QueryResult
+from .backend import BackendError, QueryResult
 from .clusterplan import (
     do_as_select,
     match_processlist,
@@ -62,7 +62,8 @@ from .planner import Op, Plan, RoutingSnapshot, SessionView, plan, plan_dml
 from .prepared import interpolate, placeholder_positions
 from .temptables import plan_ddl_on_temporary, plan_temporary
 from .triggers import plan_show_create_trigger, plan_trigger_ddl, show_triggers_query
-from .statements import AnalysisCache, Kind, blank_statement, classify, split_insert_select, strip_leading_noise
+from .statements import (DML_KINDS, STRINGS_AND_COMMENTS, AnalysisCache, Kind, blank_statement, classify,
+                         split_insert_select, strip_leading_noise)
 from .txn import Event
 
 # -- SET ----------------------------------------------------------------------------------------
@@ -175,6 +176,45 @@ class SetFromQuery:
     def describe(self) -> dict[str, Any]:
         return {"SetFromQuery": ",".join(self.vars), "read": self.read.describe()}
 
+
+
+_ASSIGNED_VARIABLE = re.compile(r"(@(?:[\w$.]+|`[^`]+`))\s*:=")
+
+
+def blank_strings(sql: str) -> str:
+    """`sql` with its strings and comments made of x's (identifiers kept)."""
+    return STRINGS_AND_COMMENTS.sub(lambda m: "x" * len(m.group()), sql)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncVariables:
+    """A statement that assigns user variables (`@c := @c + 1` in a SELECT or an
+    UPDATE) changes them only on the connections that run it; the session's
+    other connections -- and those it opens later -- must see the same values,
+    or the next statement that reads them there (a write replayed on a
+    replica) would differ.  After the statement, the values are read where it
+    ran and set everywhere else, like a SET.  The result is buffered."""
+
+    inner: Any
+    vars: tuple[str, ...]
+    label: str = "read"
+    epoch: int = -1
+
+    async def execute(self, vc: VCursor) -> Reply:
+        reply = await self.inner.execute(vc)
+        if reply.stream is not None:
+            try:
+                reply = Reply(await reply.stream.read_all())
+            except BackendError as e:
+                raise e.to_sql_error() from None
+        region = vc.last_region() or vc.any_region()
+        read = await vc.run(region, "SELECT " + ", ".join(self.vars), join=False)
+        values = render_values(read.rows[0], column_kinds(read.fields or [])) if read.rows else ["NULL"] * len(self.vars)
+        await plan_set("SET " + ", ".join(f"{var} = {value}" for var, value in zip(self.vars, values)), self.epoch).execute(vc)
+        return reply
+
+    def describe(self) -> dict[str, Any]:
+        return {"SyncVariables": list(self.vars), "inner": self.inner.describe()}
 
 
 def plan_set(sql: str, epoch: int = -1) -> SetSession | EveryRegion:
@@ -344,9 +384,14 @@ def _plan_named(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionView,
 
 # -- the entry point ------------------------------------------------------------------------------
 def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionView, cache: AnalysisCache,
-                   depth: int = 0) -> Primitive:
+                   depth: int = 0, sync_variables: bool = True) -> Primitive:
     """The primitive that runs `sql` (kind from statements.classify)."""
     epoch = snap.epoch
+    if sync_variables and kind in DML_KINDS and "@" in sql and ":=" in sql:
+        assigned = tuple(dict.fromkeys(m.group(1) for m in _ASSIGNED_VARIABLE.finditer(blank_strings(sql))))
+        if assigned:
+            inner = plan_statement(sql, kind, snap, state, cache, depth, sync_variables=False)
+            return SyncVariables(inner, assigned, epoch=epoch)
     if kind is Kind.BEGIN:
         return Transaction(Event.BEGIN, strip_leading_noise(sql).rstrip().rstrip(";"), epoch=epoch)
     if kind is Kind.COMMIT:

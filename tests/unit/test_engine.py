@@ -346,3 +346,20 @@ def test_prepare_from_a_user_variable_takes_its_value():
     assert c.state.named["st"] == "SELECT * FROM users WHERE id = ?"
     run(c, "EXECUTE st USING 1e0")
     assert c.log[-1] == ("r1", "SELECT * FROM users WHERE id = 1e0")
+
+
+def test_a_statement_that_assigns_user_variables_sets_them_on_every_connection_after():
+    from proxy.protocol import lenenc_str
+
+    def answer(region, sql):
+        if sql == "SELECT @c":
+            return QueryResult([b"\x03def\x00\x00\x00\x02@c\x00\x0c\x3f\x00\x14\x00\x00\x00\x08\x80\x00\x00\x00\x00"],
+                               [lenenc_str(b"3")], 1, 0, 0, 0, b"")
+        return ok_result(1)
+
+    c = LoggingCursor(respond=answer)
+    run(c, "SELECT * FROM items")  # opens r3
+    run(c, "UPDATE users SET id = (@c := @c + 1)")  # on r1 (primary), r2
+    after = c.log[c.log.index(("r1", "SELECT @c")):]
+    assert sorted(r for r, sql in after if sql == "SET @c = 3") == ["r1", "r2", "r3"]  # every open connection
+    assert c.state.replay["@c"] == "SET @c = 3"  # and the ones opened later
