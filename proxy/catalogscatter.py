@@ -51,6 +51,27 @@ def encode_row(values: list[bytes | None]) -> bytes:
     return b"".join(b"\xfb" if v is None else lenenc_str(v) for v in values)
 
 
+def owned_rows(snap: Any, results: dict[str, QueryResult], visible: int) -> list[list[bytes | None]]:
+    """The rows of every region's answer (`results`, by region, sorted) that
+    come from the region serving their table -- each table once; a table the
+    placement does not know (the system schemas') from the first region.  The
+    row's schema and table are its columns `visible` and `visible + 1`."""
+    regions = sorted(results)
+    owners: dict[tuple[bytes, bytes], str] = {}
+    rows: list[list[bytes | None]] = []
+    for region in regions:
+        for raw in results[region].rows:
+            values = text_row(raw)
+            key = (values[visible] or b"", values[visible + 1] or b"")
+            owner = owners.get(key)
+            if owner is None:
+                table = snap.placement.table(key[0].decode("utf8", "replace"), key[1].decode("utf8", "replace"))
+                owner = owners[key] = read_region((table,), snap) if table is not None else regions[0]
+            if owner == region:
+                rows.append(values)
+    return rows
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogScatter:
     """Every live region answers; each row is kept from the region serving its
@@ -84,19 +105,7 @@ class CatalogScatter:
                 sort_index.append((int(column) - 1, descending))
             else:
                 sort_index.append((visible + 2 + by_name.index(column), descending))
-        owners: dict[tuple[bytes, bytes], str] = {}
-        rows: list[list[bytes | None]] = []
-        for region in regions:
-            for raw in results[region].rows:
-                values = text_row(raw)
-                key = (values[visible] or b"", values[visible + 1] or b"")
-                owner = owners.get(key)
-                if owner is None:
-                    table = snap.placement.table(key[0].decode("utf8", "replace"), key[1].decode("utf8", "replace"))
-                    owner = read_region((table,), snap) if table is not None else anchor
-                    owners[key] = owner
-                if owner == region:
-                    rows.append(values)
+        rows = owned_rows(snap, results, visible)
         for i, descending in reversed(sort_index):
             rows.sort(key=lambda r: _sort_key(r[i]), reverse=descending)
         if limit is not None:
@@ -142,7 +151,6 @@ _BARE_REF = "\\b(from|join)(\\s+)(?:`{0}`|\\b{0}\\b)"
 _ALIAS_FOLLOWS = re.compile(r"\s*(?:as\b|`|(?!(?:where|join|inner|left|right|cross|straight_join|natural|on|using|group|"
                             r"order|limit|having|union|window|for|lock|into|procedure|except|intersect)\b)[a-z_$][\w$]*)",
                             re.I)
-_SYSTEM_SCHEMAS = {b"information_schema", b"mysql", b"performance_schema", b"sys"}
 
 
 def column_name(definition: bytes) -> str:
@@ -212,23 +220,13 @@ class CatalogMaterialized:
             visible = len(fields) - 2
             kinds, names = column_kinds(fields[:visible]), [column_name(f) for f in fields[:visible]]
             rows: list[list[str]] = []
-            owners: dict[tuple[bytes, bytes], str] = {}
-            for region in regions:
-                for raw in results[region].rows:
-                    values = text_row(raw)
-                    key = (values[visible] or b"", values[visible + 1] or b"")
-                    owner = owners.get(key)
-                    if owner is None:
-                        table = None if key[0].lower() in _SYSTEM_SCHEMAS else snap.placement.table(
-                            key[0].decode("utf8", "replace"), key[1].decode("utf8", "replace"))
-                        owner = owners[key] = read_region((table,), snap) if table is not None else anchor
-                    if owner == region:
-                        rendered = render_values(encode_row(values[:visible]), kinds)
-                        budget -= sum(len(v) + 2 for v in rendered)
-                        if budget < 0:
-                            raise unsupported(f"information_schema queries that need more than {LIMIT.max_bytes} bytes of "
-                                              "catalog rows merged (name the schema or table they are about)")
-                        rows.append(rendered)
+            for values in owned_rows(snap, results, visible):
+                rendered = render_values(encode_row(values[:visible]), kinds)
+                budget -= sum(len(v) + 2 for v in rendered)
+                if budget < 0:
+                    raise unsupported(f"information_schema queries that need more than {LIMIT.max_bytes} bytes of "
+                                      "catalog rows merged (name the schema or table they are about)")
+                rows.append(rendered)
             head = ", ".join(f"{v} AS `{n.replace('`', '``')}`" for v, n in zip(rows[0] if rows else ["NULL"] * visible, names))
             if not rows:
                 derived = f"(SELECT {head} FROM DUAL WHERE 0)"

@@ -297,47 +297,37 @@ class SessionCursor(CursorBase):
     async def colocate(self, table: tuple[str, str], others: tuple[tuple[str, str], ...]) -> None:
         """Ask the master to keep `others` on `table`'s regions (moving them if
         apart); returns once this proxy sees the placement that says so."""
-        session = self.session
-        try:
-            result = await session.topology.call(
-                "master", {"op": "colocate", "table": list(table), "with": [list(o) for o in others]}, timeout=DDL_TIMEOUT)
-        except CallTimeout:
-            raise SqlError(ER_LOCK_WAIT_TIMEOUT, f"No master answered within {DDL_TIMEOUT:.0f} s (is a master running?)")
-        except TopologyError as e:
-            raise SqlError(ER_UNKNOWN, f"Cannot reach ZooKeeper: {e}")
-        if "error" in result:
-            raise SqlError.from_dict(result["error"])
-        try:
-            await session.routing.wait_for_epoch(int(result.get("placement_version", -1)))
-        except asyncio.TimeoutError:
-            log.warning("placement after colocation not seen; going on")
+        await self._master({"op": "colocate", "table": list(table), "with": [list(o) for o in others]})
 
     async def ddl(self, sql: str, statement_vars: str = "") -> Reply:
         """DDL through the master's queue, as the client; waits until this proxy
         sees the placement the DDL produced."""
+        result = await self._master(
+            {"op": "ddl", "sql": sql, "database": self.state.database, "account": self.session.account_ref(),
+             "statement_vars": statement_vars, "session_sets": self.state.ddl_settings()})
+        warnings = result.get("warnings") or []
+        if warnings:  # what SHOW WARNINGS answers next (the regions that ran it are not the session's)
+            self.state.warnings = warnings_result(warnings)
+        return Reply(QueryResult(None, [], int(result.get("affected_rows", 0)), 0, len(warnings), 0, b""))
+
+    async def _master(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request on the master's queue; its result once this proxy sees the
+        placement it produced.  A refusal is raised (and kept for SHOW WARNINGS:
+        the regions that ran it are not the session's)."""
         session = self.session
         try:
-            result = await session.topology.call(
-                "master",
-                {"op": "ddl", "sql": sql, "database": self.state.database, "account": session.account_ref(),
-                 "statement_vars": statement_vars, "session_sets": self.state.ddl_settings()},
-                timeout=DDL_TIMEOUT,
-            )
+            result = await session.topology.call("master", request, timeout=DDL_TIMEOUT)
         except CallTimeout:
-            raise SqlError(ER_LOCK_WAIT_TIMEOUT, f"No master answered the DDL within {DDL_TIMEOUT:.0f} s (is a master running?)")
+            raise SqlError(ER_LOCK_WAIT_TIMEOUT, f"No master answered within {DDL_TIMEOUT:.0f} s (is a master running?)")
         except TopologyError as e:
-            raise SqlError(ER_UNKNOWN, f"Cannot reach ZooKeeper to run DDL: {e}")
+            raise SqlError(ER_UNKNOWN, f"Cannot reach ZooKeeper to reach the master: {e}")
         if "error" in result:
             error = SqlError.from_dict(result["error"])
-            # SHOW WARNINGS after a failed statement lists its error (the regions that ran it are not the session's)
             self.state.warnings = warnings_result([{"level": "Error", "code": error.errno, "message": error.message}])
             raise error
         version = int(result.get("placement_version", -1))
         try:
             await session.routing.wait_for_epoch(version)
         except asyncio.TimeoutError:
-            log.warning("placement version %d not seen after DDL; answering anyway", version)
-        warnings = result.get("warnings") or []
-        if warnings:  # what SHOW WARNINGS answers next (the regions that ran it are not the session's)
-            self.state.warnings = warnings_result(warnings)
-        return Reply(QueryResult(None, [], int(result.get("affected_rows", 0)), 0, len(warnings), 0, b""))
+            log.warning("placement version %d not seen after a master request; answering anyway", version)
+        return result
