@@ -156,9 +156,10 @@ def test_triggers_fire_identically_on_every_copy(cluster, db):
     cur.execute("SHOW CREATE TRIGGER ac_sum")
     assert "SET @sum = @sum + NEW.amount" in cur.fetchone()[2]
 
-    cur.execute("CREATE TABLE ledger (id INT)")
-    with pytest.raises(pymysql.err.MySQLError) as info:
-        cur.execute("CREATE TRIGGER audit AFTER INSERT ON account FOR EACH ROW INSERT INTO ledger VALUES (NEW.ac_no)")
+    cur.execute("CREATE TABLE ledger (id INT)")  # a body reaching another table: it is colocated first
+    cur.execute("CREATE TRIGGER audit AFTER INSERT ON account FOR EACH ROW INSERT INTO ledger VALUES (NEW.ac_no)")
+    with pytest.raises(pymysql.err.MySQLError) as info:  # a CALL: the tables it reaches cannot be named
+        cur.execute("CREATE TRIGGER via_call AFTER INSERT ON account FOR EACH ROW CALL nothing(NEW.ac_no)")
     assert info.value.args[0] == 1235
 
     cur.execute("DROP TRIGGER ac_trans")
@@ -171,6 +172,8 @@ def test_triggers_fire_identically_on_every_copy(cluster, db):
     cur.execute("INSERT INTO account (ac_no, amount) VALUES (4, 5)")
     conn.commit()
     assert all(rows[-1] == (4, 5, None) for rows in cluster.rows_on_regions(db, "account", "ac_no").values())
+    ledgers = cluster.rows_on_regions(db, "ledger")
+    assert len(ledgers) == 2 and all(rows == [(4,)] for rows in ledgers.values())  # the audit trigger, on both copies
     conn.close()
 
 
