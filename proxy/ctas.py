@@ -246,7 +246,7 @@ class CreateTableSelect:
         if self.exists:
             return await _exists_answer(vc, self.name, self.if_not_exists)
         region = self.region or vc.any_region()
-        create, columns, rows = await self._scratch(vc, region)
+        create, columns, rows, warned = await self._scratch(vc, region)
         await vc.ddl(create, self.statement_vars)
         try:
             placed = vc.current_snapshot().placement.table(self.database, self.name)
@@ -264,12 +264,16 @@ class CreateTableSelect:
                 log.error("CREATE TABLE ... SELECT: could not drop %s after its rows failed: %s", self.table, e)
             raise
         vc.state.row_count = len(rows)
-        info = lenenc_str(f"Records: {len(rows)}  Duplicates: 0  Warnings: 0".encode())  # (as on the wire: length-prefixed)
-        return Reply(QueryResult(None, [], len(rows), 0, 0, 0, info))
+        warnings = len(warned.rows) if warned is not None else 0
+        if warned is not None:
+            vc.state.warnings = warned  # MariaDB's own, from the CREATE ... SELECT that shaped the table
+        info = lenenc_str(f"Records: {len(rows)}  Duplicates: 0  Warnings: {warnings}".encode())  # (length-prefixed, as sent)
+        return Reply(QueryResult(None, [], len(rows), 0, warnings, 0, info))
 
-    async def _scratch(self, vc: VCursor, region: str) -> tuple[str, list[str], list[str]]:
+    async def _scratch(self, vc: VCursor, region: str) -> tuple[str, list[str], list[str], Any]:
         """MariaDB's own CREATE ... SELECT into a temporary table on `region`: the
-        new table's definition (named as the client named it), stored columns, rows."""
+        new table's definition (named as the client named it), stored columns,
+        rows, and its SHOW WARNINGS (None without warnings)."""
         scratch = f"{quote_ident(self.database)}.{quote_ident(SCRATCH)}"
         copies = await read_copies(vc, self.shipments)
         created: list[str] = []
@@ -277,13 +281,14 @@ class CreateTableSelect:
             await create_copies(vc, region, copies, created)
             await vc.run(region, f"DROP TEMPORARY TABLE IF EXISTS {scratch}", join=False)
             prefix = f"SET STATEMENT {self.statement_vars} FOR " if self.statement_vars else ""
-            await vc.run(region, f"{prefix}CREATE TEMPORARY TABLE {scratch} {self.rest}", join=False)
+            made = await vc.run(region, f"{prefix}CREATE TEMPORARY TABLE {scratch} {self.rest}", join=False)
             created.append(scratch)
+            warned = await vc.run(region, "SHOW WARNINGS", join=False) if made.warnings else None
             create, columns = await show_definition(vc, region, scratch, self.database, self.name, temporary=False)
             stream = await vc.stream(region, f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {scratch}")
             rows = await read_rendered_rows(stream, LIMIT.max_bytes, f"CREATE TABLE ... SELECT of more than {LIMIT.max_bytes} "
                                             "bytes of rows (they pass through the proxy; see --max-shipped-bytes)")
-            return create, columns, rows
+            return create, columns, rows, warned
         finally:
             await drop_copies(vc, region, created)
 
