@@ -41,6 +41,7 @@ REGION_INDEPENDENT = frozenset({
     "all_plugins", "applicable_roles", "character_sets", "collations", "collation_character_set_applicability",
     "enabled_roles", "engines", "global_variables", "session_variables", "system_variables", "keywords",
     "sql_functions", "parameters", "plugins", "routines", "schemata", "schema_privileges", "user_privileges",
+    "files",  # tablespaces: empty on MariaDB's InnoDB; mysqldump reads it
 })
 # About tables: (schema column, table column) of each row.
 TABLE_KEYED = {

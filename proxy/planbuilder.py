@@ -57,7 +57,7 @@ from .ctas import plan_create_table
 from .insertselect import MaterializedInsert, column_kinds, render_values
 from .localinfile import plan_load_data
 from .routines import CallRoutine, parse_call, plan_compound, plan_routine_ddl
-from .planextra import SHOW_STATUS, SessionStatus, plan_lock_tables, plan_maintenance, plan_set_statement
+from .planextra import SHOW_STATUS, SessionStatus, plan_ddl_under_lock, plan_lock_tables, plan_maintenance, plan_set_statement
 from .planner import Op, Plan, RoutingSnapshot, SessionView, plan, plan_dml
 from .prepared import interpolate, placeholder_positions
 from .temptables import plan_ddl_on_temporary, plan_temporary
@@ -459,6 +459,9 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         composed = plan_create_table(sql, snap, state, cache)  # ... SELECT, ... LIKE, OR REPLACE
         if composed is not None:
             return composed
+        locked = plan_ddl_under_lock(sql, snap, state)
+        if locked is not None:
+            return locked
     if kind is Kind.HELP:
         return Route(sql, None, label="any", epoch=epoch)
     if kind is Kind.ROUTINE:

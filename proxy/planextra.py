@@ -24,7 +24,7 @@ from .ctas import CreateTableSelect
 from .engine import Ddl, EveryRegion, FanOutWrite, Primitive, Reply, Route, VCursor
 from .protocol import lenenc_str, text_row
 from .planner import IDENT, QUALIFIED, RoutingSnapshot, SessionView, split_qualified, read_region, resolve_table
-from .statements import strip_leading_noise
+from .statements import blank_statement, strip_leading_noise
 
 _MAINTENANCE = re.compile(
     r"^(analyze|optimize|repair|check|checksum)\s+(?:(?:no_write_to_binlog|local)\s+)?(table|tables)\s+", re.I)
@@ -187,6 +187,34 @@ class UnlockTables:
 
     def describe(self) -> dict[str, Any]:
         return {"UnlockTables": True}
+
+
+_TABLE_CHANGE = re.compile(
+    rf"^(?:alter\s+(?:online\s+|ignore\s+)*table\s+|truncate\s+(?:table\s+)?"
+    rf"|(?:create\s+(?:unique\s+|fulltext\s+|spatial\s+)?|drop\s+)index\s+{IDENT}\s+on\s+){QUALIFIED}",
+    re.I,
+)
+_CHANGES_PLACEMENT = re.compile(r"\b(?:rename|references|foreign\s+key)\b", re.I)
+
+
+def plan_ddl_under_lock(sql: str, snap: RoutingSnapshot, session: SessionView) -> Any:
+    """ALTER TABLE / TRUNCATE / CREATE or DROP INDEX of a table this session holds
+    under LOCK TABLES (mysqldump's `ALTER TABLE t DISABLE KEYS` between LOCK and
+    UNLOCK): MariaDB runs it on the locking session's own connection; the
+    master's connections would wait for that very lock.  So it runs on the
+    session's connections to the table's copies, primary first.  None for any
+    other DDL (the master's), or when the table's copies are not all locked."""
+    locked = getattr(session, "locked_regions", ())
+    if not locked:
+        return None
+    body = strip_leading_noise(sql).strip()
+    m = _TABLE_CHANGE.match(body)
+    if m is None or _CHANGES_PLACEMENT.search(blank_statement(body)):
+        return None
+    table = resolve_table(split_qualified(m.group(1), m.group(2)), session, snap)
+    if not set(table.write_regions) <= set(locked):
+        return None
+    return EveryRegion(sql, "DDL under LOCK TABLES", implicit_commit=True, regions=table.write_regions, epoch=snap.epoch)
 
 
 async def _unlock(vc: Any) -> None:

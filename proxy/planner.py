@@ -408,7 +408,8 @@ _TABLE_STATUS_COLUMNS = ", ".join(f"{column} AS `{name}`" for column, name in (
     ("TEMPORARY", "Temporary")))
 _SHOW_ANY = re.compile(
     r"^show\s+(?:(?:global|session|local)\s+)?(?:variables|status|collation|character\s+set|charset|engines|"
-    r"create\s+(?:database|schema)|grants|plugins|privileges|open\s+tables)\b",
+    r"create\s+(?:database|schema|procedure|function|package(?:\s+body)?|event)|grants|plugins|privileges|open\s+tables|"
+    r"(?:procedure|function|package(?:\s+body)?)\s+status)\b",
     re.I,
 )
 _SHOW_STICKY = re.compile(r"^show\s+(?:warnings|errors|count\s*\(\s*\*\s*\)\s+(?:warnings|errors))\b", re.I)

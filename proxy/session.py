@@ -49,7 +49,7 @@ from .prepared import (
 )
 from .routing import RoutingTable
 from .sessionstate import SessionState
-from .statements import BIG_STATEMENT, DML_KINDS, AnalysisCache, Kind, classify
+from .statements import BIG_STATEMENT, DML_KINDS, AnalysisCache, Kind, classify, unwrap_executable_comments
 from .txn import Event
 
 log = logging.getLogger(__name__)
@@ -218,6 +218,8 @@ class ProxySession(BaseSession):
 
     # -- the statement path -------------------------------------------------------
     async def execute(self, sql: str) -> Reply:
+        if "/*" in sql and "!" in sql:
+            sql = unwrap_executable_comments(sql)  # /*!40101 SET ... */: what mysqldump writes
         cursor = self.cursor()
         snapshot, database = cursor.snapshot, self.state.database
         shared = not self.state.temp_tables  # a temporary table changes what a name means for this session only
@@ -268,6 +270,8 @@ class ProxySession(BaseSession):
         execute (TEXT), with a write prepared once on its primary for MariaDB's
         own checks and parameter count."""
         metrics.count_query("prepare")
+        if "/*" in sql and "!" in sql:
+            sql = unwrap_executable_comments(sql)
         kind = classify(sql)
         cursor = self.cursor()
         primitive = None

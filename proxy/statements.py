@@ -147,6 +147,28 @@ _TRIGGER_DDL = re.compile(rf"(?:create(?:\s+or\s+replace)?(?:\s+{DEFINER})?|drop
 _COMPOUND_STARTS = frozenset({"for", "while", "loop", "repeat", "if", "case"})
 
 
+# MariaDB's executable comments: /*!NNNNN text */ runs `text` on servers of version
+# NNNNN or later (mysqldump writes them on most lines), /*M!NNNNNN text */ the same
+# for MariaDB only; without a version always.  Strings are skipped, never opened.
+_EXECUTABLE_COMMENT = re.compile(
+    r"""('[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"|`[^`]*`)|/\*(M?)!(\d{5,6})?(.*?)\*/""",
+    re.S,
+)
+EXECUTABLE_COMMENT_VERSION = 101100  # the regions' MariaDB 10.11
+
+
+def unwrap_executable_comments(sql: str) -> str:
+    """`sql` as MariaDB reads it: each executable comment's text in place of the
+    comment when the version allows it, else nothing (a plain comment)."""
+    def unwrap(m: re.Match[str]) -> str:
+        if m.group(1) is not None:
+            return m.group(1)
+        version = m.group(3)
+        return " " + m.group(4) + " " if version is None or int(version) <= EXECUTABLE_COMMENT_VERSION else " "
+
+    return _EXECUTABLE_COMMENT.sub(unwrap, sql)
+
+
 def strip_leading_noise(sql: str) -> str:
     """The statement without leading comments and whitespace."""
     m = _LEADING_NOISE.match(sql)

@@ -95,7 +95,30 @@ class Cluster:
         self.wait_for(lambda s: len(s["regions"]) == len(self.mariadbs) and s["leader"] is not None, "regions and a leader")
         for proc in self.proxies:
             proc.start(timeout=60)
+        self._wait_for_accounts(list(accounts))
         return self
+
+    def _wait_for_accounts(self, users: list[str], timeout: float = 30.0) -> None:
+        """Until every region holds the seeded accounts (the region agents sync
+        them from ZooKeeper in the background): a first statement sooner could
+        meet a region that does not know its user yet (1044/1045)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = []
+            for i in range(1, len(self.mariadbs) + 1):
+                conn = self.connect_region(f"r{i}")
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT DISTINCT User FROM mysql.user")
+                        have = {r[0] for r in cur.fetchall()}
+                finally:
+                    conn.close()
+                missing += [f"{u}@r{i}" for u in users if u not in have]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"accounts not synced to the regions: {missing}")
+            time.sleep(0.2)
 
     def start_region(self, region_id: str, mysql_port: int) -> Component:
         proc = Component(

@@ -333,3 +333,50 @@ def test_a_trigger_that_writes_another_table_brings_it_along(cluster):
         rows = cluster.rows_on_regions(db, name)
         assert len(rows) == 2 and len({tuple(v) for v in rows.values()}) == 1, (name, rows)
     conn.close()
+
+
+def test_mysqldump_round_trip_through_the_gateway(cluster):
+    """The most common tool there is: a dump made through the gateway (views,
+    triggers, routines, FOREIGN KEYs; LOCK TABLES + ALTER ... DISABLE KEYS and
+    /*!40101 ... */ executable comments on restore) loads back through it."""
+    import shutil
+    import subprocess
+
+    db = fresh_database(cluster, "dump")
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE parent (id INT PRIMARY KEY, name VARCHAR(20))")
+    cur.execute("CREATE TABLE child (id INT PRIMARY KEY, pid INT, FOREIGN KEY (pid) REFERENCES parent (id))")
+    cur.execute("INSERT INTO parent VALUES (1, 'één'), (2, 'two')")
+    cur.execute("INSERT INTO child VALUES (10, 1), (20, 2)")
+    cur.execute("CREATE VIEW names AS SELECT c.id, p.name FROM child c JOIN parent p ON p.id = c.pid")
+    cur.execute("CREATE TRIGGER upper_name BEFORE INSERT ON parent FOR EACH ROW SET NEW.name = UPPER(NEW.name)")
+    cur.execute("CREATE PROCEDURE count_children() SELECT COUNT(*) FROM child")
+    conn.close()
+    dump_tool = shutil.which("mariadb-dump") or shutil.which("mysqldump")
+    client = shutil.which("mariadb") or shutil.which("mysql")
+    assert dump_tool and client, "the MariaDB client tools are part of the project's dependencies (make deps)"
+    common = ["-h127.0.0.1", f"-P{cluster.proxy_port}", "-uroot"]
+    dumped = subprocess.run([dump_tool, *common, "--routines", "--triggers", "--databases", db],
+                            capture_output=True, text=True, timeout=120)
+    assert dumped.returncode == 0, dumped.stderr
+    assert "LOCK TABLES" in dumped.stdout and "/*!40000 ALTER TABLE" in dumped.stdout
+    conn = cluster.connect()
+    conn.cursor().execute(f"DROP DATABASE {db}")
+    conn.close()
+    loaded = subprocess.run([client, *common], input=dumped.stdout, capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    conn = cluster.connect(database=db)
+    cur = conn.cursor()
+    cur.execute("SELECT * FROM names ORDER BY id")
+    assert cur.fetchall() == ((10, "één"), (20, "two"))
+    cur.execute("INSERT INTO parent VALUES (3, 'three')")  # the trigger came back
+    cur.execute("CALL count_children()")
+    assert cur.fetchall() == ((2,),)
+    conn.close()
+    placement = cluster.state()["placement"]
+    assert placement.table(db, "child").copies == placement.table(db, "parent").copies == placement.table(db, "names").copies
+    for name in ("parent", "child"):
+        rows = cluster.rows_on_regions(db, name)
+        assert len(rows) == 2 and len({tuple(v) for v in rows.values()}) == 1, (name, rows)
+    assert next(iter(cluster.rows_on_regions(db, "parent").values()))[-1] == (3, "THREE")

@@ -88,3 +88,13 @@ def test_hazards_are_detected():
 def test_substitute_last_insert_id_skips_strings():
     out = substitute_last_insert_id("INSERT INTO c VALUES (LAST_INSERT_ID(), 'last_insert_id()')", 42)
     assert out == "INSERT INTO c VALUES (42, 'last_insert_id()')"
+
+
+def test_executable_comments_are_read_as_mariadb_reads_them():
+    from proxy.statements import unwrap_executable_comments as unwrap
+
+    assert unwrap("/*!40101 SET NAMES utf8mb4 */").strip() == "SET NAMES utf8mb4"
+    assert unwrap("/*M!999999 sandbox */ /*!40000 ALTER TABLE `t` DISABLE KEYS */").strip() == "ALTER TABLE `t` DISABLE KEYS"
+    assert unwrap("SELECT 1 /*! , 2 */ /*!999999 , 3 */").split() == ["SELECT", "1", ",", "2"]
+    assert unwrap("SELECT '/*!40101 no */', `/*!x*/`") == "SELECT '/*!40101 no */', `/*!x*/`"  # strings and names untouched
+    assert unwrap("CREATE TABLE t (a INT) /*!50100 PARTITION BY HASH (a) */").split()[-4:] == ["PARTITION", "BY", "HASH", "(a)"]
