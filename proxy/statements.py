@@ -148,8 +148,9 @@ _COMPOUND_STARTS = frozenset({"for", "while", "loop", "repeat", "if", "case"})
 
 
 # MariaDB's executable comments: /*!NNNNN text */ runs `text` on servers of version
-# NNNNN or later (mysqldump writes them on most lines), /*M!NNNNNN text */ the same
-# for MariaDB only; without a version always.  Strings are skipped, never opened.
+# NNNNN or later (mysqldump writes them on most lines) -- except MySQL 5.7+ versions,
+# which MariaDB skips -- /*M!NNNNNN text */ the same for MariaDB only; without a
+# version always.  Strings are skipped, never opened.
 _EXECUTABLE_COMMENT = re.compile(
     r"""('[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"|`[^`]*`)|/\*(M?)!(\d{5,6})?(.*?)\*/""",
     re.S,
@@ -163,8 +164,13 @@ def unwrap_executable_comments(sql: str) -> str:
     def unwrap(m: re.Match[str]) -> str:
         if m.group(1) is not None:
             return m.group(1)
-        version = m.group(3)
-        return " " + m.group(4) + " " if version is None or int(version) <= EXECUTABLE_COMMENT_VERSION else " "
+        if m.group(3) is None:
+            return " " + m.group(4) + " "
+        version = int(m.group(3))
+        # MariaDB's rule (sql_lex.cc): MySQL 5.7+ versions (50700-99999) are MySQL's own
+        # syntax and skipped, unless the comment is MariaDB's /*M!...*/.
+        runs = version <= EXECUTABLE_COMMENT_VERSION and (version < 50700 or version > 99999 or m.group(2) == "M")
+        return " " + m.group(4) + " " if runs else " "
 
     return _EXECUTABLE_COMMENT.sub(unwrap, sql)
 

@@ -98,3 +98,6 @@ def test_executable_comments_are_read_as_mariadb_reads_them():
     assert unwrap("SELECT 1 /*! , 2 */ /*!999999 , 3 */").split() == ["SELECT", "1", ",", "2"]
     assert unwrap("SELECT '/*!40101 no */', `/*!x*/`") == "SELECT '/*!40101 no */', `/*!x*/`"  # strings and names untouched
     assert unwrap("CREATE TABLE t (a INT) /*!50100 PARTITION BY HASH (a) */").split()[-4:] == ["PARTITION", "BY", "HASH", "(a)"]
+    # MySQL 5.7+ syntax is skipped by MariaDB (PyMySQL's own suite sends this), MariaDB's /*M! is not:
+    assert unwrap("geom LINESTRING NOT NULL /*!80003 SRID 0 */,").split() == ["geom", "LINESTRING", "NOT", "NULL", ","]
+    assert unwrap("SELECT 1 /*M!50701 , 2 */").split() == ["SELECT", "1", ",", "2"]
