@@ -35,6 +35,9 @@ session's SETs (`session_sets`: sql_mode, foreign_key_checks, ...).
   parents MariaDB reports (compare-and-set).
 * CREATE / ALTER / DROP VIEW: view_service.py.  RENAME TABLE and ALTER TABLE
   ... RENAME: rename.py plans what each region runs.
+* {"op": "colocate", "table", "with"} (not DDL: the proxy before a CREATE
+  TRIGGER whose body reaches other tables): those tables moved onto the
+  table's regions and recorded as its `links`.
 * DROP TABLE t1[, t2]: all-or-nothing on names like MySQL 8 (an unknown name
   -> 1051 and nothing dropped, unless IF EXISTS); drop each copy on live
   regions, then unpublish.
