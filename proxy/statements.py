@@ -355,6 +355,8 @@ _LOCKING = re.compile(r"\bfor\s+update\b|\block\s+in\s+share\s+mode\b|\bfor\s+sh
 _REPLACE_HEAD = re.compile(r"^(\s*(?:/\*.*?\*/\s*)*)replace\b", re.I | re.S)
 # UPDATE / DELETE [LOW_PRIORITY] [QUICK] [IGNORE]: modifiers sqlglot does not parse and routing does not need
 _MODIFIERS = re.compile(r"^(\s*(?:/\*.*?\*/\s*)*(?:update|delete))(?:\s+(?:low_priority|quick|ignore)\b)+", re.I | re.S)
+# INSERT / REPLACE [LOW_PRIORITY | DELAYED | HIGH_PRIORITY]: scheduling words sqlglot does not parse
+_INSERT_PRIORITY = re.compile(r"^(\s*(?:/\*.*?\*/\s*)*(?:insert|replace))\s+(?:low_priority|delayed|high_priority)\b", re.I | re.S)
 
 
 def _table_ref(table: exp.Table) -> TableRef:
@@ -445,6 +447,8 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
     text = _as_functions(text)
     if kind in (Kind.UPDATE, Kind.DELETE):
         text = _MODIFIERS.sub(r"\1", text, count=1)  # (analysed without them; the region runs them)
+    elif kind in (Kind.INSERT, Kind.REPLACE):
+        text = _INSERT_PRIORITY.sub(r"\1", text, count=1)
     try:
         tree = _parse(text)
     except SqlError as e:

@@ -202,3 +202,10 @@ def test_show_table_status_of_every_table_is_information_schema_merged():
     for sql, op in (("SHOW TABLE STATUS", Op.CATALOG), ("SHOW TABLE STATUS LIKE 'o%'", Op.CATALOG),
                     ("SHOW TABLE STATUS WHERE Rows > 3", Op.CATALOG), ("SHOW TABLE STATUS LIKE 'users'", Op.READ)):
         assert run(sql).op is op, sql
+
+
+def test_insert_scheduling_words_are_routed_like_the_insert():
+    for sql in ("INSERT DELAYED INTO users VALUES (1)", "INSERT LOW_PRIORITY IGNORE INTO users VALUES (1)",
+                "REPLACE HIGH_PRIORITY INTO users VALUES (1)"):
+        p = run(sql)
+        assert (p.op, p.regions) == (Op.WRITE, ("r1", "r2")), sql
