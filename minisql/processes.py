@@ -113,6 +113,18 @@ def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
             s.close()
 
 
+def free_port_block(count: int, host: str = LOOPBACK) -> int:
+    """The first of `count` consecutive free ports (a proxy with N workers
+    serves metrics on base .. base+N-1), none handed out before."""
+    for _ in range(200):
+        base = free_port(host)
+        block = range(base, base + count)
+        if base + count <= 65535 and all(p == base or (p not in _HANDED_OUT and port_is_free(p, host)) for p in block):
+            _HANDED_OUT.update(block)
+            return base
+    raise OSError(f"could not find {count} consecutive free ports on {host}")
+
+
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
     """True when a server could listen on host:port now (SO_REUSEADDR, like servers do)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

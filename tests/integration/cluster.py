@@ -19,6 +19,7 @@ from typing import Any, Iterator, Sequence
 import pymysql
 
 from minisql.localstack import ManagedProcess, free_port, port_accepts
+from minisql.processes import free_port_block
 from topology import Topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,6 +83,8 @@ class Cluster:
         for m in ("m1", "m2"):
             self.start_master(m)
         self.proxy_ports += [free_port() for _ in range(proxies - 1)]
+        if "--workers" in proxy_args:  # each worker serves metrics on its own port: base + i
+            self.proxy_metrics_port = free_port_block(int(proxy_args[list(proxy_args).index("--workers") + 1]))
         for i, port in enumerate(self.proxy_ports):
             metrics = self.proxy_metrics_port if i == 0 else free_port()
             self.proxies.append(Component(
