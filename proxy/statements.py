@@ -355,6 +355,9 @@ _LOCKING = re.compile(r"\bfor\s+update\b|\block\s+in\s+share\s+mode\b|\bfor\s+sh
 _REPLACE_HEAD = re.compile(r"^(\s*(?:/\*.*?\*/\s*)*)replace\b", re.I | re.S)
 # UPDATE / DELETE [LOW_PRIORITY] [QUICK] [IGNORE]: modifiers sqlglot does not parse and routing does not need
 _MODIFIERS = re.compile(r"^(\s*(?:/\*.*?\*/\s*)*(?:update|delete))(?:\s+(?:low_priority|quick|ignore)\b)+", re.I | re.S)
+# VALUES(t.col) in ON DUPLICATE KEY UPDATE: sqlglot parses only VALUES(col) -- the same column of the
+# same (target) table, so the analysis reads the unqualified form
+_QUALIFIED_VALUES = re.compile(r"\bvalues\s*\(\s*(?:`[^`]+`|[\w$]+)\s*\.\s*((?:`[^`]+`|[\w$]+)\s*\))", re.I)
 # INSERT / REPLACE [LOW_PRIORITY | DELAYED | HIGH_PRIORITY]: scheduling words sqlglot does not parse
 _INSERT_PRIORITY = re.compile(r"^(\s*(?:/\*.*?\*/\s*)*(?:insert|replace))\s+(?:low_priority|delayed|high_priority)\b", re.I | re.S)
 
@@ -449,6 +452,8 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
         text = _MODIFIERS.sub(r"\1", text, count=1)  # (analysed without them; the region runs them)
     elif kind in (Kind.INSERT, Kind.REPLACE):
         text = _INSERT_PRIORITY.sub(r"\1", text, count=1)
+        if "." in text:
+            text = _QUALIFIED_VALUES.sub(r"VALUES(\1", text)
     try:
         tree = _parse(text)
     except SqlError as e:

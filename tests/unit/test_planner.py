@@ -206,6 +206,8 @@ def test_show_table_status_of_every_table_is_information_schema_merged():
 
 def test_insert_scheduling_words_are_routed_like_the_insert():
     for sql in ("INSERT DELAYED INTO users VALUES (1)", "INSERT LOW_PRIORITY IGNORE INTO users VALUES (1)",
-                "REPLACE HIGH_PRIORITY INTO users VALUES (1)"):
+                "REPLACE HIGH_PRIORITY INTO users VALUES (1)",
+                "INSERT users SELECT * FROM users ON DUPLICATE KEY UPDATE name = users.name + VALUES(users.name)",
+                "INSERT INTO users VALUES (1, 'a') ON DUPLICATE KEY UPDATE name = VALUES(`users`.`name`)"):
         p = run(sql)
         assert (p.op, p.regions) == (Op.WRITE, ("r1", "r2")), sql
