@@ -77,7 +77,6 @@ from minisql.errors import (
     ER_BAD_TABLE,
     ER_DB_CREATE_EXISTS,
     ER_DB_DROP_EXISTS,
-    ER_DBACCESS_DENIED,
     ER_NO_SUCH_TABLE,
     ER_NOT_SUPPORTED_YET,
     ER_TABLE_EXISTS,
@@ -89,9 +88,10 @@ from topology import Placement, RegionInfo, ReplicaState, TablePlacement, Topolo
 from . import metrics
 from .assignor import MoveTable, NotEnoughRegions, mark_replicas, place_new_table, plan_colocation
 from .mover import move_table
+from .ddl_results import note, ok, user_schema, without_tables
 from .rename import apply_rename, plan_rename, rename_sql
 from .view_service import ER_IT_IS_A_VIEW, ER_WRONG_OBJECT, ViewStatements, is_a_view
-from .ddl import SYSTEM_SCHEMAS, TABLE_CHANGES, DdlKind, DdlStatement, analyze_ddl
+from .ddl import TABLE_CHANGES, DdlKind, DdlStatement, analyze_ddl
 from .regions import RegionCaller
 
 log = logging.getLogger(__name__)
@@ -100,37 +100,9 @@ ER_CANT_CREATE_TABLE = 1005
 ER_NOT_SEQUENCE = 4089
 
 
-def _note(code: int, message: str) -> dict[str, Any]:
-    return {"level": "Note", "code": code, "message": message}
-
-
-def _user_schema(database: str) -> str:
-    if database.lower() in SYSTEM_SCHEMAS:
-        raise SqlError(ER_DBACCESS_DENIED, f"Access denied: MiniSQL Cluster does not manage system database '{database}'")
-    return database
-
-
-def _ok(placement: Placement, affected_rows: int = 0, warnings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    result: dict[str, Any] = {"ok": True, "affected_rows": affected_rows, "placement_version": placement.version}
-    if warnings:
-        result["warnings"] = warnings
-    return result
-
-
 def _references(result: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """The FOREIGN KEY parents a region reported after execute_ddl."""
     return tuple(sorted({(str(d), str(t)) for d, t in result.get("references") or ()}))
-
-
-def without_tables(dropped: list[tuple[str, str]]) -> Callable[[Placement], Placement | None]:
-    """The placement edit that unpublishes `dropped` (None: nothing to change)."""
-    def remove(p: Placement) -> Placement | None:
-        result = p
-        for db, name in dropped:
-            result = result.without_table(db, name)
-        return None if result is p else result
-
-    return remove
 
 
 def _sequences_named(placement: Placement, db: str, stmt: DdlStatement) -> set[tuple[str, str]]:
@@ -256,7 +228,7 @@ class DdlService(ViewStatements):
 
     # -- databases ------------------------------------------------------------
     async def _create_database(self, stmt: DdlStatement, sql: str) -> dict[str, Any]:
-        db = _user_schema(stmt.database or "")
+        db = user_schema(stmt.database or "")
         placement = await self._topo.get_placement()
         if placement.has_database(db) and stmt.or_replace:  # CREATE OR REPLACE DATABASE: the old one goes first
             await self._drop_database(replace(stmt, kind=DdlKind.DROP_DATABASE, if_exists=True))
@@ -264,7 +236,7 @@ class DdlService(ViewStatements):
         if placement.has_database(db):
             message = f"Can't create database '{db}'; database exists"
             if stmt.if_not_exists:
-                return _ok(placement, 0, [_note(ER_DB_CREATE_EXISTS, message)])
+                return ok(placement, 0, [note(ER_DB_CREATE_EXISTS, message)])
             raise SqlError(ER_DB_CREATE_EXISTS, message)
         results = await self._regions.call_many(
             sorted(await self._live()), self._client_task({"op": "create_database", "database": db, "sql": sql})
@@ -273,15 +245,15 @@ class DdlService(ViewStatements):
         if error is not None:
             raise error  # regions that did create it hold an empty orphan: harmless
         written = await self._publish(lambda p: None if p.has_database(db) else p.with_database(db))
-        return _ok(written, 1)
+        return ok(written, 1)
 
     async def _drop_database(self, stmt: DdlStatement) -> dict[str, Any]:
-        db = _user_schema(stmt.database or "")
+        db = user_schema(stmt.database or "")
         placement = await self._topo.get_placement()
         if not placement.has_database(db):
             message = f"Can't drop database '{db}'; database doesn't exist"
             if stmt.if_exists:
-                return _ok(placement, 0, [_note(ER_DB_DROP_EXISTS, message)])
+                return ok(placement, 0, [note(ER_DB_DROP_EXISTS, message)])
             raise SqlError(ER_DB_DROP_EXISTS, message)
         tables = len(placement.tables(db))
         results = await self._regions.call_many(sorted(await self._live()), self._client_task({"op": "drop_database", "database": db}))
@@ -289,12 +261,12 @@ class DdlService(ViewStatements):
         if error is not None:
             raise error
         written = await self._publish(lambda p: p.without_database(db) if p.has_database(db) else None)
-        return _ok(written, tables)
+        return ok(written, tables)
 
     # -- tables ---------------------------------------------------------------
     async def _create_table(self, stmt: DdlStatement, sql: str, session_db: str | None) -> dict[str, Any]:
         db, name = stmt.tables[0].resolve(session_db)
-        _user_schema(db)
+        user_schema(db)
         placement = await self._topo.get_placement()
         if not placement.has_database(db):
             raise SqlError(ER_BAD_DB, f"Unknown database '{db}'")
@@ -304,7 +276,7 @@ class DdlService(ViewStatements):
         if existing is not None:
             message = f"Table '{name}' already exists"
             if stmt.if_not_exists:
-                return _ok(placement, 0, [_note(ER_TABLE_EXISTS, message)])
+                return ok(placement, 0, [note(ER_TABLE_EXISTS, message)])
             raise SqlError(ER_TABLE_EXISTS, message)
         primary, replicas = await self._regions_for_new_table(placement, db, name, stmt)
         create = self._client_task({"op": "execute_ddl", "database": db, "sql": sql})
@@ -346,7 +318,7 @@ class DdlService(ViewStatements):
         log.info(
             "created `%s`.`%s`: primary %s, replicas %s (placement v%d)", db, name, primary, ",".join(replicas), written.version
         )
-        return _ok(written, 0, primary_result.get("warnings"))
+        return ok(written, 0, primary_result.get("warnings"))
 
     async def _regions_for_new_table(
         self, placement: Placement, db: str, name: str, stmt: DdlStatement
@@ -417,7 +389,7 @@ class DdlService(ViewStatements):
                 return None
             return p.with_table(replace(t, links=tuple(sorted(set(t.links) | others))))
 
-        return _ok(await self._publish(link))
+        return ok(await self._publish(link))
 
     async def _run_moves(self, moves: tuple[MoveTable, ...], live: Mapping[str, RegionInfo]) -> None:
         for move in moves:
@@ -431,8 +403,8 @@ class DdlService(ViewStatements):
         the client gets the refusal -- all or nothing, as in MariaDB."""
         pairs = [(src.resolve(session_db), dst.resolve(session_db)) for src, dst in stmt.renames]
         for src, dst in pairs:
-            _user_schema(src[0])
-            _user_schema(dst[0])
+            user_schema(src[0])
+            user_schema(dst[0])
         placement = await self._topo.get_placement()
         plan = plan_rename(placement, pairs, stmt.if_exists)
         live = await self._live()
@@ -465,8 +437,8 @@ class DdlService(ViewStatements):
             missed = [r for r in down if table is not None and r in table.replicas]
             if missed:
                 written = await self._publish(lambda p, d=dst, m=missed: mark_replicas(p, *d, m, ReplicaState.STALE))
-        notes = [_note(ER_NO_SUCH_TABLE, f"Table '{db}.{name}' doesn't exist") for db, name in plan.skipped]
-        return _ok(written, 0, notes)
+        notes = [note(ER_NO_SUCH_TABLE, f"Table '{db}.{name}' doesn't exist") for db, name in plan.skipped]
+        return ok(written, 0, notes)
 
     async def _call_or_error(self, region: str, task: dict[str, Any]) -> dict[str, Any] | SqlError:
         try:
@@ -485,7 +457,7 @@ class DdlService(ViewStatements):
     async def _drop_tables(self, stmt: DdlStatement, session_db: str | None) -> dict[str, Any]:
         refs = [ref.resolve(session_db) for ref in stmt.tables]
         for db, _ in refs:
-            _user_schema(db)
+            user_schema(db)
         placement = await self._topo.get_placement()
         missing = [f"{db}.{name}" for db, name in refs if placement.table(db, name) is None]
         if missing and not stmt.if_exists:
@@ -516,19 +488,19 @@ class DdlService(ViewStatements):
         written = await self._publish(without_tables(dropped))
         if first_error is not None:
             raise first_error
-        notes = [_note(ER_BAD_TABLE, f"Unknown table '{m}'") for m in missing]
-        notes += [_note(ER_IT_IS_A_VIEW, f"'{db}.{name}' is a view") for db, name in views]
-        return _ok(written, 0, notes)
+        notes = [note(ER_BAD_TABLE, f"Unknown table '{m}'") for m in missing]
+        notes += [note(ER_IT_IS_A_VIEW, f"'{db}.{name}' is a view") for db, name in views]
+        return ok(written, 0, notes)
 
     async def _change_table(self, stmt: DdlStatement, sql: str, session_db: str | None) -> dict[str, Any]:
         db, name = stmt.tables[0].resolve(session_db)
-        _user_schema(db)
+        user_schema(db)
         placement = await self._topo.get_placement()
         table = placement.table(db, name)
         if table is None:
             message = f"Table '{db}.{name}' doesn't exist"
             if stmt.if_exists:
-                return _ok(placement, 0, [_note(ER_NO_SUCH_TABLE, message)])
+                return ok(placement, 0, [note(ER_NO_SUCH_TABLE, message)])
             raise SqlError(ER_NO_SUCH_TABLE, message)
         if table.is_view:
             if stmt.kind == DdlKind.TRUNCATE_TABLE:
@@ -550,7 +522,7 @@ class DdlService(ViewStatements):
         if renames:  # ALTER TABLE ... RENAME TO: the new name must be free (MariaDB checks the same)
             plan_rename(placement, list(renames))
             for _, (new_db, _) in renames:
-                _user_schema(new_db)
+                user_schema(new_db)
             name_after = renames[-1][1]
         else:
             name_after = (db, name)
@@ -578,4 +550,4 @@ class DdlService(ViewStatements):
             references = _references(primary_result)
             links = tuple(sorted(set(table.links) | _sequences_named(written, db, stmt)))
             written = await self._publish(lambda p: _with_references(p, *name_after, references, links))
-        return _ok(written, int(primary_result.get("affected_rows", 0)), primary_result.get("warnings"))
+        return ok(written, int(primary_result.get("affected_rows", 0)), primary_result.get("warnings"))

@@ -30,6 +30,7 @@ from minisql.errors import ER_BAD_DB, ER_NO_SUCH_TABLE, ER_TABLE_EXISTS, SqlErro
 from topology import Placement, ReplicaState, TablePlacement
 
 from .assignor import mark_replicas
+from .ddl_results import note, ok, user_schema, without_tables
 from .ddl import DdlKind, DdlStatement
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,8 @@ class ViewStatements:
     """Mixed into DdlService: uses its topology, region caller and helpers."""
 
     async def _create_view(self: Any, stmt: DdlStatement, sql: str, session_db: str | None) -> dict[str, Any]:
-        from .ddl_service import _note, _ok, _user_schema  # (the service module imports this one)
-
         db, name = stmt.tables[0].resolve(session_db)
-        _user_schema(db)
+        user_schema(db)
         placement: Placement = await self._topo.get_placement()
         if not placement.has_database(db):
             raise SqlError(ER_BAD_DB, f"Unknown database '{db}'")
@@ -67,7 +66,7 @@ class ViewStatements:
                 raise not_a_view(db, name)
         elif existing is not None:
             if stmt.if_not_exists:
-                return _ok(placement, 0, [_note(ER_TABLE_EXISTS, f"Table '{name}' already exists")])
+                return ok(placement, 0, [note(ER_TABLE_EXISTS, f"Table '{name}' already exists")])
             if not stmt.or_replace:
                 raise SqlError(ER_TABLE_EXISTS, f"Table '{name}' already exists", "42S01")
             if not existing.is_view:
@@ -93,19 +92,17 @@ class ViewStatements:
             written = await self._publish(lambda p: mark_replicas(p, db, name, failed, ReplicaState.STALE))
         log.info("view `%s`.`%s` on %s + %s, reading %s (placement v%d)", db, name, primary, replicas, reads, written.version)
         primary_result = results[primary]
-        return _ok(written, 0, primary_result.get("warnings") if isinstance(primary_result, dict) else None)
+        return ok(written, 0, primary_result.get("warnings") if isinstance(primary_result, dict) else None)
 
     async def _drop_views(self: Any, stmt: DdlStatement, session_db: str | None) -> dict[str, Any]:
         """DROP VIEW [IF EXISTS] v, ... (and DROP SEQUENCE): the views that exist
         are dropped; the names that are not views get 4092 (4091 "Unknown
         SEQUENCE"), a Note with IF EXISTS, as in MariaDB."""
-        from .ddl_service import _note, _ok, _user_schema, without_tables
-
         kind, errno, what = ("sequence", ER_UNKNOWN_SEQUENCE, "SEQUENCE") if stmt.kind == DdlKind.DROP_SEQUENCE else (
             "view", ER_UNKNOWN_VIEW, "VIEW")
         refs = list(dict.fromkeys(ref.resolve(session_db) for ref in stmt.tables))
         for db, _ in refs:
-            _user_schema(db)
+            user_schema(db)
         placement: Placement = await self._topo.get_placement()
         views = [(db, name) for db, name in refs if (t := placement.table(db, name)) is not None and t.kind == kind]
         missing = [f"{db}.{name}" for db, name in refs if (db, name) not in views]
@@ -126,4 +123,4 @@ class ViewStatements:
         written = await self._publish(without_tables(dropped))
         if missing and not stmt.if_exists:
             raise SqlError(errno, f"Unknown {what}: '{','.join(missing)}'", "42S02")
-        return _ok(written, 0, [_note(errno, f"Unknown {what}: '{m}'") for m in missing])
+        return ok(written, 0, [note(errno, f"Unknown {what}: '{m}'") for m in missing])

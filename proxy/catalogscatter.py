@@ -12,9 +12,10 @@ from minisql.errors import SqlError, unsupported
 from .backend import QueryResult
 from .catalog import TABLE_KEYED
 from .engine import Reply, VCursor
+from .insertselect import LIMIT, column_kinds, render_values
 from .planner import read_region
 from .protocol import lenenc_str, read_lenenc_int, text_row
-from .statements import STRINGS_AND_COMMENTS, blank_quoted
+from .statements import blank_quoted, blank_strings
 
 _ORDER_LIMIT = re.compile(
     r"\border\s+by\s+((?:[\w$`.]+(?:\s+(?:asc|desc))?\s*,\s*)*[\w$`.]+(?:\s+(?:asc|desc))?)"
@@ -167,7 +168,7 @@ def replace_view(sql: str, view: str, derived: str, bare: bool) -> str:
     """Every `information_schema.<view>` of `sql` (outside strings) as `derived`,
     aliased as the view unless the client gave an alias; `bare`: the session's
     database is information_schema, so `FROM <view>` is one too."""
-    blanked = STRINGS_AND_COMMENTS.sub(lambda m: "x" * len(m.group()), sql)  # (identifiers in backticks kept)
+    blanked = blank_strings(sql)  # (identifiers in backticks kept)
     spans = [(m.start(), m.end(), "") for m in re.finditer(_VIEW_REF.format(re.escape(view)), blanked, re.I)]
     if bare:
         spans += [(m.end(2), m.end(), "") for m in re.finditer(_BARE_REF.format(re.escape(view)), blanked, re.I)]
@@ -202,8 +203,6 @@ class CatalogMaterialized:
     epoch: int = -1
 
     async def execute(self, vc: VCursor) -> Reply:
-        from .insertselect import LIMIT, column_kinds, render_values
-
         snap = vc.snapshot
         regions = sorted(snap.regions)
         if not regions:

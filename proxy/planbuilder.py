@@ -62,7 +62,7 @@ from .planner import Op, Plan, RoutingSnapshot, SessionView, plan, plan_dml
 from .prepared import interpolate, placeholder_positions
 from .temptables import plan_ddl_on_temporary, plan_temporary
 from .triggers import plan_show_create_trigger, plan_trigger_ddl, show_triggers_query
-from .statements import (DML_KINDS, STRINGS_AND_COMMENTS, AnalysisCache, Kind, blank_statement, classify,
+from .statements import (DML_KINDS, AnalysisCache, Kind, blank_statement, blank_strings, classify,
                          split_insert_select, strip_leading_noise)
 from .txn import Event
 
@@ -179,11 +179,6 @@ class SetFromQuery:
 
 
 _ASSIGNED_VARIABLE = re.compile(r"(@(?:[\w$.]+|`[^`]+`))\s*:=")
-
-
-def blank_strings(sql: str) -> str:
-    """`sql` with its strings and comments made of x's (identifiers kept)."""
-    return STRINGS_AND_COMMENTS.sub(lambda m: "x" * len(m.group()), sql)
 
 
 @dataclass(frozen=True, slots=True)

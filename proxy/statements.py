@@ -392,6 +392,12 @@ def _parse(sql: str) -> exp.Expression:
 QUOTED = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'?|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"?|`[^`]*`?")
 
 
+def blank_strings(sql: str) -> str:
+    """`sql` with its strings and comments made of x's, same length; quoted
+    identifiers kept (a name in backticks can still be matched)."""
+    return STRINGS_AND_COMMENTS.sub(lambda m: "x" * len(m.group()), sql)
+
+
 def blank_quoted(sql: str) -> str:
     """`sql` with every quoted string and identifier made of x's, same length:
     keywords found in it are the statement's, and positions map back."""
