@@ -4,7 +4,8 @@ Request (from the proxy)::
 
     {"op": "ddl", "sql": <client's original text>, "database": <session db or null>,
      "account": {"user", "host"}, "statement_vars": <SET STATEMENT vars or "">,
-     "session_sets": [<the client session's SET statements>]}
+     "session_sets": [<the client session's SET statements>],
+     "charset": <its character_set_client>}
 
 Result::
 
@@ -135,6 +136,7 @@ class DdlService(ViewStatements):
         self._as_user: dict[str, str] | None = None  # the requesting client's account, per request
         self._statement_vars = ""  # the request's SET STATEMENT <vars> FOR, per request
         self._session_sets: tuple[str, ...] = ()  # the client session's SET statements, per request
+        self._charset: str | None = None  # the client session's character_set_client, per request
         self._lock = lock  # shared with the failover loop: one placement change at a time
 
     async def handle(self, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -164,6 +166,8 @@ class DdlService(ViewStatements):
             self._statement_vars = statement_vars if isinstance(statement_vars, str) else ""
             session_sets = payload.get("session_sets")
             self._session_sets = tuple(s for s in session_sets if isinstance(s, str)) if isinstance(session_sets, list) else ()
+            charset = payload.get("charset")
+            self._charset = charset if isinstance(charset, str) else None
             async with self._lock:
                 result = await self._dispatch(stmt, sql, database)
             outcome = "ok"
@@ -207,6 +211,8 @@ class DdlService(ViewStatements):
             task["as_user"] = self._as_user
         if self._session_sets:
             task["session_sets"] = list(self._session_sets)
+        if self._charset and task.get("op") == "execute_ddl":
+            task["charset"] = self._charset
         if self._statement_vars and task.get("op") == "execute_ddl":
             task["statement_vars"] = self._statement_vars
         return task
@@ -362,7 +368,8 @@ class DdlService(ViewStatements):
 
     async def _colocate_request(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """{"op": "colocate", "table": [db, name], "with": [[db, name], ...]}: the
-        proxy before a CREATE TRIGGER whose body reaches other tables.  They are
+        proxy before a CREATE TRIGGER whose body reaches other tables, or a
+        multi-table UPDATE/DELETE writing tables placed apart.  They are
         brought onto the table's group's regions (moved if apart) and kept there
         by `links` on the table, so later moves and failovers keep them together."""
         try:
@@ -379,7 +386,7 @@ class DdlService(ViewStatements):
             try:
                 colocation = plan_colocation(placement, [table, *sorted(others)], live, await self._topo.get_loads())
             except NotEnoughRegions as exc:
-                raise SqlError(ER_UNKNOWN, f"Can't place `{table[0]}`.`{table[1]}` with the tables its trigger reaches: {exc}") from None
+                raise SqlError(ER_UNKNOWN, f"Can't place `{table[0]}`.`{table[1]}` with the tables written or reached with it: {exc}") from None
             if colocation is not None:
                 await self._run_moves(colocation.moves, live)
 

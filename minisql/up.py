@@ -2,8 +2,10 @@
 
 `LocalCluster` starts ZooKeeper, one MariaDB and region agent per region, the
 master candidates and one or more proxies (each a `minisql.localstack`
-process), watches them, and stops everything in reverse order when one dies
-or a signal comes.  Several proxies (``--proxies N``) share ZooKeeper, the
+process) and watches them: a child that dies is restarted with backoff
+(minisql/supervise.py) while everything else keeps running -- a dead
+region's MariaDB is the failure the cluster exists to survive.  Only a
+signal (Ctrl-C, SIGTERM) stops everything, in reverse start order.  Several proxies (``--proxies N``) share ZooKeeper, the
 secrets, the users file and the TLS certificate, so a client may use any of
 them; they listen on consecutive ports from ``--port``.  Server options for
 every region's MariaDB (``--mariadb-option``) are checked by
@@ -41,6 +43,7 @@ from .config import (
     write_private_json,
     write_users,
 )
+from .supervise import Backoff
 
 log = logging.getLogger("minisql.up")
 
@@ -58,6 +61,10 @@ def _pid_running(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return fields[0] != "Z"
+
+
+def _stamp() -> str:
+    return time.strftime("%H:%M:%S")
 
 
 class _StartupFailed(Exception):
@@ -422,14 +429,46 @@ class LocalCluster:
                 print(f"    {line}", file=sys.stderr)
         print("minisql up: stopping the rest of the stack", file=sys.stderr, flush=True)
 
+    def _report_exit(self, name: str, reason: str, log_path: Path | None, log_tail: str, delay: float) -> None:
+        print(f"\n{_stamp()} minisql up: {name} {reason}; restarting it in {delay:.0f} s (the rest keeps running)",
+              file=sys.stderr)
+        if log_path is not None:
+            print(f"minisql up: last lines of {log_path}:", file=sys.stderr)
+            for line in (log_tail or "(empty)").splitlines()[-15:]:
+                print(f"    {line}", file=sys.stderr)
+        sys.stderr.flush()
+
     def _monitor(self) -> int:
+        """Until a signal: restart any child that exits, with backoff
+        (minisql/supervise.py); the rest of the stack keeps running."""
+        from .localstack import LocalStackError
+
+        now = time.monotonic()
+        schedule = {id(p): Backoff(started_at=now) for _, procs in self.groups for p in procs}
         while not self._stopping:
+            now = time.monotonic()
             for _, procs in self.groups:
                 for p in procs:
-                    code = p.returncode
-                    if code is not None and not self._stopping:
-                        self._report_failure(p.name, f"exited unexpectedly with code {code}", p.log_path, p.log_tail())
-                        return 1
+                    backoff = schedule[id(p)]
+                    if backoff.due is None:
+                        code = p.returncode
+                        if code is None or self._stopping:
+                            continue
+                        p.stop()  # reap it, close its log
+                        delay = backoff.died(now)
+                        self._report_exit(p.name, f"exited unexpectedly with code {code}", p.log_path, p.log_tail(), delay)
+                    elif backoff.ready(now) and not self._stopping:
+                        try:
+                            p.launch()
+                        except (LocalStackError, OSError) as exc:
+                            delay = backoff.died(now)
+                            print(f"{_stamp()} minisql up: could not restart {p.name}: {exc}; trying again in {delay:.0f} s",
+                                  file=sys.stderr, flush=True)
+                            continue
+                        backoff.launched(now)
+                        self._write_state()
+                        print(f"{_stamp()} minisql up: restarted {p.name} (pid {p.pid}, restart #{backoff.restarts})",
+                              file=sys.stderr, flush=True)
             for _ in range(5):
                 if self._stopping:
                     break

@@ -304,7 +304,8 @@ class SessionCursor(CursorBase):
         sees the placement the DDL produced."""
         result = await self._master(
             {"op": "ddl", "sql": sql, "database": self.state.database, "account": self.session.account_ref(),
-             "statement_vars": statement_vars, "session_sets": self.state.ddl_settings()})
+             "statement_vars": statement_vars, "session_sets": self.state.ddl_settings(),
+             "charset": str(self.session.variables.get("character_set_client"))})
         warnings = result.get("warnings") or []
         if warnings:  # what SHOW WARNINGS answers next (the regions that ran it are not the session's)
             self.state.warnings = warnings_result(warnings)

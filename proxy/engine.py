@@ -16,7 +16,9 @@ without MariaDB replication:
 * `SET STATEMENT timestamp=..., rand_seed1/2=..., insert_id=... FOR <sql>`
   pins NOW(), column defaults, RAND() and the AUTO_INCREMENT value to the
   primary's, so the copies compute the same rows;
-* a statement that fails on the primary never reaches a replica; one that
+* a statement that fails on the primary never reaches a replica -- unless
+  the primary's ROLLBACK warns that non-transactional tables kept part of
+  it (1196): then the replicas run it too, to keep the same part; one that
   fails on a replica rolls the primary back (autocommit) or the whole
   transaction (explicit transaction), and the client gets an error.
 
@@ -230,9 +232,9 @@ class FanOutWrite:
             state.wrote_as_primary(primary)
         try:
             result = await vc.run(primary, sql, prefix=_pinned(ts, seeds, 0, self.statement_vars), infile=infile)
-        except SqlError:
-            if own_txn:
-                await _rollback_quietly(vc, primary, locked)
+        except SqlError as failed:
+            if own_txn and await _rollback_quietly(vc, primary, locked) and infile is None:
+                await self._replay_failure(vc, replicas, sql, _pinned(ts, seeds, 0, self.statement_vars), primary, failed)
             raise
         failure = await self._replicate(vc, replicas, sql, _pinned(ts, seeds, result.insert_id, self.statement_vars), primary, result,
                                         infile)
@@ -262,6 +264,27 @@ class FanOutWrite:
         reply = await FanOutWrite(sql, regions).execute(vc)
         assert reply.result is not None
         return reply.result
+
+    async def _replay_failure(self, vc: VCursor, replicas: tuple[str, ...], sql: str, prefix: str, primary: str,
+                              failed: SqlError) -> None:
+        """The primary failed part-way through a statement and its ROLLBACK
+        could not undo everything (warning 1196: a MyISAM/Aria table kept the
+        rows written before the error, as one MariaDB keeps them).  The
+        replicas run the same statement, pinned alike, so they keep the same
+        rows and fail the same way; a replica that does otherwise has diverged
+        and is counted and logged (nothing can undo a non-transactional write)."""
+        for region in replicas:
+            try:
+                await vc.run(region, sql, prefix=prefix)
+            except SqlError as e:
+                if e.errno == failed.errno:
+                    continue
+                outcome = f"failed with {e.errno}"
+            else:
+                outcome = "succeeded"
+            metrics.REPLICA_DIVERGENCE.labels(region).inc()
+            log.error("replica divergence: %s failed on primary %s with %d (non-transactional changes kept) but %s on replica %s",
+                      self.sql[:200], primary, failed.errno, outcome, region)
 
     async def _replicate(self, vc: VCursor, replicas: tuple[str, ...], sql: str, prefix: str, primary: str,
                          result: QueryResult, infile: Any = None) -> SqlError | None:
@@ -298,13 +321,17 @@ class FanOutWrite:
         return out
 
 
-async def _rollback_quietly(vc: VCursor, region: str, locked: bool = False) -> None:
+async def _rollback_quietly(vc: VCursor, region: str, locked: bool = False) -> bool:
+    """ROLLBACK, logging a failure; True if MariaDB warned that changes to
+    non-transactional tables could not be rolled back (1196)."""
     try:
-        await vc.run(region, "ROLLBACK", join=False)
+        result = await vc.run(region, "ROLLBACK", join=False)
         if locked:
             await vc.run(region, "SET autocommit=1", join=False)
     except SqlError as e:
         log.warning("ROLLBACK on %s failed: %s", region, e)
+        return False
+    return bool(getattr(result, "warnings", 0))
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from minisql.errors import (
     ER_BAD_DB,
     ER_NO_DB,
     ER_NO_SUCH_TABLE,
+    ER_NOT_SUPPORTED_YET,
     SqlError,
     unsupported,
 )
@@ -105,6 +106,23 @@ class Shipment:
     name: str
     source: str
     to: tuple[str, ...]
+
+
+class WritesApart(SqlError):
+    """A statement writing tables that are not placed on the same regions
+    (a multi-table UPDATE/DELETE).  No copy could run it over all of them, so
+    the session asks the master to colocate `others` with `table` (moving
+    them, then keeping them together by links, as for a trigger) and plans
+    it again; where it cannot (inside a transaction or under LOCK TABLES:
+    the move's DROP of the old copies would wait for this session's own
+    locks) the client gets this 1235."""
+
+    def __init__(self, table: tuple[str, str], others: tuple[tuple[str, str], ...]) -> None:
+        super().__init__(ER_NOT_SUPPORTED_YET, "MiniSQL Cluster does not support a write to tables placed on different "
+                         "regions inside a transaction or under LOCK TABLES yet: run it once outside one, and the "
+                         "tables are kept together from then on")
+        self.table = table
+        self.others = others
 
 
 # -- helpers -------------------------------------------------------------------
@@ -194,7 +212,8 @@ def _write_regions(analysis: Analysis, writes: tuple[TablePlacement, ...], mater
     regions = writes[0].write_regions
     for t in writes[1:]:
         if set(t.write_regions) != set(regions):
-            raise unsupported("a write to several tables that are not placed on the same regions")
+            raise WritesApart((writes[0].database, writes[0].name),
+                              tuple((w.database, w.name) for w in writes[1:] if set(w.write_regions) != set(regions)))
     if len(regions) > 1 and not materialized:
         if analysis.nondeterministic and not analysis.uuid_once:  # (SYSDATE() is made NOW(), pinned: plan_dml; UUID() in VALUES: a literal)
             raise unsupported(f"{analysis.nondeterministic} in a write to a replicated table (each copy would get a different value)")

@@ -33,9 +33,9 @@ from .accounts import AccountAdmin
 from .auth import Account
 from .backend import BackendError, BackendLost, QueryResult
 from .cursor import SessionBackends, SessionCursor
-from .engine import EveryRegion, FanOutWrite, Reply, Route, ShowWarnings, end_transaction
+from .engine import EveryRegion, FanOutWrite, Primitive, Reply, Route, ShowWarnings, end_transaction
 from .planbuilder import SHARED_PRIMITIVES, STATE_DEPENDENT, PrimitiveCache, plan_statement
-from .planner import plan_use_database
+from .planner import WritesApart, plan_use_database
 from .pool import BackendPool
 from .prepared import (
     ExecuteRequest,
@@ -228,7 +228,10 @@ class ProxySession(BaseSession):
             kind = classify(sql)
             if len(sql) >= BIG_STATEMENT and kind in DML_KINDS:
                 await self.cache.prepare(sql, kind)  # analysed off the event loop
-            primitive = plan_statement(sql, kind, snapshot, self.state, self.cache)
+            try:
+                primitive = plan_statement(sql, kind, snapshot, self.state, self.cache)
+            except WritesApart as apart:
+                cursor, primitive = await self._plan_colocated(apart, sql, kind)
             if kind in DML_KINDS and shared:  # (EXECUTE name's plan depends on the session's PREPAREs)
                 self.primitives.put(sql, snapshot, database, primitive)
         metrics.count_query(primitive.label)
@@ -243,6 +246,17 @@ class ProxySession(BaseSession):
             raise
         self.state.row_count = reply.result.affected_rows if reply.result is not None and reply.result.fields is None else 0
         return reply
+
+    async def _plan_colocated(self, apart: WritesApart, sql: str, kind: Kind) -> tuple[SessionCursor, Primitive]:
+        """A multi-table write over tables placed apart: the master moves them
+        onto one set of regions (and keeps them there); the statement is then
+        planned on the placement that says so (a new cursor at that snapshot).
+        Not inside a transaction or under LOCK TABLES (WritesApart's docstring)."""
+        if self.state.tx.active or self.state.locked_regions:
+            raise apart
+        await self.cursor().colocate(apart.table, apart.others)
+        cursor = self.cursor()
+        return cursor, plan_statement(sql, kind, cursor.snapshot, self.state, self.cache)
 
     async def _after_error(self, e: SqlError, cursor: SessionCursor) -> None:
         """A statement failed.  A deadlock (1213) makes MariaDB roll back the
@@ -276,7 +290,10 @@ class ProxySession(BaseSession):
         cursor = self.cursor()
         primitive = None
         if kind in DML_KINDS or kind in (Kind.SHOW, Kind.DESCRIBE):
-            primitive = plan_statement(sql, kind, cursor.snapshot, self.state, self.cache)
+            try:
+                primitive = plan_statement(sql, kind, cursor.snapshot, self.state, self.cache)
+            except WritesApart as apart:
+                cursor, primitive = await self._plan_colocated(apart, sql, kind)
         if isinstance(primitive, Route) and not primitive.last_insert_id and not primitive.connection_id:
             conn = await self._statement_connection(cursor, primitive)
             prepared = await cursor.call(conn, conn.prepare(sql.encode(conn.sql_encoding, "surrogateescape")))

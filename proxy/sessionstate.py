@@ -141,8 +141,9 @@ class SessionState:
     def ddl_settings(self) -> list[str]:
         """The session's SETs a DDL must run under on the regions (sql_mode,
         foreign_key_checks, check_constraint_checks, time_zone, ...).  Not the
-        character sets: the master carries the statement as text and the
-        regions read it in utf8mb4; not autocommit or the transaction mode."""
+        character sets: the DDL request carries character_set_client apart
+        (the region sends the text in it, region/tasks.py); not autocommit or
+        the transaction mode."""
         return [sql for key, sql in self.replay.items() if not _NOT_FOR_DDL.intersection(key.split(","))]
 
     def inserted(self, insert_id: int, region: str) -> None:

@@ -45,6 +45,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 import aiomysql
 import pymysql
+from pymysql.charset import charset_by_name
 
 from minisql.accounts import region_password
 from minisql.config import BackendCredentials
@@ -66,6 +67,24 @@ def _require(payload: Mapping[str, Any], key: str) -> str:
         raise SqlError(ER_UNKNOWN, f"region task {payload.get('op')!r} needs a non-empty string {key!r}")
     return value
 
+
+
+def _client_encoding(charset: Any, statements: tuple[str, ...]) -> str | None:
+    """The client's character set to send `statements` in (execute_ddl's
+    `charset`), or None for the pool's utf8mb4: unknown names, utf8mb4
+    itself, and text that character set cannot carry."""
+    if not isinstance(charset, str) or charset.lower() in ("utf8mb4", "binary"):
+        return None
+    known = charset_by_name(charset.lower())
+    if known is None:
+        return None
+    try:
+        encoding = known.encoding
+        for sql in statements:
+            sql.encode(encoding)
+    except (KeyError, LookupError, UnicodeEncodeError):
+        return None
+    return charset.lower()
 
 def _user_schema(database: str) -> str:
     """Refuse tasks on MariaDB's own schemas: the cluster never places tables there."""
@@ -129,7 +148,7 @@ class RegionTasks:
     # -- helpers -------------------------------------------------------------
     async def _run(
         self, *statements: str, database: str | None = None, as_user: Mapping[str, Any] | None = None,
-        session_sets: Any = None,
+        session_sets: Any = None, charset: Any = None,
     ) -> tuple[int, list[dict[str, Any]]]:
         """Run statements; (affected rows, warnings) of the last.
 
@@ -137,16 +156,22 @@ class RegionTasks:
         (its region password, minisql/accounts.py), so MariaDB checks the
         client's privileges; otherwise on the agent's pool.  `session_sets`:
         the client session's SET statements, run first (a connection of its
-        own then, so they never leak into the pool).
+        own then, so they never leak into the pool).  `charset`: the client's
+        character_set_client, which a view or routine records and which gives
+        string literals their character set (CREATE TABLE ... SELECT 'x'); the
+        statements are sent in it when they can be (else in utf8mb4).
         """
         sets = tuple(s for s in session_sets if isinstance(s, str)) if isinstance(session_sets, (list, tuple)) else ()
-        if as_user is not None or sets:
+        encoding = _client_encoding(charset, statements)
+        if as_user is not None or sets or encoding:
             login = self._creds if as_user is None else BackendCredentials(
                 user=str(as_user["user"]),
                 password=region_password(self._creds.password, str(as_user["user"]), str(as_user["host"])),
             )
             conn = await connect(self._mysql_host, self._mysql_port, login)
             try:
+                if encoding:
+                    await conn.set_charset(encoding)
                 await self._run_on(conn, sets, None)
                 return await self._run_on(conn, statements, database)
             finally:
@@ -200,7 +225,8 @@ class RegionTasks:
             # The client's SET STATEMENT ... FOR <this DDL>: its settings for this statement only.
             sql = f"SET STATEMENT {statement_vars} FOR {sql}"
         affected, warnings = await self._run(
-            sql, database=database, as_user=payload.get("as_user"), session_sets=payload.get("session_sets")
+            sql, database=database, as_user=payload.get("as_user"), session_sets=payload.get("session_sets"),
+            charset=payload.get("charset"),
         )
         result: dict[str, Any] = {"ok": True, "affected_rows": affected}
         if warnings:

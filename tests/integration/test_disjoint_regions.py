@@ -148,3 +148,40 @@ def test_statements_over_tables_on_disjoint_regions_match_one_mariadb(cluster, f
     # The tables were read where they are, not copied for good: still apart.
     after = cluster.state()["placement"]
     assert not set(after.table(db, "a").write_regions) & set(after.table(db, "b").write_regions)
+
+
+def test_a_multi_table_write_over_tables_apart_brings_them_together(cluster):
+    """`UPDATE a, b SET a..., b...` writes both tables: no copy could run it
+    over tables apart, so the master moves them onto one pair and keeps them
+    there (links); the statement then runs there.  Inside a transaction it
+    is refused (the move would wait for the session's own locks)."""
+    db = fresh_database(cluster, "apartw")
+    conn = pymysql.connect(host="127.0.0.1", port=cluster.proxy_port, user="root", password="", database=db)
+    try:
+        cur = conn.cursor()
+        place_apart(cluster, cur, db)
+        cur.execute(ROWS[0])
+        cur.execute(ROWS[1])
+        conn.commit()
+        # PyMySQL's default autocommit=0: the UPDATE opens the transaction.
+        with pytest.raises(pymysql.err.NotSupportedError) as refused:
+            cur.execute("SELECT 1 FROM a LIMIT 1")
+            cur.execute("UPDATE a JOIN b ON b.a_id = a.id SET a.n = 0, b.k = 0")
+        assert refused.value.args[0] == 1235
+        conn.rollback()
+        affected = cur.execute("UPDATE a JOIN b ON b.a_id = a.id SET a.n = a.n + 1, b.k = b.k + 100")
+        conn.commit()
+        assert affected == 5  # a rows 1 and 3, b rows 10, 11, 12
+        cur.execute("SELECT id, n FROM a ORDER BY id")
+        assert cur.fetchall() == ((1, 11), (2, 20), (3, 31), (4, 40))
+        cur.execute("SELECT id, k FROM b ORDER BY id")
+        assert cur.fetchall() == ((10, 105), (11, 106), (12, 107), (13, 8))
+    finally:
+        conn.close()
+    placement = cluster.state()["placement"]
+    a, b = placement.table(db, "a"), placement.table(db, "b")
+    assert set(a.write_regions) == set(b.write_regions)
+    assert (db, "b") in a.links
+    for t in ("a", "b"):
+        copies = cluster.rows_on_regions(db, t, order_by="id")
+        assert set(copies) == set(a.write_regions) and len({tuple(r) for r in copies.values()}) == 1, (t, copies)

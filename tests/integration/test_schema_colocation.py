@@ -380,3 +380,26 @@ def test_mysqldump_round_trip_through_the_gateway(cluster):
         rows = cluster.rows_on_regions(db, name)
         assert len(rows) == 2 and len({tuple(v) for v in rows.values()}) == 1, (name, rows)
     assert next(iter(cluster.rows_on_regions(db, "parent").values()))[-1] == (3, "THREE")
+
+
+def test_ddl_runs_in_the_clients_character_set(cluster):
+    """A view records the client's character_set_client, and a string literal
+    in CREATE TABLE ... SELECT takes it: as on one MariaDB, not the master's
+    utf8mb4."""
+    db = fresh_database(cluster, "cs")
+    conn = pymysql.connect(host="127.0.0.1", port=cluster.proxy_port, user="root", password="", database=db,
+                           charset="latin1")
+    try:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE t (a INT PRIMARY KEY)")
+        cur.execute("CREATE VIEW v AS SELECT a, 'caf\u00e9' AS word FROM t")
+        cur.execute("SHOW CREATE VIEW v")
+        assert cur.fetchone()[2:] == ("latin1", "latin1_swedish_ci")
+        cur.execute("CREATE TABLE c AS SELECT 'caf\u00e9' AS word")
+        cur.execute("SELECT word FROM v UNION ALL SELECT word FROM c")
+        assert cur.fetchall() == (("caf\u00e9",),)
+        cur.execute("SELECT CHARACTER_SET_NAME FROM information_schema.COLUMNS "
+                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'c' AND COLUMN_NAME = 'word'")
+        assert cur.fetchone() == ("latin1",)
+    finally:
+        conn.close()

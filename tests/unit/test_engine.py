@@ -66,6 +66,24 @@ def test_primary_failure_never_reaches_the_replica():
     assert c.log == [("r1", "START TRANSACTION"), ("r1", PIN + "INSERT INTO users VALUES (1)"), ("r1", "ROLLBACK")]
 
 
+def test_a_primary_failure_that_kept_non_transactional_rows_is_replayed_on_the_replica():
+    # MyISAM: INSERT ... SELECT stops at a duplicate after writing a row, and ROLLBACK
+    # warns (1196) that it stays.  The replica runs the same statement to keep the same row.
+    def respond(region, sql):
+        if "INSERT" in sql:
+            return SqlError(1062, "Duplicate entry", "23000")
+        if sql == "ROLLBACK":
+            return QueryResult(None, [], 0, 0, 1, 0, b"")
+        return None
+
+    c = LoggingCursor(respond=respond)
+    with pytest.raises(SqlError) as info:
+        run(c, "INSERT INTO users SELECT 1 UNION ALL SELECT 1")
+    assert info.value.errno == 1062
+    assert c.log == [("r1", "START TRANSACTION"), ("r1", PIN + "INSERT INTO users SELECT 1 UNION ALL SELECT 1"),
+                     ("r1", "ROLLBACK"), ("r2", PIN + "INSERT INTO users SELECT 1 UNION ALL SELECT 1")]
+
+
 def test_replica_failure_rolls_the_primary_back():
     def respond(region, sql):
         return SqlError(1146, "Table doesn't exist", "42S02") if region == "r2" and "INSERT" in sql else ok_result(1)

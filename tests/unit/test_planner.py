@@ -211,3 +211,11 @@ def test_insert_scheduling_words_are_routed_like_the_insert():
                 "INSERT INTO users VALUES (1, 'a') ON DUPLICATE KEY UPDATE name = VALUES(`users`.`name`)"):
         p = run(sql)
         assert (p.op, p.regions) == (Op.WRITE, ("r1", "r2")), sql
+
+
+def test_a_write_to_tables_placed_apart_names_them_for_colocation():
+    from proxy.planner import WritesApart
+
+    with pytest.raises(WritesApart) as e:
+        run("UPDATE users, items SET users.name = 'x', items.title = 'y' WHERE users.id = items.id")
+    assert (e.value.errno, e.value.table, e.value.others) == (1235, ("shop", "users"), (("shop", "items"),))

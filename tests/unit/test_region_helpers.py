@@ -110,3 +110,13 @@ def test_fix_bytes_escaping_only_changes_bytes():
     assert conn.escape(bytearray(b"")) == "_binary X''"
     assert conn.escape(5) == "<5>"
     assert FakeConn().escape(5) == "<5>"  # the class itself is untouched
+
+
+def test_ddl_is_sent_in_the_clients_character_set_when_it_can_carry_the_text():
+    from region.tasks import _client_encoding
+
+    assert _client_encoding("latin1", ("CREATE VIEW v AS SELECT 'caf\u00e9'",)) == "latin1"
+    assert _client_encoding("KOI8R", ("CREATE TABLE t (a INT)",)) == "koi8r"
+    assert _client_encoding("latin1", ("CREATE VIEW v AS SELECT '\u2603'",)) is None  # not in latin1: utf8mb4
+    assert _client_encoding("utf8mb4", ("x",)) is None and _client_encoding("binary", ("x",)) is None
+    assert _client_encoding("no-such-charset", ("x",)) is None and _client_encoding(None, ("x",)) is None
