@@ -2,7 +2,7 @@
 
 Several masters run at once; ZooKeeper elects one (topology.campaign).  The
 leader serves the `master` queue (DDL, see ddl_service.py) and runs the
-failover loop (failover.py).  The others only wait their turn.
+failover loop (failover.py) and the XA resolver (resolver.py).  The others only wait their turn.
 
 Error handling
 --------------
@@ -31,6 +31,7 @@ from . import metrics
 from .ddl_service import DdlService
 from .failover import FailoverLoop
 from .regions import DEFAULT_TASK_TIMEOUT, RegionCaller
+from .resolver import XaResolver
 
 log = logging.getLogger(__name__)
 
@@ -61,22 +62,24 @@ class LeaderDuties:
         self.failover = FailoverLoop(
             topology, regions, lock, grace=config.failover_grace, copy_timeout=config.copy_timeout
         )
+        self.resolver = XaResolver(topology, regions)
         self._topology = topology
         self._cancel_serve = None
-        self._failover_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         self._cancel_serve = self._topology.serve(MASTER_QUEUE, self.ddl.handle)
-        self._failover_task = asyncio.create_task(self.failover.run(), name="failover")
+        self._tasks = [asyncio.create_task(self.failover.run(), name="failover"),
+                       asyncio.create_task(self.resolver.run(), name="xa-resolver")]
 
     async def stop(self) -> None:
         if self._cancel_serve is not None:
             self._cancel_serve()
             self._cancel_serve = None
-        if self._failover_task is not None:
-            self._failover_task.cancel()
-            await asyncio.gather(self._failover_task, return_exceptions=True)
-            self._failover_task = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
 
 
 async def _first(aw: Awaitable[None], stop: asyncio.Event) -> bool:

@@ -29,3 +29,7 @@ COPIES_IN_FLIGHT = Gauge("minisql_master_copies_in_flight", "copy_table tasks th
 TABLE_MOVES = Counter(
     "minisql_master_table_moves", "Tables moved to other regions, by reason (colocation: joining a FOREIGN KEY group)", ["reason"]
 )
+XA_IN_DOUBT = Gauge("minisql_master_xa_in_doubt",
+                    "Prepared XA branches left by a proxy for the resolver (in doubt for its grace period), last pass")
+XA_RESOLVED = Counter("minisql_master_xa_resolved_total", "XA branches the resolver settled, by outcome (commit, abort)",
+                      ["outcome"])

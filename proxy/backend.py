@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from minisql.errors import SqlError
 
@@ -512,6 +512,42 @@ class BackendConnection:
         body = sql if isinstance(sql, bytes) else sql.encode(encoding, "surrogateescape")
         stream = await self.query_stream(body, prefix.encode(encoding) if prefix else b"", infile)
         return await stream.read_all()
+
+    async def pipeline(self, statements: Sequence[str]) -> list[QueryResult | BackendError]:
+        """Several small statements in one write (the protocol lets a client
+        send the next command before the reply: MariaDB answers each in
+        turn): one round trip for `XA END` + `XA PREPARE`.  Each result in
+        order, a BackendError in place of a failed one -- the later ones ran
+        anyway, so only statements that are harmless after a failed one may
+        share a pipeline."""
+        if self._closed:
+            raise BackendLost(f"connection to region '{self.region_id}' is closed")
+        if self._busy:
+            self.close()
+            raise BackendLost(f"connection to region '{self.region_id}' was left mid-result")
+        payloads = [bytes((COM_QUERY,)) + sql.encode(self.sql_encoding) for sql in statements]
+        if any(len(p) >= MAX_PAYLOAD for p in payloads):
+            raise ValueError("pipeline() is for small statements")
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            self.close()
+            raise BackendLost(f"connection to region '{self.region_id}' is closed")
+        self._busy = True
+        try:  # one write: every packet has sequence number 0 (each is a new command)
+            writer.write(b"".join(len(p).to_bytes(3, "little") + b"\x00" + p for p in payloads))
+        except (RuntimeError, OSError) as e:
+            self.close()
+            raise BackendLost(f"lost connection to region '{self.region_id}': {e}") from None
+        out: list[QueryResult | BackendError] = []
+        for _ in statements:
+            self._busy = True
+            stream = ResultStream(self)
+            try:
+                await stream._read_head()
+                out.append(await stream.read_all())
+            except BackendError as e:
+                out.append(e)
+        return out
 
     async def _send_local_file(self, filename: bytes) -> None:
         """Answer the server's LOCAL INFILE request with `self._infile`'s data,

@@ -25,7 +25,9 @@ import logging
 import random
 from typing import Any
 
-from minisql.errors import CR_CONN_HOST_ERROR, CR_SERVER_LOST, ER_ACCESS_DENIED, ER_LOCK_WAIT_TIMEOUT, ER_UNKNOWN, SqlError
+from minisql.errors import (CR_CONN_HOST_ERROR, CR_SERVER_LOST, ER_ACCESS_DENIED, ER_LOCK_WAIT_TIMEOUT, ER_NO_SUCH_TABLE,
+                            ER_UNKNOWN, SqlError)
+from minisql.xa import COMMIT, CREATE_DECISIONS, DECISIONS
 from topology import CallTimeout, TopologyError
 
 from . import metrics
@@ -143,10 +145,29 @@ class CursorBase:
     async def join(self, region: str) -> None:
         state = self.state
         if state.needs_join(region):
-            await self._run(region, state.tx.begin_sql)
+            xid = state.xa_branch(region)
+            xa = False
+            if xid is not None:
+                try:
+                    await self._run(region, f"XA START {xid.sql()}")
+                    xa = True
+                except SqlError as e:
+                    if e.errno == CR_SERVER_LOST:
+                        raise
+                    # The connection is in a state XA START refuses (1399/1400): this
+                    # participant commits with the plain statements, as before XA.
+                    log.warning("XA START on %s refused (%s): joining without XA", region, e)
+                    metrics.XA_FALLBACK.inc()
+            if not xa:
+                await self._run(region, state.tx.begin_sql)
             for name in state.tx.savepoints:
                 await self._run(region, f"SAVEPOINT `{name.replace('`', '``')}`")
-            state.joined(region)
+            state.joined(region, xa)
+
+    async def pipeline(self, region: str, statements: tuple[str, ...]) -> list[QueryResult | SqlError]:
+        """Small statements sent to `region` together, one round trip (commit.py:
+        XA END + XA PREPARE): each one's result or SqlError, in order.  Never joins."""
+        raise NotImplementedError
 
     async def run(self, region: str, sql: str, *, join: bool = True, prefix: str = "", infile: Any = None) -> QueryResult:
         """`prefix` + `sql` on `region` (kept apart: a big statement sent to
@@ -187,6 +208,39 @@ class SessionCursor(CursorBase):
         conn = await backends.get(region, self.snapshot, self.state)
         backends.last = conn
         return await self.call(conn, conn.run(self._body(sql, conn.sql_encoding), prefix, infile))
+
+    async def pipeline(self, region: str, statements: tuple[str, ...]) -> list[QueryResult | SqlError]:
+        backends = self.backends
+        conn = await backends.get(region, self.snapshot, self.state)
+        backends.last = conn
+        results = await self.call(conn, conn.pipeline(statements))
+        return [r.to_sql_error() if isinstance(r, BackendError) else r for r in results]
+
+    async def decide(self, region: str, gtrid: str) -> None:
+        """The commit decision of `gtrid` (commit.py): its row in `region`'s
+        decision table, on the proxy's internal account (the client's may
+        not write there), in a transaction of its own."""
+        info = self.session.routing.snapshot.regions.get(region) or self.snapshot.regions.get(region)
+        if info is None:
+            raise SqlError(CR_CONN_HOST_ERROR, f"Region '{region}' is not available to record the commit decision")
+        pool = self.backends.pool
+        conn = await pool.acquire_internal(region, info.host, info.mysql_port)
+        insert = f"INSERT INTO {DECISIONS} (gtrid, outcome) VALUES ('{gtrid}', '{COMMIT}')"
+        try:
+            try:
+                await conn.run(insert)
+            except BackendError as e:
+                if e.errno != ER_NO_SUCH_TABLE:
+                    raise
+                await conn.run(CREATE_DECISIONS)  # a region whose agent has not made it yet
+                await conn.run(insert)
+        except BackendError as e:
+            raise e.to_sql_error()
+        except (BackendLost, OSError) as e:
+            conn.close()
+            raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{region}' recording the commit decision: {e}") from None
+        finally:
+            pool.release_internal(conn)
 
     def text_codec(self) -> str:
         return self.backends.sql_encoding

@@ -43,9 +43,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from minisql.errors import CR_SERVER_LOST, ER_PARSE, ER_UNKNOWN, SqlError
+from minisql.xa import Xid, can_decide
 
 from . import metrics
 from .backend import QueryResult, ResultStream
+from .commit import end_transaction, rollback_branch, two_phase_commit
 from .planner import LocalResult, RoutingSnapshot
 from .protocol import text_row
 from .pinning import order_by_key, substitute_nextvals, substitute_uuids, table_key
@@ -82,6 +84,8 @@ class VCursor(Protocol):
     snapshot: RoutingSnapshot
 
     async def run(self, region: str, sql: str, *, join: bool = True, prefix: str = "", infile: Any = None) -> QueryResult: ...
+    async def pipeline(self, region: str, statements: tuple[str, ...]) -> list[QueryResult | SqlError]: ...  # one round trip
+    async def decide(self, region: str, gtrid: str) -> None: ...  # the commit decision row (commit.py)
     async def join(self, region: str) -> None: ...  # the session's open transaction started there too
     def local_infile(self, keep: bool) -> Any: ...
     def client_status(self, global_scope: bool) -> dict[str, str]: ...
@@ -100,28 +104,6 @@ class VCursor(Protocol):
     async def show_grants(self, sql: str) -> Reply: ...
     async def kill(self, target: int, query: bool) -> Reply: ...
     async def processlist(self, full: bool) -> Reply: ...
-
-
-async def end_transaction(vc: VCursor, effects: tuple[EndTransaction, ...]) -> int:
-    """COMMIT / ROLLBACK each participant in the effect's order; after a failed
-    COMMIT the rest are rolled back; the first error is the client's.  Returns
-    the warnings the regions gave (1196: a MyISAM change ROLLBACK cannot undo)."""
-    warnings = 0
-    for effect in effects:
-        first_error: SqlError | None = None
-        for region in effect.order:
-            verb = "COMMIT" if effect.commit and first_error is None else "ROLLBACK"
-            try:
-                warnings += (await vc.run(region, verb, join=False)).warnings
-            except SqlError as e:
-                if e.errno == CR_SERVER_LOST:
-                    vc.drop(region)
-                first_error = first_error or e
-        if first_error is not None:
-            raise first_error
-        if effect.lost:
-            raise SqlError(CR_SERVER_LOST, "Lost connection to a region during the transaction; the transaction was rolled back")
-    return warnings
 
 
 # -- primitives -----------------------------------------------------------------------------
@@ -226,6 +208,10 @@ class FanOutWrite:
         # Under LOCK TABLES, START TRANSACTION would release the client's table
         # locks (MariaDB's rule): the statement's own transaction is autocommit=0.
         locked = own_txn and primary in state.locked_regions
+        if own_txn and not locked and state.xa_token and all(can_decide(r) for r in self.regions):
+            reply = await self._atomic(vc, sql, primary, replicas, ts, seeds, infile)
+            if reply is not None:
+                return reply
         if own_txn:
             await vc.run(primary, "SET autocommit=0" if locked else "START TRANSACTION", join=False)
         else:
@@ -265,6 +251,63 @@ class FanOutWrite:
         assert reply.result is not None
         return reply.result
 
+    async def _atomic(self, vc: VCursor, sql: str, primary: str, replicas: tuple[str, ...], ts: float | None,
+                      seeds: tuple[int, int] | None, infile: Any) -> Reply | None:
+        """An autocommit write on every copy as one XA transaction (commit.py):
+        each copy's branch started and written, the affected rows compared,
+        then prepared and committed together -- or rolled back together.
+        None: the primary refused XA START; the caller runs the plain path."""
+        state = vc.state
+        gtrid = state.new_gtrid(primary)
+        xids = {r: Xid(gtrid, r) for r in self.regions}
+        try:
+            await vc.run(primary, f"XA START {xids[primary].sql()}", join=False)
+        except SqlError as e:
+            if e.errno == CR_SERVER_LOST:
+                raise
+            log.warning("XA START on %s refused (%s): this write commits without XA", primary, e)
+            metrics.XA_FALLBACK.inc()
+            return None
+        try:
+            result = await vc.run(primary, sql, prefix=_pinned(ts, seeds, 0, self.statement_vars), infile=infile)
+        except SqlError as failed:
+            if await rollback_branch(vc, primary, xids[primary]) and infile is None:
+                await self._replay_failure(vc, replicas, sql, _pinned(ts, seeds, 0, self.statement_vars), primary, failed)
+            raise
+        started = [primary]
+        prefix = _pinned(ts, seeds, result.insert_id, self.statement_vars)
+        failure: SqlError | None = None
+        for region in replicas:
+            try:
+                await vc.run(region, f"XA START {xids[region].sql()}", join=False)
+                started.append(region)
+                replica = await vc.run(region, sql, prefix=prefix, infile=infile)
+            except SqlError as e:
+                failure = SqlError(e.errno if e.errno >= 2000 else ER_UNKNOWN,
+                                   f"Write failed on replica region '{region}' after the primary accepted it: ({e.errno}) {e.message}")
+                break
+            if replica.affected_rows != result.affected_rows:
+                failure = self._diverged(primary, result, region, replica)
+                break
+        if failure is None and result.warnings:
+            # The commit would clear them: SHOW WARNINGS is answered from this copy (ShowWarnings).
+            state.warnings = await vc.run(primary, "SHOW WARNINGS", join=False)
+        if failure is not None:
+            for region in started:
+                await rollback_branch(vc, region, xids[region])
+            raise failure
+        await two_phase_commit(vc, EndTransaction(True, (*replicas, primary), gtrid=gtrid, xa=frozenset(started)))
+        state.inserted(result.insert_id, primary)
+        state.row_count = result.affected_rows
+        return Reply(result)
+
+    def _diverged(self, primary: str, result: QueryResult, region: str, replica: QueryResult) -> SqlError:
+        metrics.REPLICA_DIVERGENCE.labels(region).inc()
+        log.error("replica divergence: %s affected %d rows on primary %s but %d on replica %s",
+                  self.sql[:200], result.affected_rows, primary, replica.affected_rows, region)
+        return SqlError(ER_UNKNOWN, f"The copies of the table disagree (primary '{primary}' changed {result.affected_rows} rows, "
+                                    f"replica '{region}' {replica.affected_rows}); the statement was rolled back")
+
     async def _replay_failure(self, vc: VCursor, replicas: tuple[str, ...], sql: str, prefix: str, primary: str,
                               failed: SqlError) -> None:
         """The primary failed part-way through a statement and its ROLLBACK
@@ -295,11 +338,7 @@ class FanOutWrite:
                 return SqlError(e.errno if e.errno >= 2000 else ER_UNKNOWN,
                                 f"Write failed on replica region '{region}' after the primary accepted it: ({e.errno}) {e.message}")
             if replica.affected_rows != result.affected_rows:
-                metrics.REPLICA_DIVERGENCE.labels(region).inc()
-                log.error("replica divergence: %s affected %d rows on primary %s but %d on replica %s",
-                          self.sql[:200], result.affected_rows, primary, replica.affected_rows, region)
-                return SqlError(ER_UNKNOWN, f"The copies of the table disagree (primary '{primary}' changed {result.affected_rows} rows, "
-                                            f"replica '{region}' {replica.affected_rows}); the statement was rolled back")
+                return self._diverged(primary, result, region, replica)
         return None
 
     def describe(self) -> dict[str, Any]:
@@ -446,6 +485,16 @@ class SetSession:
             raise SqlError(1568, "Transaction characteristics can't be changed while a transaction is in progress", "25001")
         if self.charset is not None:
             vc.set_charset(self.charset)  # before running it: refuses a charset we cannot carry
+        if self.autocommit is not None and state.tx.active and state.xa_branches:
+            # An XA branch refuses SET autocommit (1399).  Turning it on commits the
+            # open transaction (MariaDB's rule): done first.  Turning it off leaves the
+            # transaction open: the branches' connections keep their setting until it ends.
+            if self.autocommit:
+                await end_transaction(vc, state.on(Event.AUTOCOMMIT_ON))
+            else:
+                state.on(Event.AUTOCOMMIT_OFF)
+                state.record_set(self.key, self.sql)
+                return ok()
         first = vc.last_region() or vc.any_region()
         result = await vc.run(first, self.sql, join=False)
         warnings = result.warnings  # (1292 for a value MariaDB adjusted; SHOW WARNINGS asks the last region, alike)

@@ -101,6 +101,17 @@ REPLICA_DIVERGENCE = Counter(
     "minisql_proxy_replica_divergence_total", "Writes whose affected-row count differed on a replica", ["region"]
 )
 TRANSACTIONS = Counter("minisql_proxy_transactions_total", "Transactions ended, by outcome", ["outcome"])
+_TWO_PHASE = Counter("minisql_proxy_two_phase_commits_total",
+                     "Commits across regions (XA), by outcome: committed, aborted (a prepare failed or the "
+                     "resolver decided first), unknown (the decision's reply was lost: the resolver settles it)",
+                     ["outcome"])
+TWO_PHASE_COMMITTED = _TWO_PHASE.labels("committed")
+TWO_PHASE_ABORTED = _TWO_PHASE.labels("aborted")
+TWO_PHASE_UNKNOWN = _TWO_PHASE.labels("unknown")
+XA_DEFERRED = Counter("minisql_proxy_xa_commits_deferred_total",
+                      "XA COMMITs of decided branches that failed (region lost): left prepared for the resolver", ["region"])
+XA_FALLBACK = Counter("minisql_proxy_xa_fallback_total",
+                      "Transactions a region would not start as XA (LOCK TABLES, READ ONLY, ...): committed one by one")
 
 # Login and connection guards: children resolved once, so the hot path only calls inc().
 _LOGINS = Counter("minisql_proxy_logins_total", "Login attempts, by outcome", ["outcome"])

@@ -31,6 +31,7 @@ class BackendPool:
         self._idle: dict[tuple[str, str, int, bool, str, str], deque[BackendConnection]] = defaultdict(deque)
         self.opened = 0
         self._resets: set[asyncio.Task[None]] = set()
+        self._internal: dict[tuple[str, str, int], deque[BackendConnection]] = defaultdict(deque)
 
     def login_for(self, user: str, host: str) -> BackendLogin:
         """The region account of client account 'user'@'host' (minisql/accounts.py)."""
@@ -56,6 +57,24 @@ class BackendPool:
         conn.login = login
         self.opened += 1
         return conn
+
+    async def acquire_internal(self, region_id: str, host: str, port: int) -> BackendConnection:
+        """A connection as the proxy's internal account, for the commit
+        decisions only (commit.py): kept apart and given back without a
+        reset, since nothing on it changes session state."""
+        idle = self._internal[(region_id, host, port)]
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return await self.acquire(region_id, host, port, self.internal)
+
+    def release_internal(self, conn: BackendConnection) -> None:
+        idle = self._internal[(conn.region_id, conn.host, conn.port)]
+        if conn.closed or conn.in_flight or len(idle) >= self.max_idle:
+            conn.close()
+        else:
+            idle.append(conn)
 
     def release(self, conn: BackendConnection) -> None:
         if conn.closed:
@@ -92,6 +111,6 @@ class BackendPool:
     def close(self) -> None:
         for task in self._resets:
             task.cancel()
-        for idle in self._idle.values():
+        for idle in (*self._idle.values(), *self._internal.values()):
             while idle:
                 idle.pop().close()

@@ -32,6 +32,7 @@ from . import metrics
 from .accounts import AccountAdmin
 from .auth import Account
 from .backend import BackendError, BackendLost, QueryResult
+from .commit import PROXY_TOKEN
 from .cursor import SessionBackends, SessionCursor
 from .engine import EveryRegion, FanOutWrite, Primitive, Reply, Route, ShowWarnings, end_transaction
 from .planbuilder import SHARED_PRIMITIVES, STATE_DEPENDENT, PrimitiveCache, plan_statement
@@ -69,7 +70,7 @@ class ProxySession(BaseSession):
         self.routing = routing
         self.topology = topology
         self.cache = cache
-        self.state = SessionState()
+        self.state = SessionState(xa_token=PROXY_TOKEN)
         self.backends = SessionBackends(pool)
         self.connection: Any = None
         self.cluster = cluster  # cluster.ClusterSessions: KILL and SHOW PROCESSLIST across proxies

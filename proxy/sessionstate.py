@@ -3,7 +3,8 @@
 Everything that a statement can change about a client session lives here and
 only here: the transaction (autocommit, open, savepoints -- the transition
 table is txn.py's), the backend connections that joined the open transaction
-and which of them were written as a primary, the default database, the SET
+and which of them were written as a primary (and joined as XA branches,
+with the transaction's gtrid), the default database, the SET
 statements to replay on a connection opened later, LAST_INSERT_ID() and the
 region that produced it, NO_BACKSLASH_ESCAPES, and the prepared statements
 (COM_STMT_* ids and SQL-level names).  No I/O: engine primitives read it,
@@ -23,12 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from minisql.errors import SqlError
+from minisql.xa import Xid, can_decide, make_gtrid
 
 from .prepared import ER_MAX_PREPARED_STMT_COUNT_REACHED, MAX_STATEMENTS_PER_SESSION, PreparedStatement
 from .protocol import SERVER_STATUS_NO_BACKSLASH_ESCAPES
 from .txn import Effect, Event, TxState, transition
 
 
+# Transactions XA can carry: BEGIN [WORK], START TRANSACTION [READ WRITE] (not READ ONLY,
+# not WITH CONSISTENT SNAPSHOT: XA START takes neither).
+_XA_BEGIN = re.compile(r"^\s*(?:begin(?:\s+work)?|start\s+transaction(?:\s+read\s+write)?)\s*;?\s*$", re.I)
 _TIMESTAMP_RESET = re.compile(r"timestamp\s*:?=\s*(?:default|0+(?:\.0*)?)\s*(?:,|;|$)", re.I)
 _NOT_FOR_DDL = frozenset({
     "names", "autocommit", "session transaction", "character_set_client", "character_set_connection",
@@ -46,6 +51,8 @@ class EndTransaction:
     commit: bool
     order: tuple[str, ...]
     lost: bool = False  # a participant's connection broke: everything is rolled back, COMMIT fails
+    gtrid: str | None = None  # the transaction's XA gtrid (minisql/xa.py), if its branches are XA
+    xa: frozenset[str] = frozenset()  # participants joined with XA START (the others with begin_sql)
 
 
 @dataclass(slots=True)
@@ -68,6 +75,10 @@ class SessionState:
     next_stmt_id: int = 1
     connection_id: int = 0  # the cluster-wide id of the client connection (kept across resets)
     lock_region: str | None = None  # where this session last ran a lock function (GET_LOCK...)
+    xa_token: str = ""  # this proxy process's part of every gtrid (minisql/xa.py); "": no XA
+    xa_count: int = 0  # transactions this session started as XA
+    xa_gtrid: str | None = None  # the open transaction's gtrid, from its first XA participant
+    xa_branches: set[str] = field(default_factory=set)  # participants joined with XA START
 
     # -- derived ----------------------------------------------------------------------
     @property
@@ -98,17 +109,39 @@ class SessionState:
         alive = [r for r in self.participants if r not in self.broken]
         order = tuple(r for r in alive if r not in self.primaries) + tuple(r for r in alive if r in self.primaries)
         lost = bool(self.broken)
+        xa = frozenset(r for r in self.xa_branches if r in alive)
+        end = EndTransaction(commit and not lost, order, lost and commit, self.xa_gtrid if xa else None, xa)
         self.participants = []
         self.primaries = set()
         self.broken = set()
-        return EndTransaction(commit and not lost, order, lost and commit)
+        self.xa_gtrid = None
+        self.xa_branches = set()
+        return end
 
     def needs_join(self, region: str) -> bool:
         """A statement is about to run on `region`: must it first BEGIN there?"""
         return self.tx.active and region not in self.participants
 
-    def joined(self, region: str) -> None:
+    def joined(self, region: str, xa: bool = False) -> None:
         self.participants.append(region)
+        if xa:
+            self.xa_branches.add(region)
+
+    def xa_branch(self, region: str) -> Xid | None:
+        """The XA branch `region` joins the open transaction with, or None when
+        it joins with the plain begin statement: XA off (no token), a
+        READ ONLY or WITH CONSISTENT SNAPSHOT transaction (XA START has no
+        such options), LOCK TABLES held (MariaDB refuses XA under it)."""
+        if not self.xa_token or self.locked_regions or not can_decide(region) or not _XA_BEGIN.match(self.tx.begin_sql):
+            return None
+        if self.xa_gtrid is None:
+            self.xa_gtrid = self.new_gtrid(region)
+        return Xid(self.xa_gtrid, region)
+
+    def new_gtrid(self, decider: str) -> str:
+        """A fresh gtrid whose decision lives on `decider`."""
+        self.xa_count += 1
+        return make_gtrid(decider, f"{self.xa_token}.{self.connection_id}", self.xa_count)
 
     def wrote_as_primary(self, region: str) -> None:
         self.primaries.add(region)
@@ -166,6 +199,6 @@ class SessionState:
     def reset(self) -> None:
         """COM_RESET_CONNECTION / COM_CHANGE_USER: a fresh session (the caller
         rolls back and closes the backends first)."""
-        fresh = SessionState(connection_id=self.connection_id)
+        fresh = SessionState(connection_id=self.connection_id, xa_token=self.xa_token, xa_count=self.xa_count)
         for name in self.__slots__:  # type: ignore[attr-defined]
             setattr(self, name, getattr(fresh, name))

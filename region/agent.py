@@ -30,10 +30,11 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from minisql.config import BackendCredentials
 from minisql.runtime import retry_until_stopped
+from minisql.xa import CREATE_DECISIONS
 from topology import RegionInfo, Topology, TopologyError
 
 from . import metrics
@@ -99,6 +100,10 @@ class RegionAgent:
                 mysql_version=version,
                 started_at=time.time(),
             )
+            # The decision table of the two-phase commit (proxy/commit.py): a proxy may
+            # decide a transaction here as soon as we register.
+            if not await self._until_ok(lambda: ensure_decision_table(pool), stop, "create the XA decision table"):
+                return 0
             # Client accounts first: a proxy may route a client here as soon as we register.
             accounts = AccountSync(pool, self._topology, self._creds.password)
             if not await self._until_ok(accounts.sync, stop, "sync client accounts"):
@@ -185,3 +190,10 @@ class RegionAgent:
                 metrics.LOAD_PUBLISH.labels(outcome="error").inc()
                 log.warning("could not publish load: %s", exc)
             await asyncio.sleep(self.config.load_interval)
+
+
+async def ensure_decision_table(pool: Any) -> None:
+    """CREATE TABLE IF NOT EXISTS for minisql/xa.py's decision table."""
+    async with pool.acquire() as conn:
+        async with conn.cursor() as cur:
+            await cur.execute(CREATE_DECISIONS)

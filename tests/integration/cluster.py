@@ -30,9 +30,11 @@ class Component(ManagedProcess):
 
     stop_timeout = 15.0
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, ready_port: int | None = None) -> None:
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path, ready_port: int | None = None,
+                 env_extra: dict[str, str] | None = None) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        env.update(env_extra or {})
         super().__init__(name, log_path=log_path, env=env, cwd=ROOT)
         self._argv = [sys.executable, "-m", "minisql.cli", *argv]
         self.ready_port = ready_port
@@ -133,6 +135,19 @@ class Cluster:
         proc.start(timeout=60)
         self.regions[region_id] = proc
         return proc
+
+    def start_extra_proxy(self, name: str, env_extra: dict[str, str] | None = None) -> tuple[Component, int]:
+        """Another proxy of this cluster (e.g. one armed with a fault point,
+        proxy/faults.py); (its process, its port).  The caller stops it."""
+        port = free_port()
+        proc = Component(
+            name,
+            ["proxy", *self._common(), "--port", str(port), "--metrics-port", str(free_port()),
+             "--secrets", str(self.secrets), "--users", str(self.users)],
+            self.workdir / f"{name}.log", ready_port=port, env_extra=env_extra,
+        )
+        proc.start(timeout=60)
+        return proc, port
 
     def start_master(self, master_id: str) -> Component:
         proc = Component(

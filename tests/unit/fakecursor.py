@@ -83,6 +83,24 @@ class LoggingCursor(CursorBase):
     async def _run(self, region: str, sql: str, prefix: str = "", infile: object = None) -> QueryResult:
         return self._answer(region, prefix + sql + (" <- client file" if infile is not None else ""))
 
+    async def pipeline(self, region: str, statements: tuple[str, ...]) -> list:
+        out: list = []
+        for sql in statements:
+            try:
+                out.append(self._answer(region, sql))
+            except SqlError as e:
+                if e.errno == CR_SERVER_LOST:
+                    raise
+                out.append(e)
+        return out
+
+    async def decide(self, region: str, gtrid: str) -> None:
+        """The commit decision: logged as ("decide@r1", gtrid); `respond` may refuse it."""
+        self.log.append((f"decide@{region}", gtrid))
+        answer = self.respond(f"decide@{region}", gtrid)
+        if isinstance(answer, SqlError):
+            raise answer
+
     def text_codec(self) -> str:
         return "utf8"
 

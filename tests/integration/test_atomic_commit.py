@@ -1,0 +1,138 @@
+"""Atomic commit across copies and regions (issue 8), with real processes:
+a proxy is killed (SIGKILL, proxy/faults.py) at each point of the two-phase
+commit -- after every branch is prepared, after the decision, after the
+first XA COMMIT -- and every copy of every table must then hold the whole
+transaction or none of it, once the master's resolver has settled what the
+proxy left prepared.  Clients use PyMySQL's defaults (autocommit off)."""
+
+from __future__ import annotations
+
+import time
+
+import pymysql
+import pytest
+
+from minisql.xa import recovered
+
+from .cluster import fresh_database, running_cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory):
+    yield from running_cluster(zookeeper, mariadbs, backend_credentials, tmp_path_factory, "xa", users={"root": ""})
+
+
+def prepared_branches(cluster) -> dict[str, list]:
+    found = {}
+    for i in range(1, len(cluster.mariadbs) + 1):
+        conn = cluster.connect_region(f"r{i}")
+        try:
+            with conn.cursor() as cur:
+                cur.execute("XA RECOVER")
+                found[f"r{i}"] = recovered(list(cur.fetchall()))
+        finally:
+            conn.close()
+    return found
+
+
+def wait_resolved(cluster, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(prepared_branches(cluster).values()):
+        assert time.monotonic() < deadline, f"still prepared: {prepared_branches(cluster)}"
+        time.sleep(0.5)
+
+
+def setup_tables(cluster, db: str) -> None:
+    """accounts and ledger, with different primaries (a transfer spans regions)."""
+    conn = cluster.connect(database=db)
+    try:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE accounts (id INT PRIMARY KEY, balance INT NOT NULL)")
+        cur.execute("INSERT INTO accounts VALUES (1, 100), (2, 100)")
+        for i in range(6):
+            cur.execute("CREATE TABLE ledger (id INT AUTO_INCREMENT PRIMARY KEY, src INT, dst INT, amount INT)")
+            placement = cluster.state()["placement"]
+            if placement.table(db, "ledger").primary != placement.table(db, "accounts").primary:
+                return
+            cur.execute(f"CREATE TABLE filler_{i} (x INT)")
+            cur.execute("DROP TABLE ledger")
+        raise AssertionError("ledger keeps its primary with accounts")
+    finally:
+        conn.close()
+
+
+def copies_of(cluster, db: str) -> dict[str, set]:
+    """table -> the distinct row sets its copies hold (one element: all equal)."""
+    return {t: {tuple(rows) for rows in cluster.rows_on_regions(db, t, order_by="id").values()}
+            for t in ("accounts", "ledger")}
+
+
+def transfer(port: int, db: str, amount: int) -> None:
+    conn = pymysql.connect(host="127.0.0.1", port=port, user="root", password="", database=db)  # autocommit off
+    try:
+        cur = conn.cursor()
+        cur.execute("UPDATE accounts SET balance = balance - %s WHERE id = 1", (amount,))
+        cur.execute("UPDATE accounts SET balance = balance + %s WHERE id = 2", (amount,))
+        cur.execute("INSERT INTO ledger (src, dst, amount) VALUES (1, 2, %s)", (amount,))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("point, applied", [
+    ("commit:prepared", False),  # no decision yet: the resolver aborts
+    ("commit:decided", True),  # decided, nothing committed: the resolver commits everything
+    ("commit:partly_committed", True),  # one region committed: the resolver commits the rest
+])
+def test_a_proxy_killed_mid_commit_leaves_all_or_nothing_on_every_copy(cluster, point, applied):
+    db = fresh_database(cluster, "xa")
+    setup_tables(cluster, db)
+    victim, port = cluster.start_extra_proxy(f"proxy-{point.split(':')[1]}", {"MINISQL_FAULT": point})
+    try:
+        with pytest.raises(pymysql.err.OperationalError) as lost:
+            transfer(port, db, 10)
+        assert lost.value.args[0] in (2013, 2006), lost.value
+        victim.wait(timeout=10)
+        assert victim.returncode == -9  # killed at the point, as a crash
+    finally:
+        victim.stop()
+    wait_resolved(cluster)
+    rows = copies_of(cluster, db)
+    assert all(len(states) == 1 for states in rows.values()), rows  # every copy equal
+    balances = next(iter(rows["accounts"]))
+    ledger = next(iter(rows["ledger"]))
+    if applied:
+        assert balances == ((1, 90), (2, 110)) and [r[1:] for r in ledger] == [(1, 2, 10)]
+    else:
+        assert balances == ((1, 100), (2, 100)) and ledger == ()
+    # The rows are not left locked: the next transfer through a healthy proxy commits.
+    transfer(cluster.proxy_port, db, 5)
+    total = sum(b for _, b in next(iter(copies_of(cluster, db)["accounts"])))
+    assert total == 200
+
+
+def test_an_autocommit_write_killed_after_prepare_is_rolled_back_on_both_copies(cluster):
+    db = fresh_database(cluster, "xa1")
+    setup_tables(cluster, db)
+    victim, port = cluster.start_extra_proxy("proxy-auto", {"MINISQL_FAULT": "commit:prepared"})
+    try:
+        conn = pymysql.connect(host="127.0.0.1", port=port, user="root", password="", database=db, autocommit=True)
+        with pytest.raises(pymysql.err.OperationalError):
+            conn.cursor().execute("UPDATE accounts SET balance = 0 WHERE id = 1")
+    finally:
+        victim.stop()
+    wait_resolved(cluster)
+    rows = copies_of(cluster, db)
+    assert rows["accounts"] == {((1, 100), (2, 100))}, rows
+
+
+def test_commits_through_a_healthy_proxy_leave_nothing_prepared(cluster):
+    db = fresh_database(cluster, "xa2")
+    setup_tables(cluster, db)
+    for amount in range(1, 21):
+        transfer(cluster.proxy_port, db, amount)
+    assert not any(prepared_branches(cluster).values())
+    rows = copies_of(cluster, db)
+    assert all(len(states) == 1 for states in rows.values()), rows
+    assert next(iter(rows["accounts"])) == ((1, 100 - 210), (2, 100 + 210))
+    assert len(next(iter(rows["ledger"]))) == 20

@@ -1,0 +1,89 @@
+"""The master's XA resolver (master/resolver.py): Given prepared branches,
+Then what it decides, where, and what it leaves alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+from minisql.errors import SqlError
+from minisql.xa import Xid
+from master.resolver import Branch, XaResolver, plan_resolution
+
+G = "ms1:r1:abc.5:1"
+H = "ms1:r3:abc.6:2"
+
+
+def b(gtrid: str, region: str) -> Branch:
+    return Branch(Xid(gtrid, region), region)
+
+
+def test_branches_are_in_doubt_only_after_the_grace_period():
+    seen = {b(G, "r2"): 0.0, b(G, "r1"): 4.0}
+    plan = plan_resolution([b(G, "r2"), b(G, "r1")], seen, now=5.0, live={"r1", "r2"}, grace=5.0)
+    assert plan.decide == {G: (b(G, "r2"),)} and plan.waiting == ()
+
+
+def test_a_transaction_whose_decider_is_not_live_waits():
+    seen = {b(H, "r2"): 0.0, b(G, "r2"): 0.0}
+    plan = plan_resolution(seen, seen, now=10.0, live={"r1", "r2"}, grace=5.0)
+    assert plan.decide == {G: (b(G, "r2"),)}
+    assert plan.waiting == (b(H, "r2"),)
+
+
+class FakeTopology:
+    def __init__(self, live):
+        self.live = live
+
+    async def list_regions(self):
+        return {r: None for r in self.live}
+
+
+class FakeRegions:
+    """Region tasks over a dict of prepared branches and decision rows."""
+
+    def __init__(self, prepared: dict[str, list[tuple[str, str]]], decisions: dict[str, str]):
+        self.prepared = prepared
+        self.decisions = decisions
+        self.calls: list[tuple[str, str]] = []
+
+    async def call(self, region, payload, timeout=None):
+        op = payload["op"]
+        self.calls.append((region, op))
+        if op == "xa_recover":
+            return {"branches": [list(x) for x in self.prepared.get(region, [])]}
+        if op == "xa_decide":
+            return {"outcome": self.decisions.setdefault(payload["gtrid"], "abort")}
+        if op == "xa_settle":
+            self.prepared[region].remove((payload["gtrid"], payload["bqual"]))
+            self.calls.append((region, "commit" if payload["commit"] else "rollback"))
+            return {"ok": True}
+        if op == "xa_forget":
+            return {"ok": True, "deleted": 0}
+        raise SqlError(1105, op)
+
+    async def call_many(self, regions, payload, timeout=None):
+        return {r: await self.call(r, payload) for r in regions}
+
+
+def test_a_decided_commit_is_finished_and_an_undecided_transaction_is_aborted():
+    clock = [0.0]
+    regions = FakeRegions({"r1": [(G, "r1")], "r2": [(G, "r2"), ("ms1:r2:abc.7:1", "r2")]},
+                          {G: "commit"})
+    resolver = XaResolver(FakeTopology(["r1", "r2"]), regions, grace=5.0, clock=lambda: clock[0])
+    assert asyncio.run(resolver.pass_once()) == 0  # first seen now: a live proxy may still finish them
+    clock[0] = 6.0
+    assert asyncio.run(resolver.pass_once()) == 3
+    assert ("r1", "commit") in regions.calls and ("r2", "commit") in regions.calls
+    assert ("r2", "rollback") in regions.calls  # ms1:r2:abc.7:1 had no decision: abort won
+    assert regions.decisions["ms1:r2:abc.7:1"] == "abort"
+    assert regions.prepared == {"r1": [], "r2": []}
+
+
+def test_nothing_is_settled_while_the_decider_is_away():
+    clock = [0.0]
+    regions = FakeRegions({"r2": [(H, "r2")]}, {})
+    resolver = XaResolver(FakeTopology(["r1", "r2"]), regions, grace=1.0, clock=lambda: clock[0])
+    asyncio.run(resolver.pass_once())
+    clock[0] = 100.0
+    assert asyncio.run(resolver.pass_once()) == 0
+    assert not any(op in ("xa_decide", "xa_settle") for _, op in regions.calls)
