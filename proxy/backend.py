@@ -525,7 +525,7 @@ class BackendConnection:
         if self._busy:
             self.close()
             raise BackendLost(f"connection to region '{self.region_id}' was left mid-result")
-        payloads = [bytes((COM_QUERY,)) + sql.encode(self.sql_encoding) for sql in statements]
+        payloads = [bytes((COM_QUERY,)) + sql.encode(self.sql_encoding, "surrogateescape") for sql in statements]
         if any(len(p) >= MAX_PAYLOAD for p in payloads):
             raise ValueError("pipeline() is for small statements")
         writer = self._writer

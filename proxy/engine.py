@@ -37,19 +37,17 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from minisql.errors import CR_SERVER_LOST, ER_PARSE, ER_UNKNOWN, SqlError
+from minisql.errors import CR_SERVER_LOST, ER_UNKNOWN, SqlError
 from minisql.xa import Xid, can_decide
 
 from . import metrics
 from .backend import QueryResult, ResultStream
 from .commit import end_transaction, rollback_branch, two_phase_commit
 from .planner import LocalResult, RoutingSnapshot
-from .protocol import text_row
 from .pinning import order_by_key, substitute_nextvals, substitute_uuids, table_key
 from .sessionstate import EndTransaction, SessionState
 from .statements import ROW_COUNT, substitute_last_insert_id, substitute_row_count
@@ -165,6 +163,33 @@ def _pinned(ts: float | None, seeds: tuple[int, int] | None, insert_id: int = 0,
     return "SET STATEMENT " + ", ".join(parts) + " FOR " if parts else ""
 
 
+_XA, _PLAIN, _REFUSED = "xa", "plain", "refused"
+PIPELINED_STATEMENT = 1 << 16  # bigger statements go alone (they are framed from memoryviews)
+
+
+async def _xa_write(vc: VCursor, region: str, xid: Xid, sql: str, prefix: str, infile: Any) -> tuple[str, Any]:
+    """`XA START` then the statement on `region`; (how, the statement's
+    QueryResult or SqlError).  `how`: _XA (in the branch), _PLAIN (XA START
+    was refused but the pipelined statement ran, outside any transaction),
+    _REFUSED (XA START refused, the statement not sent).  Small statements
+    go in one round trip with their XA START."""
+    if infile is None and len(sql) + len(prefix) < PIPELINED_STATEMENT:
+        start, result = await vc.pipeline(region, (f"XA START {xid.sql()}", prefix + sql))
+        return (_PLAIN if isinstance(start, SqlError) else _XA), result
+    try:
+        await vc.run(region, f"XA START {xid.sql()}", join=False)
+    except SqlError as e:
+        if e.errno == CR_SERVER_LOST:
+            raise
+        return _REFUSED, e
+    try:
+        return _XA, await vc.run(region, sql, prefix=prefix, infile=infile)
+    except SqlError as e:
+        if e.errno == CR_SERVER_LOST:
+            raise
+        return _XA, e
+
+
 @dataclass(frozen=True, slots=True)
 class FanOutWrite:
     """A write to the primary, then every in-sync replica (module docstring)."""
@@ -254,49 +279,62 @@ class FanOutWrite:
     async def _atomic(self, vc: VCursor, sql: str, primary: str, replicas: tuple[str, ...], ts: float | None,
                       seeds: tuple[int, int] | None, infile: Any) -> Reply | None:
         """An autocommit write on every copy as one XA transaction (commit.py):
-        each copy's branch started and written, the affected rows compared,
-        then prepared and committed together -- or rolled back together.
-        None: the primary refused XA START; the caller runs the plain path."""
+        each copy's branch started and written (`XA START` and the statement
+        in one round trip), the affected rows compared, then prepared and
+        committed together -- or rolled back together.  None: the primary
+        refused XA START before running anything; the caller runs the plain path."""
         state = vc.state
         gtrid = state.new_gtrid(primary)
         xids = {r: Xid(gtrid, r) for r in self.regions}
-        try:
-            await vc.run(primary, f"XA START {xids[primary].sql()}", join=False)
-        except SqlError as e:
-            if e.errno == CR_SERVER_LOST:
-                raise
-            log.warning("XA START on %s refused (%s): this write commits without XA", primary, e)
+        first_prefix = _pinned(ts, seeds, 0, self.statement_vars)
+        how, result = await _xa_write(vc, primary, xids[primary], sql, first_prefix, infile)
+        if how == _REFUSED:
+            log.warning("XA START on %s refused (%s): this write commits without XA", primary, result)
             metrics.XA_FALLBACK.inc()
             return None
-        try:
-            result = await vc.run(primary, sql, prefix=_pinned(ts, seeds, 0, self.statement_vars), infile=infile)
-        except SqlError as failed:
-            if await rollback_branch(vc, primary, xids[primary]) and infile is None:
-                await self._replay_failure(vc, replicas, sql, _pinned(ts, seeds, 0, self.statement_vars), primary, failed)
-            raise
-        started = [primary]
+        if isinstance(result, SqlError):
+            if how == _XA and await rollback_branch(vc, primary, xids[primary]) and infile is None:
+                await self._replay_failure(vc, replicas, sql, first_prefix, primary, result)
+            raise result
         prefix = _pinned(ts, seeds, result.insert_id, self.statement_vars)
+        if how == _PLAIN:  # XA START refused, the statement ran and committed: the copies follow, one by one
+            log.error("XA START on %s refused: a write committed there without XA; replicating it plainly", primary)
+            metrics.XA_FALLBACK.inc()
+            failure = await self._replicate(vc, replicas, sql, prefix, primary, result, infile)
+            if failure is not None:
+                raise failure
+            state.inserted(result.insert_id, primary)
+            state.row_count = result.affected_rows
+            return Reply(result)
+        started, plain = [primary], False
         failure: SqlError | None = None
         for region in replicas:
-            try:
-                await vc.run(region, f"XA START {xids[region].sql()}", join=False)
+            how, replica = await _xa_write(vc, region, xids[region], sql, prefix, infile)
+            if how == _XA:
                 started.append(region)
-                replica = await vc.run(region, sql, prefix=prefix, infile=infile)
-            except SqlError as e:
-                failure = SqlError(e.errno if e.errno >= 2000 else ER_UNKNOWN,
-                                   f"Write failed on replica region '{region}' after the primary accepted it: ({e.errno}) {e.message}")
+            if isinstance(replica, SqlError):
+                failure = SqlError(replica.errno if replica.errno >= 2000 else ER_UNKNOWN,
+                                   f"Write failed on replica region '{region}' after the primary accepted it: "
+                                   f"({replica.errno}) {replica.message}")
                 break
+            plain = plain or how == _PLAIN
             if replica.affected_rows != result.affected_rows:
                 failure = self._diverged(primary, result, region, replica)
                 break
         if failure is None and result.warnings:
             # The commit would clear them: SHOW WARNINGS is answered from this copy (ShowWarnings).
             state.warnings = await vc.run(primary, "SHOW WARNINGS", join=False)
-        if failure is not None:
+        if failure is not None and not plain:
             for region in started:
                 await rollback_branch(vc, region, xids[region])
             raise failure
-        await two_phase_commit(vc, EndTransaction(True, (*replicas, primary), gtrid=gtrid, xa=frozenset(started)))
+        if plain:  # a replica committed outside XA: the others must commit too, or the copies differ
+            log.error("XA START refused on a replica of %s: committed without atomicity", self.sql[:100])
+            metrics.XA_FALLBACK.inc()
+        order = tuple(r for r in (*replicas, primary) if r in started)
+        await two_phase_commit(vc, EndTransaction(True, order, gtrid=gtrid, xa=frozenset(started)))
+        if failure is not None:
+            raise failure
         state.inserted(result.insert_id, primary)
         state.row_count = result.affected_rows
         return Reply(result)
@@ -413,122 +451,6 @@ class Local:
         return {"Local": list(self.result.columns), "rows": len(self.result.rows)}
 
 
-_CONSISTENT_SNAPSHOT = re.compile(r"\bconsistent\s+snapshot\b", re.I)
-
-
-@dataclass(frozen=True, slots=True)
-class Transaction:
-    """BEGIN / START TRANSACTION ..., COMMIT, ROLLBACK."""
-
-    event: Event
-    begin_sql: str = "START TRANSACTION"
-    label: str = "transaction"
-    epoch: int = -1
-
-    async def execute(self, vc: VCursor) -> Reply:
-        was_active = vc.state.tx.active
-        warnings = await end_transaction(vc, vc.state.on(self.event, begin_sql=self.begin_sql))
-        if self.event is Event.BEGIN and _CONSISTENT_SNAPSHOT.search(self.begin_sql):
-            # The snapshot is taken now, as on one server: on every live region, not when a
-            # statement first reaches one (another session's commit in between would show).
-            for region in sorted(vc.snapshot.regions):
-                await vc.join(region)
-        if self.event is not Event.BEGIN and was_active:
-            metrics.TRANSACTIONS.labels("commit" if self.event is Event.COMMIT else "rollback").inc()
-        return ok(warnings=warnings)
-
-    def describe(self) -> dict[str, Any]:
-        return {"Transaction": self.event.value, **({"begin": self.begin_sql} if self.event is Event.BEGIN else {})}
-
-
-@dataclass(frozen=True, slots=True)
-class Savepoint:
-    """SAVEPOINT / ROLLBACK TO / RELEASE: on every participant; regions that join
-    later replay the savepoints still open."""
-
-    event: Event
-    name: str
-    sql: str
-    label: str = "transaction"
-    epoch: int = -1
-
-    async def execute(self, vc: VCursor) -> Reply:
-        state = vc.state
-        state.on(self.event, savepoint=self.name)
-        if state.tx.active:
-            for region in list(state.participants):
-                await vc.run(region, self.sql, join=False)
-        return ok()
-
-    def describe(self) -> dict[str, Any]:
-        return {"Savepoint": self.event.value, "name": self.name}
-
-
-@dataclass(frozen=True, slots=True)
-class SetSession:
-    """Session SETs: checked on one backend (a wrong value gets MariaDB's own
-    error), then on every other open connection, and recorded for replay on
-    connections opened later -- so @@sql_mode, user variables and SHOW
-    VARIABLES tell the truth wherever the next statement runs."""
-
-    sql: str
-    key: str  # replay key: the variables it sets
-    autocommit: bool | None = None
-    charset: str | None = None
-    one_shot: bool = False  # SET TRANSACTION ...: the next transaction only
-    label: str = "set"
-    epoch: int = -1
-
-    async def execute(self, vc: VCursor) -> Reply:
-        state = vc.state
-        if self.one_shot and state.tx.active:  # MariaDB's rule, whichever connection would be asked
-            raise SqlError(1568, "Transaction characteristics can't be changed while a transaction is in progress", "25001")
-        if self.charset is not None:
-            vc.set_charset(self.charset)  # before running it: refuses a charset we cannot carry
-        if self.autocommit is not None and state.tx.active and state.xa_branches:
-            # An XA branch refuses SET autocommit (1399).  Turning it on commits the
-            # open transaction (MariaDB's rule): done first.  Turning it off leaves the
-            # transaction open: the branches' connections keep their setting until it ends.
-            if self.autocommit:
-                await end_transaction(vc, state.on(Event.AUTOCOMMIT_ON))
-            else:
-                state.on(Event.AUTOCOMMIT_OFF)
-                state.record_set(self.key, self.sql)
-                return ok()
-        first = vc.last_region() or vc.any_region()
-        result = await vc.run(first, self.sql, join=False)
-        warnings = result.warnings  # (1292 for a value MariaDB adjusted; SHOW WARNINGS asks the last region, alike)
-        # MariaDB tells, in the status flags, whether sql_mode now has
-        # NO_BACKSLASH_ESCAPES; drivers read it to escape strings right.
-        state.no_backslash_escapes = bool(result.server_status & 0x0200)
-        for region in vc.open_regions():
-            if region != first:
-                await vc.run(region, self.sql, join=False)
-        if "wait_timeout" in self.key:
-            # MariaDB ends a session idle for its wait_timeout: the proxy does it on the
-            # client's connection (the backends reconnecting behind it would hide it).
-            answer = await vc.run(first, "SELECT @@session.wait_timeout", join=False)
-            if answer.rows:
-                row = answer.rows[0]
-                vc.set_idle_timeout(float(row[1:1 + row[0]]))
-        if not self.one_shot:
-            state.record_set(self.key, self.sql)
-        if self.autocommit is not None:
-            # The backends already committed (SET autocommit=1 commits); keep our state in step.
-            await end_transaction(vc, state.on(Event.AUTOCOMMIT_ON if self.autocommit else Event.AUTOCOMMIT_OFF))
-        return ok(warnings=warnings)
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"SetSession": self.key}
-        if self.autocommit is not None:
-            out["autocommit"] = self.autocommit
-        if self.charset is not None:
-            out["charset"] = self.charset
-        if self.one_shot:
-            out["one_shot"] = True
-        return out
-
-
 @dataclass(frozen=True, slots=True)
 class EveryRegion:
     """SET GLOBAL, FLUSH ...: on every live region as the client (MariaDB checks
@@ -570,20 +492,6 @@ class EveryRegion:
 
 
 @dataclass(frozen=True, slots=True)
-class UseDatabase:
-    database: str
-    label: str = "use"
-    epoch: int = -1
-
-    async def execute(self, vc: VCursor) -> Reply:
-        vc.state.use(self.database)
-        return ok()
-
-    def describe(self) -> dict[str, Any]:
-        return {"UseDatabase": self.database}
-
-
-@dataclass(frozen=True, slots=True)
 class Ddl:
     """DDL goes to the master (placement changes with it); commits first, as MariaDB."""
 
@@ -600,110 +508,11 @@ class Ddl:
         return {"Ddl": "master", "statement_vars": self.statement_vars} if self.statement_vars else {"Ddl": "master"}
 
 
-@dataclass(frozen=True, slots=True)
-class AccountStatement:
-    """CREATE/ALTER/DROP/RENAME USER, GRANT, REVOKE, SET PASSWORD (accounts.py)."""
+class Primitive(Protocol):
+    """What the planner returns: a small tree of these executes one statement."""
 
-    sql: str
-    label: str = "account"
-    epoch: int = -1
+    label: str
+    epoch: int
 
-    async def execute(self, vc: VCursor) -> Reply:
-        await end_transaction(vc, vc.state.on(Event.IMPLICIT_COMMIT))
-        return await vc.account_statement(self.sql)
-
-    def describe(self) -> dict[str, Any]:
-        return {"AccountStatement": "every region"}
-
-
-@dataclass(frozen=True, slots=True)
-class ShowGrants:
-    sql: str
-    label: str = "show_grants"
-    epoch: int = -1
-
-    async def execute(self, vc: VCursor) -> Reply:
-        return await vc.show_grants(self.sql)
-
-    def describe(self) -> dict[str, Any]:
-        return {"ShowGrants": True}
-
-
-@dataclass(frozen=True, slots=True)
-class NamedPrepare:
-    """SQL-level PREPARE name FROM '...': the text is kept (after planning it
-    once, so a wrong statement fails here as in MariaDB); EXECUTE plans it."""
-
-    name: str
-    text: str
-    variable: str = ""  # PREPARE name FROM @variable: the text is that user variable's value
-    label: str = "prepare"
-    epoch: int = -1
-
-    async def execute(self, vc: VCursor) -> Reply:
-        text = self.text
-        if self.variable:
-            # User variables reach every connection of the session (SetSession): any one
-            # knows the value.  Checked when EXECUTE plans it, not here.
-            region = vc.last_region() or vc.any_region()
-            row = (await vc.run(region, f"SELECT {self.variable}", join=False)).rows
-            value = text_row(row[0])[0] if row else None
-            if value is None:
-                raise SqlError(ER_PARSE, "You have an error in your SQL syntax; check the manual that corresponds to your "
-                                         "MariaDB server version for the right syntax to use near 'NULL' at line 1", "42000")
-            text = value.decode(vc.text_codec(), "surrogateescape")
-        vc.state.named[self.name.lower()] = text
-        return ok()
-
-    def describe(self) -> dict[str, Any]:
-        return {"NamedPrepare": self.name, **({"from": self.variable} if self.variable else {})}
-
-
-@dataclass(frozen=True, slots=True)
-class NamedDeallocate:
-    name: str
-    label: str = "prepare"
-    epoch: int = -1
-
-    async def execute(self, vc: VCursor) -> Reply:
-        if vc.state.named.pop(self.name.lower(), None) is None:
-            raise SqlError(1243, f"Unknown prepared statement handler ({self.name}) given to DEALLOCATE PREPARE", "HY000")
-        return ok()
-
-    def describe(self) -> dict[str, Any]:
-        return {"NamedDeallocate": self.name}
-
-
-@dataclass(frozen=True, slots=True)
-class Kill:
-    """KILL [CONNECTION | QUERY] id: the proxy that owns the id does it (cluster.py)."""
-
-    target: int
-    query: bool
-    label: str = "kill"
-    epoch: int = -1
-
-    async def execute(self, vc: VCursor) -> Reply:
-        return await vc.kill(self.target, self.query)
-
-    def describe(self) -> dict[str, Any]:
-        return {"Kill": "query" if self.query else "connection", "id": self.target}
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessList:
-    """SHOW [FULL] PROCESSLIST: every live proxy's sessions (cluster.py)."""
-
-    full: bool
-    label: str = "processlist"
-    epoch: int = -1
-
-    async def execute(self, vc: VCursor) -> Reply:
-        return await vc.processlist(self.full)
-
-    def describe(self) -> dict[str, Any]:
-        return {"ProcessList": "every proxy", **({"full": True} if self.full else {})}
-
-
-Primitive = (Route | FanOutWrite | ShowWarnings | Local | Transaction | Savepoint | SetSession | EveryRegion | UseDatabase | Ddl
-             | AccountStatement | ShowGrants | NamedPrepare | NamedDeallocate | Kill | ProcessList)
+    async def execute(self, vc: VCursor) -> Reply: ...
+    def describe(self) -> dict[str, Any]: ...

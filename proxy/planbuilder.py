@@ -20,27 +20,9 @@ from minisql.errors import ER_PARSE, SqlError, unsupported
 
 from .metrics import PRIMITIVE_MISSES
 
-from .engine import (
-    AccountStatement,
-    Ddl,
-    EveryRegion,
-    FanOutWrite,
-    Kill,
-    Local,
-    NamedDeallocate,
-    NamedPrepare,
-    Primitive,
-    ProcessList,
-    Reply,
-    Route,
-    Savepoint,
-    SetSession,
-    ShowGrants,
-    ShowWarnings,
-    Transaction,
-    UseDatabase,
-    VCursor,
-)
+from .engine import Ddl, EveryRegion, FanOutWrite, Local, Primitive, Reply, Route, ShowWarnings, VCursor
+from .sessionprims import (AccountStatement, Kill, NamedDeallocate, NamedPrepare, ProcessList, Savepoint, SetSession,
+                           ShowGrants, Transaction, UseDatabase)
 from .backend import BackendError, QueryResult
 from .clusterplan import (
     do_as_select,

@@ -204,3 +204,20 @@ def test_fault_points_are_named_with_colons_and_an_optional_count():
     assert _parse("commit:prepared") == ("commit:prepared", 1)
     assert _parse("commit:decided:3") == ("commit:decided", 3)
     assert _parse("") == ("", 1)
+
+
+def test_a_primary_refusing_xa_start_still_gets_identical_copies():
+    # XA START and the statement share a round trip: the statement ran (and committed)
+    # outside XA, so the replica follows as before XA, and nothing is decided.
+    c = cursor(lambda region, sql: SqlError(1399, "XAER_RMFAIL", "XAE07") if sql.startswith("XA START") else ok_result(1))
+    run(c, "UPDATE users SET name = 'a' WHERE id = 1")
+    assert [(r, s) for r, s in c.log if "UPDATE" in s] == [("r1", PIN + "UPDATE users SET name = 'a' WHERE id = 1"),
+                                                          ("r2", PIN + "UPDATE users SET name = 'a' WHERE id = 1")]
+    assert not any(r.startswith("decide") for r, _ in c.log)
+
+
+def test_a_replica_refusing_xa_start_makes_the_primary_commit_too():
+    c = cursor(lambda region, sql: SqlError(1399, "XAER_RMFAIL", "XAE07") if region == "r2" and sql.startswith("XA START")
+               else ok_result(1))
+    run(c, "UPDATE users SET name = 'a' WHERE id = 1")
+    assert c.log[-4:] == [*prepared(G1, "r1"), ("decide@r1", G1), *committed(G1, "r1")]
