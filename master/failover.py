@@ -46,7 +46,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 from minisql.errors import SqlError
 from topology import Placement, RegionInfo, Topology, TopologyError
@@ -100,6 +100,7 @@ class FailoverLoop:
         self._not_before: dict[CopyKey, float] = {}
         self._unavailable: frozenset[tuple[str, str]] = frozenset()
         self._weak: frozenset[tuple[str, str]] = frozenset()
+        self.on_membership: Callable[[], None] | None = None  # called after a promotion / replica drop is written
 
     def _on_regions(self, regions: dict[str, RegionInfo]) -> None:
         self._live = regions
@@ -162,6 +163,8 @@ class FailoverLoop:
             async with self._lock:
                 written = await self._topo.update_placement(lambda p: apply_membership(p, membership))
             self._report_membership(membership, written)
+            if self.on_membership is not None:
+                self.on_membership()  # the resolver: the dead region's in-doubt transactions are orphans now
 
         for move in moves:
             if isinstance(move, CopyReplica):

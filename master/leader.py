@@ -63,6 +63,7 @@ class LeaderDuties:
             topology, regions, lock, grace=config.failover_grace, copy_timeout=config.copy_timeout
         )
         self.resolver = XaResolver(topology, regions)
+        self.failover.on_membership = self.resolver.poke
         self._topology = topology
         self._cancel_serve = None
         self._tasks: list[asyncio.Task[None]] = []

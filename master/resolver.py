@@ -22,13 +22,15 @@ Decisions older than `keep` seconds are deleted (`xa_forget`) on every
 region: by then no branch of theirs is still prepared on a serving region.
 
 Error handling -- where state can be lost: a decider region that is not
-live cannot be asked; its transactions' branches stay prepared (their rows
-stay locked) until it returns, since its decision row may say ``commit``
-to a client already told so.  They are counted
-(`minisql_master_xa_in_doubt`) and logged; `minisql status` does not yet
-show them, and there is no manual override (documented in
-docs/architecture.md).  Each pass is idempotent, so a new leader simply
-starts over.
+live cannot be asked.  While it still holds copies in the placement its
+transactions' branches stay prepared (their rows locked): it may have
+decided ``commit``.  Once the failover removed it from the placement, its
+branches elsewhere are *orphans* and are rolled back: its copies are
+discarded with whatever it decided, and no client was told "committed"
+(proxy/commit.py answers OK only when every branch committed).  Waiting
+branches are counted (`minisql_master_xa_in_doubt`) and logged; `minisql
+status` does not show them yet, and there is no manual override.  Each pass
+is idempotent, so a new leader simply starts over.
 """
 
 from __future__ import annotations
@@ -58,28 +60,40 @@ class Branch:
 @dataclass(frozen=True, slots=True)
 class Resolution:
     """What one pass must do: transactions to decide (gtrid -> its branches),
-    and the branches waiting for a decider that is not live."""
+    branches to roll back because their decider was failed over (orphans),
+    and the branches waiting for a decider that is away."""
 
     decide: Mapping[str, tuple[Branch, ...]]
+    orphans: tuple[Branch, ...]
     waiting: tuple[Branch, ...]
 
 
 def plan_resolution(prepared: Iterable[Branch], first_seen: Mapping[Branch, float], now: float, live: Iterable[str],
-                    grace: float) -> Resolution:
-    """Pure: which prepared branches are in doubt (seen for `grace` seconds)
-    and can be decided now (their decider is live)."""
-    live = set(live)
+                    grace: float, holding: Iterable[str] = ()) -> Resolution:
+    """Pure: which prepared branches are in doubt (seen for `grace` seconds);
+    of those, which can be decided now (their decider is live), which are
+    orphans (their decider is not live and holds no copy in the placement any
+    more: it was failed over, so whatever it decided is discarded with its
+    copies, and no client was told "committed" -- the proxy says OK only when
+    every branch committed), and which must wait (a decider away but still
+    holding copies may have committed: rolling back here would split it)."""
+    live, holding = set(live), set(holding)
     decide: dict[str, list[Branch]] = {}
+    orphans: list[Branch] = []
     waiting: list[Branch] = []
     for branch in prepared:
         if now - first_seen.get(branch, now) < grace:
             continue
-        if branch.xid.decider in live:
+        decider = branch.xid.decider
+        if decider in live:
             decide.setdefault(branch.xid.gtrid, []).append(branch)
+        elif decider not in holding:
+            orphans.append(branch)
         else:
             waiting.append(branch)
-    return Resolution({g: tuple(sorted(b, key=lambda x: x.region)) for g, b in decide.items()},
-                      tuple(sorted(waiting, key=lambda b: (b.xid.gtrid, b.region))))
+    order = lambda b: (b.xid.gtrid, b.region)  # noqa: E731
+    return Resolution({g: tuple(sorted(b, key=order)) for g, b in decide.items()},
+                      tuple(sorted(orphans, key=order)), tuple(sorted(waiting, key=order)))
 
 
 class XaResolver:
@@ -95,16 +109,26 @@ class XaResolver:
         self._clock = clock
         self._first_seen: dict[Branch, float] = {}
         self._last_forget = clock()
+        self._wake = asyncio.Event()
+
+    def poke(self) -> None:
+        """Run the next pass now (the failover loop after a promotion: the
+        branches it orphaned hold row locks the new primaries need)."""
+        self._wake.set()
 
     async def run(self) -> None:
         while True:
+            self._wake.clear()
             try:
                 await self.pass_once()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the next pass tries again
                 log.warning("XA resolver pass failed: %s", exc)
-            await asyncio.sleep(self.interval)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
 
     async def pass_once(self) -> int:
         """One pass; returns how many branches it settled."""
@@ -118,14 +142,18 @@ class XaResolver:
                 prepared.append(Branch(Xid(str(gtrid), str(bqual)), region))
         now = self._clock()
         self._first_seen = {b: self._first_seen.get(b, now) for b in prepared}
-        plan = plan_resolution(prepared, self._first_seen, now, live, self.grace)
-        metrics.XA_IN_DOUBT.set(sum(len(b) for b in plan.decide.values()) + len(plan.waiting))
+        placement = await self._topology.get_placement()
+        holding = {r for t in placement.all_tables() for r in t.all_regions}
+        plan = plan_resolution(prepared, self._first_seen, now, live, self.grace, holding)
+        metrics.XA_IN_DOUBT.set(sum(len(b) for b in plan.decide.values()) + len(plan.waiting) + len(plan.orphans))
         for branch in plan.waiting:
             log.warning("XA branch %s on %s waits for its decider %s, which is not live", branch.xid.gtrid, branch.region,
                         branch.xid.decider)
         settled = 0
         for gtrid, branches in plan.decide.items():
             settled += await self._settle(gtrid, branches)
+        for branch in plan.orphans:
+            settled += await self._finish(branch, "abort")
         if now - self._last_forget >= self.keep / 10:
             self._last_forget = now
             await self._regions.call_many(live, {"op": "xa_forget", "older_than": self.keep})
@@ -141,15 +169,19 @@ class XaResolver:
             return 0
         done = 0
         for branch in branches:
-            try:
-                await self._regions.call(branch.region, {"op": "xa_settle", "gtrid": gtrid, "bqual": branch.xid.bqual,
-                                                         "commit": outcome == COMMIT})
-            except SqlError as exc:
-                log.warning("XA resolver: settling %s on %s failed: %s", gtrid, branch.region, exc)
-                continue
-            self._first_seen.pop(branch, None)
-            metrics.XA_RESOLVED.labels(outcome=outcome).inc()
-            log.info("XA resolver: %s branch %s of %s on %s", "committed" if outcome == COMMIT else "rolled back",
-                     branch.xid.bqual, gtrid, branch.region)
-            done += 1
+            done += await self._finish(branch, outcome)
         return done
+
+    async def _finish(self, branch: Branch, outcome: str) -> int:
+        gtrid = branch.xid.gtrid
+        try:
+            await self._regions.call(branch.region, {"op": "xa_settle", "gtrid": gtrid, "bqual": branch.xid.bqual,
+                                                     "commit": outcome == COMMIT})
+        except SqlError as exc:
+            log.warning("XA resolver: settling %s on %s failed: %s", gtrid, branch.region, exc)
+            return 0
+        self._first_seen.pop(branch, None)
+        metrics.XA_RESOLVED.labels(outcome=outcome).inc()
+        log.info("XA resolver: %s branch %s of %s on %s", "committed" if outcome == COMMIT else "rolled back",
+                 branch.xid.bqual, gtrid, branch.region)
+        return 1

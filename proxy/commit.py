@@ -19,7 +19,7 @@ Percolator's primary record):
    region's decision table (minisql/xa.py), in its own transaction, on the
    proxy's internal connection.  This insert is *the* commit point.
 3. **commit**: `XA COMMIT` on every branch, all at once.  The client gets
-   its OK after they all answered.
+   its OK after they all answered (else 2013: see below).
 
 A transaction with one XA branch ends with `XA END` + `XA COMMIT ... ONE
 PHASE` (or `XA ROLLBACK`) in one round trip: as cheap as COMMIT.
@@ -30,8 +30,10 @@ Error handling -- where state can be lost, and who settles it:
   ``'abort'`` for that gtrid (the primary key lets only one outcome exist)
   and rolls the branches back;
 * a proxy that dies after the decision, or a region lost during phase 3:
-  the decided branches stay prepared and the resolver commits them;  the
-  client was told the outcome only if every XA COMMIT answered;
+  the decided branches stay prepared and the resolver commits them (or,
+  if the decider itself was lost and failed over, rolls them back: its
+  copies are discarded with its decision).  So the client gets its OK only
+  when every XA COMMIT answered, else 2013 (outcome unknown);
 * the decision's reply lost (decider unreachable mid-insert): the outcome
   is the decision row's, unknown here; the prepared branches are left to
   the resolver and the client gets 2013, as for any COMMIT whose reply is
@@ -125,7 +127,8 @@ async def _prepare(vc: Any, region: str, xid: Xid) -> None:
         raise prepared
 
 
-async def _commit_prepared(vc: Any, region: str, xid: Xid) -> None:
+async def _commit_prepared(vc: Any, region: str, xid: Xid) -> bool:
+    """XA COMMIT of a decided branch; False if it failed (left to the resolver)."""
     try:
         (done,) = await vc.pipeline(region, (f"XA COMMIT {xid.sql()}",))
     except SqlError as e:
@@ -134,8 +137,9 @@ async def _commit_prepared(vc: Any, region: str, xid: Xid) -> None:
         metrics.XA_DEFERRED.labels(region).inc()
         log.warning("XA COMMIT of decided %s on %s failed (%s): left prepared for the resolver", xid.gtrid, region, done)
         vc.drop(region)
-    else:
-        faults.reached("commit:partly_committed")
+        return False
+    faults.reached("commit:partly_committed")
+    return True
 
 
 async def two_phase_commit(vc: Any, effect: EndTransaction) -> int:
@@ -171,12 +175,19 @@ async def two_phase_commit(vc: Any, effect: EndTransaction) -> int:
         raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{decider}' while committing; the transaction "
                                        "commits or rolls back as a whole (the cluster's resolver settles it)")
     faults.reached("commit:decided")
-    await asyncio.gather(*(_commit_prepared(vc, r, xids[r]) for r in branches))
+    committed = await asyncio.gather(*(_commit_prepared(vc, r, xids[r]) for r in branches))
     for r in plain:
         try:
             await vc.run(r, "COMMIT", join=False)
         except SqlError as e:
             log.error("plain COMMIT on %s after the XA decision of %s failed: %s", r, gtrid, e)
+    if not all(committed):
+        # Decided, but a region did not confirm: the resolver finishes it -- unless the
+        # decider is lost too and failed over, when it rolls the rest back.  So no OK.
+        metrics.TWO_PHASE_UNKNOWN.inc()
+        lost = ", ".join(r for r, ok in zip(branches, committed) if not ok)
+        raise SqlError(CR_SERVER_LOST, f"Lost connection to region(s) {lost} while committing; the transaction commits "
+                                       "or rolls back as a whole (the cluster's resolver settles it)")
     metrics.TWO_PHASE_COMMITTED.inc()
     return 0
 

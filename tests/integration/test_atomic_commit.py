@@ -136,3 +136,44 @@ def test_commits_through_a_healthy_proxy_leave_nothing_prepared(cluster):
     assert all(len(states) == 1 for states in rows.values()), rows
     assert next(iter(rows["accounts"])) == ((1, 100 - 210), (2, 100 + 210))
     assert len(next(iter(rows["ledger"]))) == 20
+
+
+def test_a_decider_lost_after_prepare_is_failed_over_and_its_orphans_rolled_back(cluster):
+    """The proxy dies after every branch is prepared, and the decider region
+    leaves the cluster before anyone decided: once the master has failed it
+    over, the resolver rolls the branches on the other regions back (the
+    decider's copies are discarded with whatever it held), so the promoted
+    copies are consistent and their rows writable again.  Runs last in this
+    module: it takes a region away (and brings its agent back at the end)."""
+    db = fresh_database(cluster, "xa3")
+    setup_tables(cluster, db)
+    decider = cluster.state()["placement"].table(db, "accounts").primary  # the transfer touches it first
+    victim, port = cluster.start_extra_proxy("proxy-orphan", {"MINISQL_FAULT": "commit:prepared"})
+    try:
+        with pytest.raises(pymysql.err.OperationalError):
+            transfer(port, db, 10)
+    finally:
+        victim.stop()
+    agent = cluster.regions[decider]
+    agent.kill()  # SIGKILL: its ZooKeeper session expires, the master fails it over
+    try:
+        cluster.wait_for(lambda s: all(decider not in s["placement"].table(db, t).all_regions
+                                       for t in ("accounts", "ledger")), "the failover", timeout=90)
+        deadline = time.monotonic() + 60
+        while True:
+            left = {r: b for r, b in prepared_branches(cluster).items() if r != decider and b}
+            if not left:
+                break
+            assert time.monotonic() < deadline, f"orphans still prepared: {left}"
+            time.sleep(0.5)
+        placement = cluster.state()["placement"]
+        for t in ("accounts", "ledger"):
+            copies = cluster.rows_on_regions(db, t, order_by="id")
+            serving = {r: rows for r, rows in copies.items() if r in placement.table(db, t).all_regions}
+            assert len({tuple(rows) for rows in serving.values()}) == 1, (t, serving)
+        accounts = next(iter(r for reg, r in cluster.rows_on_regions(db, "accounts", order_by="id").items()
+                             if reg == placement.table(db, "accounts").primary))
+        assert accounts == [(1, 100), (2, 100)]  # rolled back
+        transfer(cluster.proxy_port, db, 5)  # the rows the orphans held are free
+    finally:
+        cluster.start_region(decider, cluster.mariadbs[int(decider[1:]) - 1].port)

@@ -107,14 +107,17 @@ def test_a_lost_decision_leaves_the_prepared_branches_to_the_resolver():
     assert set(c.dropped) == {"r1", "r2"}  # their prepared branches are detached, not reused
 
 
-def test_a_commit_that_fails_after_the_decision_is_still_an_ok_to_the_client():
+def test_a_commit_that_fails_after_the_decision_is_an_unknown_outcome_not_an_ok():
+    # Decided: the resolver commits r2's prepared branch -- unless r1 (the decider) is
+    # lost as well and failed over, when it rolls it back.  The client cannot be told OK.
     def respond(region, sql):
         return SqlError(CR_SERVER_LOST, "Lost connection", "HY000") if region == "r2" and "XA COMMIT" in sql else ok_result(1)
 
     c = cursor(respond)
-    reply = run(c, "UPDATE users SET name = 'a' WHERE id = 1")
-    assert reply.result.affected_rows == 1  # decided: the resolver commits r2's prepared branch
-    assert ("decide@r1", G1) in c.log and "r2" in c.dropped
+    with pytest.raises(SqlError) as e:
+        run(c, "UPDATE users SET name = 'a' WHERE id = 1")
+    assert e.value.errno == CR_SERVER_LOST and "r2" in e.value.message
+    assert ("decide@r1", G1) in c.log and ("r1", f"XA COMMIT {xid(G1, 'r1')}") in c.log and "r2" in c.dropped
 
 
 def test_a_primary_error_rolls_its_branch_back_and_never_reaches_the_replica():

@@ -23,19 +23,34 @@ def test_branches_are_in_doubt_only_after_the_grace_period():
     assert plan.decide == {G: (b(G, "r2"),)} and plan.waiting == ()
 
 
-def test_a_transaction_whose_decider_is_not_live_waits():
+def test_a_transaction_whose_decider_is_away_but_still_holds_copies_waits():
     seen = {b(H, "r2"): 0.0, b(G, "r2"): 0.0}
-    plan = plan_resolution(seen, seen, now=10.0, live={"r1", "r2"}, grace=5.0)
+    plan = plan_resolution(seen, seen, now=10.0, live={"r1", "r2"}, grace=5.0, holding={"r1", "r2", "r3"})
     assert plan.decide == {G: (b(G, "r2"),)}
-    assert plan.waiting == (b(H, "r2"),)
+    assert plan.waiting == (b(H, "r2"),) and plan.orphans == ()
+
+
+def test_the_branches_of_a_failed_over_decider_are_orphans_rolled_back():
+    seen = {b(H, "r2"): 0.0}
+    plan = plan_resolution(seen, seen, now=10.0, live={"r1", "r2"}, grace=5.0, holding={"r1", "r2"})
+    assert plan.orphans == (b(H, "r2"),) and plan.waiting == () and plan.decide == {}
 
 
 class FakeTopology:
-    def __init__(self, live):
+    def __init__(self, live, holding=("r1", "r2", "r3")):
         self.live = live
+        self.holding = holding
 
     async def list_regions(self):
         return {r: None for r in self.live}
+
+    async def get_placement(self):
+        from topology import EMPTY_PLACEMENT, TablePlacement
+
+        p = EMPTY_PLACEMENT.with_database("d")
+        for i, region in enumerate(self.holding):
+            p = p.with_table(TablePlacement("d", f"t{i}", region, {}))
+        return p
 
 
 class FakeRegions:
@@ -77,6 +92,16 @@ def test_a_decided_commit_is_finished_and_an_undecided_transaction_is_aborted():
     assert ("r2", "rollback") in regions.calls  # ms1:r2:abc.7:1 had no decision: abort won
     assert regions.decisions["ms1:r2:abc.7:1"] == "abort"
     assert regions.prepared == {"r1": [], "r2": []}
+
+
+def test_orphans_of_a_failed_over_decider_are_rolled_back_without_asking_it():
+    clock = [0.0]
+    regions = FakeRegions({"r2": [(H, "r2")]}, {})
+    resolver = XaResolver(FakeTopology(["r1", "r2"], holding=("r1", "r2")), regions, grace=1.0, clock=lambda: clock[0])
+    asyncio.run(resolver.pass_once())
+    clock[0] = 2.0
+    assert asyncio.run(resolver.pass_once()) == 1
+    assert ("r2", "rollback") in regions.calls and not any(op == "xa_decide" for _, op in regions.calls)
 
 
 def test_nothing_is_settled_while_the_decider_is_away():
