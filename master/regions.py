@@ -32,6 +32,9 @@ class RegionCaller:
     async def call(self, region: str, payload: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         """Run one task on `region`; its result dict, or raise SqlError."""
         limit = timeout or self.timeout
+        epoch = self._topology.leader_epoch()
+        if epoch is not None:  # regions refuse tasks from a leader older than one they served (region/tasks.py)
+            payload = {**payload, "epoch": epoch}
         try:
             result = await self._topology.call(queue_name(region), payload, timeout=limit)
         except CallTimeout:

@@ -42,6 +42,7 @@ from .sessionstate import SessionState
 log = logging.getLogger(__name__)
 
 DDL_TIMEOUT = 60.0
+WRITE_LEASE_WAIT = 10.0  # seconds a write waits for a suspended ZooKeeper session (routing.py)
 
 
 class SessionBackends:
@@ -215,6 +216,18 @@ class SessionCursor(CursorBase):
         backends.last = conn
         results = await self.call(conn, conn.pipeline(statements))
         return [r.to_sql_error() if isinstance(r, BackendError) else r for r in results]
+
+    @property
+    def holds_lease(self) -> bool:
+        return self.session.routing.holds_lease
+
+    async def wait_for_lease(self) -> None:
+        """A write while the proxy's ZooKeeper session is suspended: it waits up
+        to WRITE_LEASE_WAIT for the session (and any failover it missed), then 2003."""
+        if not await self.session.routing.wait_for_lease(WRITE_LEASE_WAIT):
+            raise SqlError(CR_CONN_HOST_ERROR, "The proxy lost its ZooKeeper session: writes are paused until it is "
+                                               "back (a failover may be in progress); try again")
+        metrics.WRITES_HELD.inc()
 
     async def decide(self, region: str, gtrid: str) -> None:
         """The commit decision of `gtrid` (commit.py): its row in `region`'s

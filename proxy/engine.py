@@ -84,6 +84,8 @@ class VCursor(Protocol):
     async def run(self, region: str, sql: str, *, join: bool = True, prefix: str = "", infile: Any = None) -> QueryResult: ...
     async def pipeline(self, region: str, statements: tuple[str, ...]) -> list[QueryResult | SqlError]: ...  # one round trip
     async def decide(self, region: str, gtrid: str) -> None: ...  # the commit decision row (commit.py)
+    holds_lease: bool  # False while the proxy's ZooKeeper session is suspended (routing.py)
+    async def wait_for_lease(self) -> None: ...  # a write waits for it, or gets 2003
     async def join(self, region: str) -> None: ...  # the session's open transaction started there too
     def local_infile(self, keep: bool) -> Any: ...
     def client_status(self, global_scope: bool) -> dict[str, str]: ...
@@ -209,6 +211,8 @@ class FanOutWrite:
     seeds: Any = field(default=lambda: (random.randrange(1, 2**30), random.randrange(1, 2**30)), compare=False, repr=False)
 
     async def execute(self, vc: VCursor) -> Reply:
+        if not vc.holds_lease:  # the ZooKeeper session is suspended: a failover may be unseen
+            await vc.wait_for_lease()
         state = vc.state
         state.on(Event.STATEMENT)
         sql = _session_values(self.sql, state, self.last_insert_id)

@@ -108,6 +108,8 @@ _TWO_PHASE = Counter("minisql_proxy_two_phase_commits_total",
 TWO_PHASE_COMMITTED = _TWO_PHASE.labels("committed")
 TWO_PHASE_ABORTED = _TWO_PHASE.labels("aborted")
 TWO_PHASE_UNKNOWN = _TWO_PHASE.labels("unknown")
+WRITES_HELD = Counter("minisql_proxy_writes_held_total",
+                      "Writes that waited for the proxy's suspended ZooKeeper session to come back")
 XA_DEFERRED = Counter("minisql_proxy_xa_commits_deferred_total",
                       "XA COMMITs of decided branches that failed (region lost): left prepared for the resolver", ["region"])
 XA_FALLBACK = Counter("minisql_proxy_xa_fallback_total",

@@ -30,11 +30,38 @@ class RoutingTable:
         self._cancels: list = []
         self._have_placement = asyncio.Event()
         self.listeners: list[Callable[[RoutingSnapshot], None]] = []  # told of every new snapshot (on the loop)
+        # The write lease: while the ZooKeeper session is suspended this proxy may miss a
+        # failover, so writes wait for it to come back (wait_for_lease) instead of going
+        # to a primary the master may already have replaced.
+        self.holds_lease = True
+        self._lease_back = asyncio.Event()
+        self._lease_back.set()
 
     async def start(self, timeout: float = 30.0) -> None:
         self._cancels.append(self.topology.watch_placement(self._on_placement))
         self._cancels.append(self.topology.watch_regions(self._on_regions))
+        self._cancels.append(self.topology.backend.add_session_listener(self._on_session))
         await asyncio.wait_for(self._have_placement.wait(), timeout)
+
+    def _on_session(self, state: str) -> None:
+        if state == "connected":
+            self.holds_lease = True
+            self._lease_back.set()
+        else:  # suspended / lost
+            if self.holds_lease:
+                log.warning("ZooKeeper session %s: writes wait until it is back", state)
+            self.holds_lease = False
+            self._lease_back.clear()
+
+    async def wait_for_lease(self, timeout: float) -> bool:
+        """Until the ZooKeeper session is back (True) or `timeout` passes (False)."""
+        if self.holds_lease:
+            return True
+        try:
+            await asyncio.wait_for(self._lease_back.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return self.holds_lease
 
     def close(self) -> None:
         for cancel in self._cancels:

@@ -109,6 +109,7 @@ class RegionTasks:
         self._mysql_host = mysql_host
         self._mysql_port = mysql_port
         self._creds = creds
+        self.leader_epoch = 0  # the highest master leader epoch seen on a task
         self._ops: dict[str, Task] = {
             "create_database": self.create_database,
             "drop_database": self.drop_database,
@@ -127,6 +128,15 @@ class RegionTasks:
         if task is None:
             metrics.TASKS.labels(op="unknown", outcome="error").inc()
             return {"error": SqlError(ER_NOT_SUPPORTED_YET, f"unknown region task op {op!r}").to_dict()}
+        epoch = payload.get("epoch")
+        if isinstance(epoch, int):
+            # Fencing: a task from a deposed leader (its epoch below one already served) is
+            # refused, so a master that lost its election cannot act here after its successor.
+            if epoch < self.leader_epoch:
+                metrics.TASKS.labels(op=op, outcome="fenced").inc()
+                return {"error": SqlError(ER_UNKNOWN, f"task {op} refused: leader epoch {epoch} is older than "
+                                                      f"{self.leader_epoch}, which this region already serves").to_dict()}
+            self.leader_epoch = epoch
         try:
             result = await task(payload)
             outcome = "ok"

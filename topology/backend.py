@@ -93,6 +93,13 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def set_fenced(self, path: str, data: bytes, version: int, fence: str) -> int:
+        """`set`, applied only if the node `fence` exists, in one atomic
+        operation (a ZooKeeper multi: check + setData).  Version -1 creates
+        `path` instead.  Raises FencedError when `fence` is gone,
+        BadVersionError, NoNodeError, NodeExistsError."""
+
+    @abc.abstractmethod
     async def delete(self, path: str, version: int = -1, *, recursive: bool = False) -> None:
         """Delete a node.  Raises NoNodeError, BadVersionError, NotEmptyError."""
 

@@ -78,6 +78,19 @@ class Leadership:
     def is_leader(self) -> bool:
         return self._leader
 
+    @property
+    def fence(self) -> str | None:
+        """While leading: the path of our election node.  Leader-only writes
+        check it exists in the same ZooKeeper multi-op (Topology.update_placement),
+        so a deposed leader's late write fails instead of landing."""
+        return f"{self._dir}/{self._node}" if self._leader and self._node else None
+
+    @property
+    def epoch(self) -> int | None:
+        """While leading: our election node's sequence number, which grows with
+        every new candidate node -- a newer leader always has a higher one."""
+        return sequence_number(self._node) if self._leader and self._node else None
+
     async def wait_elected(self) -> None:
         await self._elected.wait()
 

@@ -47,3 +47,9 @@ class ConflictError(TopologyError):
 
 class CallTimeout(TopologyError):
     """A queued request got no answer in time (is a master / the region alive?)."""
+
+
+class FencedError(TopologyError):
+    """A leader-only write from a process that is not (or no longer) the
+    leader: its election node is gone, so another master may lead.  The
+    write was not applied (ZooKeeper checked the node in the same multi-op)."""

@@ -42,6 +42,7 @@ from typing import Any, Callable, Optional
 from .backend import Backend, Cancel, ChildrenCallback, DataCallback, SessionListener, SessionListeners
 from .errors import (
     BadVersionError,
+    FencedError,
     NodeExistsError,
     NoNodeError,
     NotEmptyError,
@@ -324,6 +325,21 @@ class MemoryBackend(Backend):
 
     async def set(self, path: str, data: bytes, version: int) -> int:
         await self._op()
+        node = self._node(path)
+        if version != -1 and version != node.version:
+            raise BadVersionError(f"{path}: expected version {version}, is {node.version}")
+        node.data = bytes(data)
+        node.version += 1
+        self._server._changed(path, children_of_parent=False)
+        return node.version
+
+    async def set_fenced(self, path: str, data: bytes, version: int, fence: str) -> int:
+        await self._op()
+        if self._server.nodes.get(fence) is None:
+            raise FencedError(f"{fence} is gone: not the leader")
+        if version == -1:
+            self._server._create(path, data, None, False, True)
+            return 0
         node = self._node(path)
         if version != -1 and version != node.version:
             raise BadVersionError(f"{path}: expected version {version}, is {node.version}")

@@ -57,7 +57,7 @@ from typing import Any, Callable, TypeVar
 from .auth import ZooKeeperAuth
 from .backend import Backend, Cancel
 from .election import Leadership
-from .errors import BadVersionError, ConflictError, NodeExistsError, NoNodeError
+from .errors import BadVersionError, ConflictError, FencedError, NodeExistsError, NoNodeError
 from .model import EMPTY_PLACEMENT, LeaderInfo, Placement, RegionInfo, RegionLoad
 from .queues import Handler, QueueServer, call_queue
 from .serial import SerialJob
@@ -329,11 +329,32 @@ class Topology:
 
         Returns the placement as written (its `version` is the new znode
         version), or the current one unchanged when `mutate` returns None.
-        Raises ConflictError after `attempts` lost races.
+        Raises ConflictError after `attempts` lost races.  In a process that
+        campaigns (a master), every write is fenced by its election node:
+        FencedError if it does not lead.
         """
         return await update_document(
-            self._backend, self._path("placement"), self.get_placement, mutate, Placement.from_json, "placement", attempts
+            self._backend, self._path("placement"), self.get_placement, mutate, Placement.from_json, "placement", attempts,
+            fence=self._leader_fence if self._leaderships else None,
         )
+
+    def leader_epoch(self) -> int | None:
+        """While this process leads: its leader epoch (Leadership.epoch), which
+        the master stamps on every region task so regions can refuse an older one."""
+        for lead in self._leaderships:
+            epoch = lead.epoch
+            if epoch is not None:
+                return epoch
+        return None
+
+    def _leader_fence(self) -> str:
+        """The election node a campaigning process fences its placement writes
+        with; FencedError when it is not the leader (any more)."""
+        for lead in self._leaderships:
+            node = lead.fence
+            if node is not None:
+                return node
+        raise FencedError("not the leader: placement changes are the elected master's")
 
     def watch_placement(self, callback: Callable[[Placement], None]) -> Cancel:
         """Call back now and on every change with a whole new snapshot."""

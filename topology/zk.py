@@ -59,6 +59,7 @@ from .auth import ZooKeeperAuth, same_acl
 from .backend import Backend, Cancel, ChildrenCallback, DataCallback, SessionListener, SessionListeners
 from .errors import (
     BadVersionError,
+    FencedError,
     NodeExistsError,
     NoNodeError,
     NotAuthorizedError,
@@ -375,6 +376,30 @@ class ZooKeeperBackend(Backend):
         client = self._require_client()
         stat = await self._call(lambda: client.set_async(path, data, version), path)
         return stat.version
+
+    async def set_fenced(self, path: str, data: bytes, version: int, fence: str) -> int:
+        client = self._require_client()
+
+        def multi() -> Any:
+            t = client.transaction()
+            t.check(fence, -1)  # -1: any version; fails with NoNode once the fence is gone
+            if version == -1:
+                t.create(path, data)
+            else:
+                t.set_data(path, data, version)
+            return t.commit_async()
+
+        from kazoo.exceptions import NoNodeError as KazooNoNode, RolledBackError
+
+        results = await self._call(multi, path)
+        check, write = results[0], results[1]
+        if isinstance(check, Exception) and not isinstance(check, RolledBackError):
+            if isinstance(check, KazooNoNode):
+                raise FencedError(f"{fence} is gone: not the leader; {path} was not written")
+            raise self._translate(check, fence)
+        if isinstance(write, Exception):
+            raise self._translate(write, path)
+        return 0 if version == -1 else write.version
 
     async def delete(self, path: str, version: int = -1, *, recursive: bool = False) -> None:
         client = self._require_client()

@@ -38,12 +38,14 @@ D = TypeVar("D", bound=VersionedDoc)
 
 async def update_document(
     backend: Any, path: str, read: Callable[[], Awaitable[D]], mutate: Callable[[D], D | None],
-    parse: Callable[[bytes, int], D], what: str, attempts: int = 20,
+    parse: Callable[[bytes, int], D], what: str, attempts: int = 20, fence: Callable[[], str] | None = None,
 ) -> D:
     """Versioned read-modify-write of a one-znode document (the placement, the
     accounts): `mutate` is pure and may run several times; None means "no
     change" and returns the current document.  Creates the znode when absent.
-    Raises ConflictError after `attempts` lost races."""
+    Raises ConflictError after `attempts` lost races.  `fence` (the leader's
+    election node, asked before each attempt) makes every write conditional
+    on that node existing (FencedError otherwise)."""
     from .errors import BadVersionError, ConflictError, NodeExistsError, NoNodeError
 
     for attempt in range(attempts):
@@ -53,7 +55,11 @@ async def update_document(
             return current
         data = new.to_json()
         try:
-            if current.version == -1:
+            if fence is not None:  # the writer's election node, checked in the same multi-op
+                version = await backend.set_fenced(path, data, current.version, fence())
+                if current.version == -1:
+                    version = 0
+            elif current.version == -1:
                 await backend.create(path, data, makepath=True)
                 version = 0
             else:

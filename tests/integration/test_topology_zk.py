@@ -401,6 +401,41 @@ def test_leadership_failover_on_session_expiry(zk_hosts: str) -> None:
     run(main())
 
 
+def test_fenced_writes_are_one_zookeeper_multi_op(zk_hosts: str) -> None:
+    """set_fenced checks the fence node and writes in one multi-op: with the
+    fence gone nothing is written; a deposed leader's placement write fails."""
+    from topology import FencedError
+
+    async def main() -> None:
+        root = new_root()
+        ta, tb = await topo_for(zk_hosts, root), await topo_for(zk_hosts, root)
+        try:
+            be = ta.backend
+            await be.create(f"{root}/fence", b"")
+            assert await be.set_fenced(f"{root}/doc", b"v0", -1, f"{root}/fence") == 0  # -1: create
+            assert await be.set_fenced(f"{root}/doc", b"v1", 0, f"{root}/fence") == 1
+            with pytest.raises(BadVersionError):
+                await be.set_fenced(f"{root}/doc", b"v2", 0, f"{root}/fence")
+            await be.delete(f"{root}/fence")
+            with pytest.raises(FencedError):
+                await be.set_fenced(f"{root}/doc", b"v3", 1, f"{root}/fence")
+            assert (await be.get(f"{root}/doc")) == (b"v1", 1)
+
+            a = ta.campaign(LeaderInfo("m1"))
+            await wait(a.wait_elected())
+            await ta.update_placement(lambda p: p.with_database("d"))
+            fence = a.fence
+            await tb.backend.delete(fence)  # a is deposed (its node gone) -- whether it noticed yet or not
+            with pytest.raises(FencedError):
+                await ta.update_placement(lambda p: p.with_database("late"))
+            assert not (await tb.get_placement()).has_database("late")
+        finally:
+            await ta.close()
+            await tb.close()
+
+    run(main())
+
+
 # -- request queues -----------------------------------------------------------
 def test_queue_round_trip_error_and_timeout(zk_hosts: str) -> None:
     async def main() -> None:

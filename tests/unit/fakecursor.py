@@ -94,6 +94,11 @@ class LoggingCursor(CursorBase):
                 out.append(e)
         return out
 
+    holds_lease = True
+
+    async def wait_for_lease(self) -> None:
+        self.log.append(("lease", "waited"))
+
     async def decide(self, region: str, gtrid: str) -> None:
         """The commit decision: logged as ("decide@r1", gtrid); `respond` may refuse it."""
         self.log.append((f"decide@{region}", gtrid))

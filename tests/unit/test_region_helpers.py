@@ -120,3 +120,19 @@ def test_ddl_is_sent_in_the_clients_character_set_when_it_can_carry_the_text():
     assert _client_encoding("latin1", ("CREATE VIEW v AS SELECT '\u2603'",)) is None  # not in latin1: utf8mb4
     assert _client_encoding("utf8mb4", ("x",)) is None and _client_encoding("binary", ("x",)) is None
     assert _client_encoding("no-such-charset", ("x",)) is None and _client_encoding(None, ("x",)) is None
+
+
+def test_a_task_from_an_older_leader_epoch_is_refused():
+    tasks = RegionTasks("r1", pool=None, creds=None, mysql_host="127.0.0.1", mysql_port=1)  # type: ignore[arg-type]
+
+    def handle(payload):
+        return asyncio.run(tasks.handle(payload))
+
+    first = handle({"op": "xa_forget", "older_than": 5, "epoch": 7})  # served (and refused for its own reason)
+    assert "older_than" in first["error"]["message"] and tasks.leader_epoch == 7
+    stale = handle({"op": "xa_forget", "older_than": 5, "epoch": 6})
+    assert "leader epoch 6 is older than 7" in stale["error"]["message"]
+    newer = handle({"op": "xa_forget", "older_than": 5, "epoch": 9})
+    assert "older_than" in newer["error"]["message"] and tasks.leader_epoch == 9
+    unstamped = handle({"op": "xa_forget", "older_than": 5})  # tools and tests send none
+    assert "older_than" in unstamped["error"]["message"]

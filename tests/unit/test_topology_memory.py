@@ -387,3 +387,36 @@ def test_handler_non_object_payload_becomes_error() -> None:
         assert b'"errno":1105' in raw
 
     run(main())
+
+
+def test_placement_writes_of_a_master_are_fenced_by_its_election_node() -> None:
+    """A deposed leader's late placement write fails (FencedError) instead of
+    landing over the new leader's: the write is a multi-op that checks the
+    writer's own election node."""
+    from topology import FencedError, TablePlacement
+
+    async def main() -> None:
+        server = MemoryServer()
+        ta, tb = await started(server), await started(server)
+        a = ta.campaign(LeaderInfo("m1"))
+        await _wait(a.wait_elected())
+        b = tb.campaign(LeaderInfo("m2"))
+        first = await ta.update_placement(lambda p: p.with_database("d"))
+        assert first.has_database("d") and a.epoch is not None and a.fence is not None
+        a_epoch = a.epoch
+        with pytest.raises(FencedError):  # b campaigns but does not lead
+            await tb.update_placement(lambda p: p.with_database("x"))
+
+        ta.backend.expire_session()  # a's node vanishes: b leads, with a higher epoch
+        await _wait(b.wait_elected())
+        assert b.epoch > a_epoch and a.epoch is None
+        with pytest.raises(FencedError):
+            await ta.update_placement(lambda p: p.with_table(TablePlacement("d", "late", "r1", {})))
+        written = await tb.update_placement(lambda p: p.with_table(TablePlacement("d", "t", "r2", {})))
+        assert written.table("d", "t") is not None and written.table("d", "late") is None
+
+        plain = await started(server)  # a process that does not campaign (a proxy) is not fenced
+        await plain.update_placement(lambda p: p.with_database("y"))
+        assert (await tb.get_placement()).has_database("y")
+
+    run(main())
