@@ -8,6 +8,7 @@
 #   make clean    remove the local stack's data (.minisql)
 #   make compat   third-party suites against one MariaDB and through a 3-region cluster, side by side (SUITES=pymysql,connector,connector-lenient,sqlalchemy,sqlalchemy-backend[,mtr])
 #   make fuzz     fuzz the proxy (protocol + SQL) for FUZZ_BUDGET seconds (default 600), report in FUZZ_REPORT
+#   make chaos    bank transfers through 2 proxies while processes are killed / frozen (CHAOS_DURATION=600 s, a fault every CHAOS_INTERVAL=30 s)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -28,7 +29,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then \
 	    command -v $$p; break; fi; done)
 
-.PHONY: help deps system-deps python-deps up test bench status clean
+.PHONY: help deps system-deps python-deps up test bench status clean chaos
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -73,6 +74,11 @@ up: deps
 
 test: deps
 	$(VENV_PY) -m pytest -q $(PYTEST_ARGS)
+
+CHAOS_DURATION ?= 600
+CHAOS_INTERVAL ?= 30
+chaos: deps
+	CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_INTERVAL=$(CHAOS_INTERVAL) $(VENV_PY) -m pytest -q -s tests/fault/test_bank_under_faults.py
 
 bench: deps
 	@if [ ! -f bench/run.sh ]; then echo "bench: bench/run.sh does not exist yet" >&2; exit 1; fi
