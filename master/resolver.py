@@ -11,7 +11,11 @@ hold their row locks until someone ends them.  The leading master does:
    (`xa_recover`);
 2. a branch seen prepared for at least `grace` seconds (a live proxy
    finishes in milliseconds; the grace keeps the resolver from racing it
-   needlessly -- racing would still be safe) is *in doubt*;
+   needlessly -- racing would still be safe) is *in doubt*; so is, at once,
+   a branch made by a proxy that is gone (its gtrid carries the proxy's
+   instance token, `proxies/<n>` lists the live ones; a proxy leaving
+   wakes the resolver), since its row locks stop every transaction on
+   those rows;
 3. for each in-doubt transaction, ask its decider region for the outcome
    (`xa_decide`): it inserts ``'abort'`` unless ``'commit'`` is already
    there -- the primary key lets exactly one exist -- and returns the one
@@ -39,10 +43,11 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 from minisql.errors import SqlError
-from minisql.xa import COMMIT, Xid
+from minisql.xa import COMMIT, Xid, owner_of
+from topology.proxies import list_proxies, watch_proxies
 
 from . import metrics
 
@@ -69,8 +74,9 @@ class Resolution:
 
 
 def plan_resolution(prepared: Iterable[Branch], first_seen: Mapping[Branch, float], now: float, live: Iterable[str],
-                    grace: float, holding: Iterable[str] = ()) -> Resolution:
-    """Pure: which prepared branches are in doubt (seen for `grace` seconds);
+                    grace: float, holding: Iterable[str] = (), owners: Iterable[str] | None = None) -> Resolution:
+    """Pure: which prepared branches are in doubt (seen for `grace` seconds,
+    or at once when the proxy that made them is not among the live `owners`);
     of those, which can be decided now (their decider is live), which are
     orphans (their decider is not live and holds no copy in the placement any
     more: it was failed over, so whatever it decided is discarded with its
@@ -78,11 +84,13 @@ def plan_resolution(prepared: Iterable[Branch], first_seen: Mapping[Branch, floa
     every branch committed), and which must wait (a decider away but still
     holding copies may have committed: rolling back here would split it)."""
     live, holding = set(live), set(holding)
+    alive = set(owners) if owners is not None else None
     decide: dict[str, list[Branch]] = {}
     orphans: list[Branch] = []
     waiting: list[Branch] = []
     for branch in prepared:
-        if now - first_seen.get(branch, now) < grace:
+        owner_gone = alive is not None and owner_of(branch.xid.gtrid) not in alive
+        if now - first_seen.get(branch, now) < grace and not owner_gone:
             continue
         decider = branch.xid.decider
         if decider in live:
@@ -100,7 +108,8 @@ class XaResolver:
     """The leader's resolver loop (module docstring)."""
 
     def __init__(self, topology: Any, regions: Any, *, interval: float = 2.0, grace: float = 5.0, keep: float = 600.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 owners: Callable[[], Awaitable[set[str]]] | None = None) -> None:
         self._topology = topology
         self._regions = regions
         self.interval = interval
@@ -110,13 +119,31 @@ class XaResolver:
         self._first_seen: dict[Branch, float] = {}
         self._last_forget = clock()
         self._wake = asyncio.Event()
+        self._proxies: set[str] = set()
+        self._owners = owners or self._live_proxies
 
     def poke(self) -> None:
         """Run the next pass now (the failover loop after a promotion: the
         branches it orphaned hold row locks the new primaries need)."""
         self._wake.set()
 
+    async def _live_proxies(self) -> set[str]:
+        return {p.instance for p in (await list_proxies(self._topology)).values()}
+
+    def _on_proxies(self, proxies: Mapping[int, Any]) -> None:
+        instances = {p.instance for p in proxies.values()}
+        if self._proxies - instances:  # a proxy went away: its prepared transactions are in doubt now
+            self.poke()
+        self._proxies = instances
+
     async def run(self) -> None:
+        cancel = watch_proxies(self._topology, self._on_proxies)
+        try:
+            await self._loop()
+        finally:
+            cancel()
+
+    async def _loop(self) -> None:
         while True:
             self._wake.clear()
             try:
@@ -144,7 +171,8 @@ class XaResolver:
         self._first_seen = {b: self._first_seen.get(b, now) for b in prepared}
         placement = await self._topology.get_placement()
         holding = {r for t in placement.all_tables() for r in t.all_regions}
-        plan = plan_resolution(prepared, self._first_seen, now, live, self.grace, holding)
+        owners = await self._owners() if prepared else set()
+        plan = plan_resolution(prepared, self._first_seen, now, live, self.grace, holding, owners)
         metrics.XA_IN_DOUBT.set(sum(len(b) for b in plan.decide.values()) + len(plan.waiting) + len(plan.orphans))
         for branch in plan.waiting:
             log.warning("XA branch %s on %s waits for its decider %s, which is not live", branch.xid.gtrid, branch.region,

@@ -57,6 +57,13 @@ def make_gtrid(decider: str, token: str, n: int) -> str:
     return f"ms1:{decider}:{token}:{n}"
 
 
+def owner_of(gtrid: str) -> str | None:
+    """The token of the proxy process that made one of our gtrids (its
+    `proxies/<n>` instance token while it lives); None: not ours."""
+    m = _GTRID.match(gtrid)
+    return m.group(2).split(".", 1)[0] if m else None
+
+
 def decider_of(gtrid: str) -> str | None:
     """The decider region named by one of our gtrids (None: not ours)."""
     m = _GTRID.match(gtrid)

@@ -51,6 +51,7 @@ from .clusterplan import (
     trim_info,
     unknown_thread,
 )
+from .commit import PROXY_TOKEN
 from .engine import Reply, ok
 from .planner import RoutingSnapshot
 
@@ -84,7 +85,9 @@ class ClusterSessions:
         self.connections: dict[int, Any] = {}  # connection id -> wire.ProxyConnection
         self.ids = ConnectionIds(0)
         self.proxies: dict[int, ProxyInfo] = {}
-        self._info = ProxyInfo(0, host, port, metrics_port)
+        # The instance token is also the proxy's part of every XA gtrid (commit.py): the
+        # resolver tells a dead proxy's prepared transactions by it and settles them at once.
+        self._info = ProxyInfo(0, host, port, metrics_port, instance=PROXY_TOKEN)
         self.registration: ProxyRegistration | None = None
         self._cancel_watch: Any = None
         self._lock_region: str | None = None

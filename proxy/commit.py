@@ -24,7 +24,9 @@ Percolator's primary record):
 A transaction with one XA branch ends with `XA END` + `XA COMMIT ... ONE
 PHASE` (or `XA ROLLBACK`) in one round trip: as cheap as COMMIT.
 
-Error handling -- where state can be lost, and who settles it:
+Error handling -- where state can be lost, and who settles it (the proxy
+itself, in the background, as soon as the regions answer again:
+settle.py; the master's resolver for whatever a dead proxy left):
 * a proxy that dies before the decision leaves prepared branches and no
   decision row: the master's resolver (master/resolver.py) inserts
   ``'abort'`` for that gtrid (the primary key lets only one outcome exist)
@@ -51,7 +53,7 @@ import logging
 from typing import Any
 
 from minisql.errors import CR_SERVER_LOST, SqlError
-from minisql.xa import Xid, decider_of, new_token
+from minisql.xa import COMMIT, Xid, decider_of, new_token
 
 from . import faults, metrics
 from .sessionstate import EndTransaction
@@ -167,11 +169,13 @@ async def two_phase_commit(vc: Any, effect: EndTransaction) -> int:
             metrics.TWO_PHASE_ABORTED.inc()
             raise SqlError(ER_XA_RBROLLBACK, "XA_RBROLLBACK: Transaction branch was rolled back: the cluster's resolver "
                                              "aborted it before it could commit (a participant was unreachable)", "XA100")
-        # The row may or may not be there: the resolver reads it and settles every branch.
+        # The row may or may not be there: it decides; this proxy settles the branches
+        # as soon as the decider answers again (the master's resolver would, later).
         metrics.TWO_PHASE_UNKNOWN.inc()
-        log.error("commit decision for %s on %s failed (%s): outcome left to the resolver", gtrid, decider, e)
+        log.error("commit decision for %s on %s failed (%s): settling it in the background", gtrid, decider, e)
         for r in branches + plain:
             vc.drop(r)
+        vc.settle_later(gtrid, tuple(branches), None)
         raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{decider}' while committing; the transaction "
                                        "commits or rolls back as a whole (the cluster's resolver settles it)")
     faults.reached("commit:decided")
@@ -182,10 +186,12 @@ async def two_phase_commit(vc: Any, effect: EndTransaction) -> int:
         except SqlError as e:
             log.error("plain COMMIT on %s after the XA decision of %s failed: %s", r, gtrid, e)
     if not all(committed):
-        # Decided, but a region did not confirm: the resolver finishes it -- unless the
-        # decider is lost too and failed over, when it rolls the rest back.  So no OK.
+        # Decided, but a region did not confirm: it is finished in the background (and by
+        # the resolver) -- unless the decider is lost too and failed over, when the rest
+        # is rolled back.  So no OK.
         metrics.TWO_PHASE_UNKNOWN.inc()
         lost = ", ".join(r for r, ok in zip(branches, committed) if not ok)
+        vc.settle_later(gtrid, tuple(r for r, ok in zip(branches, committed) if not ok), COMMIT)
         raise SqlError(CR_SERVER_LOST, f"Lost connection to region(s) {lost} while committing; the transaction commits "
                                        "or rolls back as a whole (the cluster's resolver settles it)")
     metrics.TWO_PHASE_COMMITTED.inc()

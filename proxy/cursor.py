@@ -35,9 +35,10 @@ from .backend import BackendConnection, BackendError, BackendLogin, BackendLost,
 from .clusterplan import warnings_result
 from .engine import Reply
 from .localinfile import ClientFile, capability_disabled
-from .planner import RoutingSnapshot
+from .planner import RegionUnavailable, RoutingSnapshot
 from .pool import BackendPool
 from .sessionstate import SessionState
+from .settle import settle_later
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class SessionBackends:
                 raise SqlError(CR_SERVER_LOST, f"Lost connection to region '{region}' during the transaction")
             info = snap.regions.get(region)
             if info is None:
-                raise SqlError(CR_CONN_HOST_ERROR, f"Region '{region}' is not available (failover may be in progress); try again")
+                raise RegionUnavailable(region)
             if self.login is None:  # never fall back to the proxy's own account
                 raise SqlError(ER_ACCESS_DENIED, "Access denied: the session has no authenticated account")
             if conn is not None:
@@ -216,6 +217,11 @@ class SessionCursor(CursorBase):
         backends.last = conn
         results = await self.call(conn, conn.pipeline(statements))
         return [r.to_sql_error() if isinstance(r, BackendError) else r for r in results]
+
+    def settle_later(self, gtrid: str, branches: tuple[str, ...], outcome: str | None) -> None:
+        """Finish a two-phase commit whose outcome was lost, in the background (settle.py)."""
+        routing = self.session.routing
+        settle_later(self.backends.pool, lambda: routing.snapshot.regions, gtrid, branches, outcome)
 
     @property
     def holds_lease(self) -> bool:

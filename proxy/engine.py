@@ -47,7 +47,7 @@ from minisql.xa import Xid, can_decide
 from . import metrics
 from .backend import QueryResult, ResultStream
 from .commit import end_transaction, rollback_branch, two_phase_commit
-from .planner import LocalResult, RoutingSnapshot
+from .planner import LocalResult, RegionUnavailable, RoutingSnapshot
 from .pinning import order_by_key, substitute_nextvals, substitute_uuids, table_key
 from .sessionstate import EndTransaction, SessionState
 from .statements import ROW_COUNT, substitute_last_insert_id, substitute_row_count
@@ -84,6 +84,7 @@ class VCursor(Protocol):
     async def run(self, region: str, sql: str, *, join: bool = True, prefix: str = "", infile: Any = None) -> QueryResult: ...
     async def pipeline(self, region: str, statements: tuple[str, ...]) -> list[QueryResult | SqlError]: ...  # one round trip
     async def decide(self, region: str, gtrid: str) -> None: ...  # the commit decision row (commit.py)
+    def settle_later(self, gtrid: str, branches: tuple[str, ...], outcome: str | None) -> None: ...  # settle.py
     holds_lease: bool  # False while the proxy's ZooKeeper session is suspended (routing.py)
     async def wait_for_lease(self) -> None: ...  # a write waits for it, or gets 2003
     async def join(self, region: str) -> None: ...  # the session's open transaction started there too
@@ -313,7 +314,16 @@ class FanOutWrite:
         started, plain = [primary], False
         failure: SqlError | None = None
         for region in replicas:
-            how, replica = await _xa_write(vc, region, xids[region], sql, prefix, infile)
+            try:
+                how, replica = await _xa_write(vc, region, xids[region], sql, prefix, infile)
+            except SqlError as e:  # the replica's connection: nothing ran there
+                for started_region in started:
+                    await rollback_branch(vc, started_region, xids[started_region])
+                if isinstance(e, RegionUnavailable):
+                    raise  # nothing committed anywhere: the session may hold it for the failover
+                raise SqlError(e.errno if e.errno >= 2000 else ER_UNKNOWN,
+                               f"Write failed on replica region '{region}' after the primary accepted it: "
+                               f"({e.errno}) {e.message}") from None
             if how == _XA:
                 started.append(region)
             if isinstance(replica, SqlError):

@@ -108,10 +108,23 @@ _TWO_PHASE = Counter("minisql_proxy_two_phase_commits_total",
 TWO_PHASE_COMMITTED = _TWO_PHASE.labels("committed")
 TWO_PHASE_ABORTED = _TWO_PHASE.labels("aborted")
 TWO_PHASE_UNKNOWN = _TWO_PHASE.labels("unknown")
+class _Level:
+    """A plain number the session code changes (no lock: one event loop), exported as a gauge."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+BUFFERED_NOW = _Level()
+Gauge("minisql_proxy_buffered_statements", "Statements held for a failover right now").set_function(lambda: BUFFERED_NOW.value)
+BUFFERED = Counter("minisql_proxy_buffered_total", "Statements held for a failover (a region down or not live)")
+BUFFER_TIMEOUTS = Counter("minisql_proxy_buffer_timeouts_total", "Held statements whose region did not come back in time (2003)")
 WRITES_HELD = Counter("minisql_proxy_writes_held_total",
                       "Writes that waited for the proxy's suspended ZooKeeper session to come back")
 XA_DEFERRED = Counter("minisql_proxy_xa_commits_deferred_total",
                       "XA COMMITs of decided branches that failed (region lost): left prepared for the resolver", ["region"])
+XA_SETTLED_BY_PROXY = Counter("minisql_proxy_xa_settled_total",
+                              "XA branches this proxy settled itself after losing a commit's outcome (proxy/settle.py)")
 XA_FALLBACK = Counter("minisql_proxy_xa_fallback_total",
                       "Transactions a region would not start as XA (LOCK TABLES, READ ONLY, ...): committed one by one")
 

@@ -182,9 +182,20 @@ def _is_table(ref: TableRef, session: SessionView, snap: RoutingSnapshot) -> boo
     return True
 
 
+class RegionUnavailable(SqlError):
+    """A statement needs a region that is not live in the snapshot or refuses
+    connections: nothing was sent to it.  The session holds such a statement
+    for the failover (session.py, "buffering") before the client sees 2003."""
+
+    def __init__(self, region: str, detail: str = "") -> None:
+        super().__init__(CR_CONN_HOST_ERROR, detail or f"Region '{region}' is not available (failover may be in progress); "
+                                                       "try again")
+        self.region = region
+
+
 def require_live(region: str, snap: RoutingSnapshot) -> None:
     if region not in snap.regions:
-        raise SqlError(CR_CONN_HOST_ERROR, f"Region '{region}' is not available (failover may be in progress); try again")
+        raise RegionUnavailable(region)
 
 
 def read_region(tables: tuple[TablePlacement, ...], snap: RoutingSnapshot) -> str:

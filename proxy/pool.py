@@ -15,9 +15,10 @@ import logging
 from collections import defaultdict, deque
 
 from minisql.accounts import region_password
-from minisql.errors import CR_CONN_HOST_ERROR, SqlError
+from minisql.errors import SqlError
 
 from .backend import BackendConnection, BackendError, BackendLogin, BackendLost
+from .planner import RegionUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,9 @@ class BackendPool:
         except BackendError as e:
             if e.errno in (1045, 4151, 1226, 1040):  # the client's own account was refused by the region
                 raise SqlError(e.errno, e.message, e.sqlstate)
-            raise SqlError(CR_CONN_HOST_ERROR, f"Can't connect to region '{region_id}' ({host}:{port}): {e.message}")
+            raise RegionUnavailable(region_id, f"Can't connect to region '{region_id}' ({host}:{port}): {e.message}")
         except (OSError, asyncio.TimeoutError, BackendLost) as e:
-            raise SqlError(CR_CONN_HOST_ERROR, f"Can't connect to region '{region_id}' ({host}:{port}): {e or type(e).__name__}")
+            raise RegionUnavailable(region_id, f"Can't connect to region '{region_id}' ({host}:{port}): {e or type(e).__name__}")
         conn.login = login
         self.opened += 1
         return conn

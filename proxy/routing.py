@@ -88,6 +88,13 @@ class RoutingTable:
     def _on_regions(self, regions: dict[str, RegionInfo]) -> None:
         self._swap(RoutingSnapshot(self.snapshot.placement, MappingProxyType(dict(regions))))
 
+    async def wait_changed(self, timeout: float) -> None:
+        """Until the next snapshot (placement or live regions) or `timeout`."""
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
     async def wait_for_epoch(self, version: int, timeout: float = 10.0) -> None:
         """Wait until the snapshot in use is at least `version` (after our own DDL)."""
         loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ table and the master.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
 from typing import Any
@@ -36,7 +37,7 @@ from .commit import PROXY_TOKEN
 from .cursor import SessionBackends, SessionCursor
 from .engine import EveryRegion, FanOutWrite, Primitive, Reply, Route, ShowWarnings, end_transaction
 from .planbuilder import SHARED_PRIMITIVES, STATE_DEPENDENT, PrimitiveCache, plan_statement
-from .planner import WritesApart, plan_use_database
+from .planner import RegionUnavailable, WritesApart, plan_use_database
 from .pool import BackendPool
 from .prepared import (
     ExecuteRequest,
@@ -52,6 +53,10 @@ from .routing import RoutingTable
 from .sessionstate import SessionState
 from .statements import BIG_STATEMENT, DML_KINDS, AnalysisCache, Kind, classify, unwrap_executable_comments
 from .txn import Event
+
+FAILOVER_BUFFER = 10.0  # seconds a statement waits for a failover (_after_failover)
+BUFFER_POLL = 0.25  # ... re-planned on each new snapshot, and this often (a restarting MariaDB)
+MAX_BUFFERED = 1000  # statements held at once per proxy
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +229,7 @@ class ProxySession(BaseSession):
         cursor = self.cursor()
         snapshot, database = cursor.snapshot, self.state.database
         shared = not self.state.temp_tables  # a temporary table changes what a name means for this session only
+        fresh = not self.state.participants  # nothing of an open transaction on any region yet
         primitive = self.primitives.get(sql, snapshot, database) if shared else None
         if primitive is None:
             kind = classify(sql)
@@ -233,6 +239,8 @@ class ProxySession(BaseSession):
                 primitive = plan_statement(sql, kind, snapshot, self.state, self.cache)
             except WritesApart as apart:
                 cursor, primitive = await self._plan_colocated(apart, sql, kind)
+            except RegionUnavailable as e:
+                return await self._after_failover(sql, e, fresh)
             if kind in DML_KINDS and shared:  # (EXECUTE name's plan depends on the session's PREPAREs)
                 self.primitives.put(sql, snapshot, database, primitive)
         metrics.count_query(primitive.label)
@@ -242,11 +250,53 @@ class ProxySession(BaseSession):
             if isinstance(primitive, (Route, FanOutWrite)):
                 return await primitive.execute(cursor)  # they set ROW_COUNT() themselves
             reply = await primitive.execute(cursor)
+        except RegionUnavailable as e:
+            if isinstance(primitive, (Route, FanOutWrite)):
+                return await self._after_failover(sql, e, fresh)
+            await self._after_error(e, cursor)
+            raise
         except SqlError as e:
             await self._after_error(e, cursor)
             raise
         self.state.row_count = reply.result.affected_rows if reply.result is not None and reply.result.fields is None else 0
         return reply
+
+    async def _after_failover(self, sql: str, error: RegionUnavailable, fresh: bool) -> Reply:
+        """Buffering: a statement that needs a region which is down (not live,
+        or refusing connections -- nothing was sent to it) waits for the
+        failover or the region's restart, up to FAILOVER_BUFFER seconds, and is
+        then planned again on the new placement: the client sees a pause, not
+        an error.  Only when nothing of it or of an open transaction reached a
+        region (`fresh` before, no participant after); at most MAX_BUFFERED
+        statements per proxy wait at once.  Otherwise, or past the window, 2003."""
+        if not fresh or self.state.participants or self.state.locked_regions or metrics.BUFFERED_NOW.value >= MAX_BUFFERED:
+            raise error
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FAILOVER_BUFFER
+        metrics.BUFFERED_NOW.value += 1
+        metrics.BUFFERED.inc()
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    metrics.BUFFER_TIMEOUTS.inc()
+                    raise error
+                await self.routing.wait_changed(min(BUFFER_POLL, remaining))
+                cursor = self.cursor()
+                try:
+                    primitive = plan_statement(sql, classify(sql), cursor.snapshot, self.state, self.cache)
+                    reply = await primitive.execute(cursor)
+                except RegionUnavailable as e:
+                    if self.state.participants:
+                        raise
+                    error = e
+                    continue
+                if not isinstance(primitive, (Route, FanOutWrite)):
+                    result = reply.result
+                    self.state.row_count = result.affected_rows if result is not None and result.fields is None else 0
+                return reply
+        finally:
+            metrics.BUFFERED_NOW.value -= 1
 
     async def _plan_colocated(self, apart: WritesApart, sql: str, kind: Kind) -> tuple[SessionCursor, Primitive]:
         """A multi-table write over tables placed apart: the master moves them

@@ -13,7 +13,7 @@ from minisql.errors import CR_SERVER_LOST, SqlError
 from proxy.backend import QueryResult
 from proxy.cursor import CursorBase
 from proxy.engine import Reply
-from proxy.planner import RoutingSnapshot
+from proxy.planner import RegionUnavailable, RoutingSnapshot
 from proxy.sessionstate import SessionState
 from topology import EMPTY_PLACEMENT, RegionInfo, ReplicaState, TablePlacement
 
@@ -89,12 +89,15 @@ class LoggingCursor(CursorBase):
             try:
                 out.append(self._answer(region, sql))
             except SqlError as e:
-                if e.errno == CR_SERVER_LOST:
+                if e.errno == CR_SERVER_LOST or isinstance(e, RegionUnavailable):  # the connection, not the statement
                     raise
                 out.append(e)
         return out
 
     holds_lease = True
+
+    def settle_later(self, gtrid: str, branches: tuple, outcome: str | None) -> None:
+        self.log.append(("settle", f"{gtrid} {','.join(branches)} {outcome}"))
 
     async def wait_for_lease(self) -> None:
         self.log.append(("lease", "waited"))

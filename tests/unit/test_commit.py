@@ -95,7 +95,7 @@ def test_when_the_resolver_decided_first_the_branches_are_rolled_back_and_the_cl
     assert c.log[-4:] == rolled_back(G1, "r2", "r1")
 
 
-def test_a_lost_decision_leaves_the_prepared_branches_to_the_resolver():
+def test_a_lost_decision_leaves_the_prepared_branches_to_be_settled_by_the_decision_row():
     def respond(region, sql):
         return SqlError(CR_SERVER_LOST, "Lost connection", "HY000") if region == "decide@r1" else ok_result(1)
 
@@ -103,7 +103,8 @@ def test_a_lost_decision_leaves_the_prepared_branches_to_the_resolver():
     with pytest.raises(SqlError) as e:
         run(c, "UPDATE users SET name = 'a' WHERE id = 1")
     assert e.value.errno == CR_SERVER_LOST and "resolver" in e.value.message
-    assert c.log[-1] == ("decide@r1", G1)  # no XA COMMIT, no XA ROLLBACK: the decision row rules
+    # No XA COMMIT, no XA ROLLBACK here: the decision row rules, read by the background settle.
+    assert c.log[-2:] == [("decide@r1", G1), ("settle", f"{G1} r2,r1 None")]
     assert set(c.dropped) == {"r1", "r2"}  # their prepared branches are detached, not reused
 
 
@@ -118,6 +119,7 @@ def test_a_commit_that_fails_after_the_decision_is_an_unknown_outcome_not_an_ok(
         run(c, "UPDATE users SET name = 'a' WHERE id = 1")
     assert e.value.errno == CR_SERVER_LOST and "r2" in e.value.message
     assert ("decide@r1", G1) in c.log and ("r1", f"XA COMMIT {xid(G1, 'r1')}") in c.log and "r2" in c.dropped
+    assert ("settle", f"{G1} r2 commit") in c.log  # r2's branch is committed in the background
 
 
 def test_a_primary_error_rolls_its_branch_back_and_never_reaches_the_replica():
@@ -224,3 +226,15 @@ def test_a_replica_refusing_xa_start_makes_the_primary_commit_too():
                else ok_result(1))
     run(c, "UPDATE users SET name = 'a' WHERE id = 1")
     assert c.log[-4:] == [*prepared(G1, "r1"), ("decide@r1", G1), *committed(G1, "r1")]
+
+
+def test_a_replica_that_cannot_be_reached_rolls_the_primary_branch_back_and_stays_retriable():
+    from proxy.planner import RegionUnavailable
+
+    def respond(region, sql):
+        return RegionUnavailable("r2") if region == "r2" else ok_result(1)
+
+    c = cursor(respond)
+    with pytest.raises(RegionUnavailable):  # the session may hold it for the failover and run it again
+        run(c, "UPDATE users SET name = 'a' WHERE id = 1")
+    assert c.log[-2:] == rolled_back(G1, "r1")

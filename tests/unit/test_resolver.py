@@ -36,6 +36,20 @@ def test_the_branches_of_a_failed_over_decider_are_orphans_rolled_back():
     assert plan.orphans == (b(H, "r2"),) and plan.waiting == () and plan.decide == {}
 
 
+def alive(*tokens: str):
+    async def owners() -> set[str]:
+        return set(tokens)
+
+    return owners
+
+
+def test_the_branches_of_a_dead_proxy_are_in_doubt_at_once():
+    seen = {b(G, "r2"): 10.0}
+    assert plan_resolution(seen, seen, now=10.0, live={"r1", "r2"}, grace=5.0, owners={"abc"}).decide == {}
+    plan = plan_resolution(seen, seen, now=10.0, live={"r1", "r2"}, grace=5.0, owners={"other"})
+    assert plan.decide == {G: (b(G, "r2"),)}
+
+
 class FakeTopology:
     def __init__(self, live, holding=("r1", "r2", "r3")):
         self.live = live
@@ -84,7 +98,7 @@ def test_a_decided_commit_is_finished_and_an_undecided_transaction_is_aborted():
     clock = [0.0]
     regions = FakeRegions({"r1": [(G, "r1")], "r2": [(G, "r2"), ("ms1:r2:abc.7:1", "r2")]},
                           {G: "commit"})
-    resolver = XaResolver(FakeTopology(["r1", "r2"]), regions, grace=5.0, clock=lambda: clock[0])
+    resolver = XaResolver(FakeTopology(["r1", "r2"]), regions, grace=5.0, clock=lambda: clock[0], owners=alive("abc"))
     assert asyncio.run(resolver.pass_once()) == 0  # first seen now: a live proxy may still finish them
     clock[0] = 6.0
     assert asyncio.run(resolver.pass_once()) == 3
@@ -97,7 +111,8 @@ def test_a_decided_commit_is_finished_and_an_undecided_transaction_is_aborted():
 def test_orphans_of_a_failed_over_decider_are_rolled_back_without_asking_it():
     clock = [0.0]
     regions = FakeRegions({"r2": [(H, "r2")]}, {})
-    resolver = XaResolver(FakeTopology(["r1", "r2"], holding=("r1", "r2")), regions, grace=1.0, clock=lambda: clock[0])
+    resolver = XaResolver(FakeTopology(["r1", "r2"], holding=("r1", "r2")), regions, grace=1.0, clock=lambda: clock[0],
+                          owners=alive("abc"))
     asyncio.run(resolver.pass_once())
     clock[0] = 2.0
     assert asyncio.run(resolver.pass_once()) == 1
@@ -107,7 +122,7 @@ def test_orphans_of_a_failed_over_decider_are_rolled_back_without_asking_it():
 def test_nothing_is_settled_while_the_decider_is_away():
     clock = [0.0]
     regions = FakeRegions({"r2": [(H, "r2")]}, {})
-    resolver = XaResolver(FakeTopology(["r1", "r2"]), regions, grace=1.0, clock=lambda: clock[0])
+    resolver = XaResolver(FakeTopology(["r1", "r2"]), regions, grace=1.0, clock=lambda: clock[0], owners=alive("abc"))
     asyncio.run(resolver.pass_once())
     clock[0] = 100.0
     assert asyncio.run(resolver.pass_once()) == 0
