@@ -107,7 +107,7 @@ def plan_resolution(prepared: Iterable[Branch], first_seen: Mapping[Branch, floa
 class XaResolver:
     """The leader's resolver loop (module docstring)."""
 
-    def __init__(self, topology: Any, regions: Any, *, interval: float = 2.0, grace: float = 5.0, keep: float = 600.0,
+    def __init__(self, topology: Any, regions: Any, *, interval: float = 2.0, grace: float = 3.0, keep: float = 600.0,
                  clock: Callable[[], float] = time.monotonic,
                  owners: Callable[[], Awaitable[set[str]]] | None = None) -> None:
         self._topology = topology
