@@ -53,6 +53,8 @@ from . import metrics
 
 log = logging.getLogger(__name__)
 
+TASK_TIMEOUT = 5.0  # a region that does not answer (its agent just died) must not stall the pass
+
 
 @dataclass(frozen=True, slots=True)
 class Branch:
@@ -160,7 +162,7 @@ class XaResolver:
     async def pass_once(self) -> int:
         """One pass; returns how many branches it settled."""
         live = await self._topology.list_regions()
-        answers = await self._regions.call_many(live, {"op": "xa_recover"})
+        answers = await self._regions.call_many(live, {"op": "xa_recover"}, timeout=TASK_TIMEOUT)
         prepared: list[Branch] = []
         for region, answer in answers.items():
             if isinstance(answer, SqlError):
@@ -184,14 +186,14 @@ class XaResolver:
             settled += await self._finish(branch, "abort")
         if now - self._last_forget >= self.keep / 10:
             self._last_forget = now
-            await self._regions.call_many(live, {"op": "xa_forget", "older_than": self.keep})
+            await self._regions.call_many(live, {"op": "xa_forget", "older_than": self.keep}, timeout=TASK_TIMEOUT)
         return settled
 
     async def _settle(self, gtrid: str, branches: tuple[Branch, ...]) -> int:
         decider = branches[0].xid.decider
         assert decider is not None
         try:
-            outcome = (await self._regions.call(decider, {"op": "xa_decide", "gtrid": gtrid}))["outcome"]
+            outcome = (await self._regions.call(decider, {"op": "xa_decide", "gtrid": gtrid}, timeout=TASK_TIMEOUT))["outcome"]
         except (SqlError, KeyError) as exc:
             log.warning("XA resolver: no outcome for %s from %s: %s", gtrid, decider, exc)
             return 0
@@ -204,7 +206,7 @@ class XaResolver:
         gtrid = branch.xid.gtrid
         try:
             await self._regions.call(branch.region, {"op": "xa_settle", "gtrid": gtrid, "bqual": branch.xid.bqual,
-                                                     "commit": outcome == COMMIT})
+                                                     "commit": outcome == COMMIT}, timeout=TASK_TIMEOUT)
         except SqlError as exc:
             log.warning("XA resolver: settling %s on %s failed: %s", gtrid, branch.region, exc)
             return 0

@@ -41,6 +41,7 @@ from . import metrics
 from .accounts import AccountSync
 from .load import LoadSampler
 from .mysql import sql_error_of, wait_for_pool
+from .stale import drop_stale_copies, keep_dropping
 from .tasks import RegionTasks
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class RegionAgent:
         pool, version = ready
         cancel_serve: Callable[[], None] | None = None
         publisher: asyncio.Task[None] | None = None
+        cleaner: asyncio.Task[None] | None = None
         accounts: AccountSync | None = None
         topology_started = False
         try:
@@ -109,6 +111,16 @@ class RegionAgent:
             if not await self._until_ok(accounts.sync, stop, "sync client accounts"):
                 return 0
             accounts.start()
+            # Copies failed over while we were away are stale: gone before anyone routes here.
+            stale_left: list[int] = []
+
+            async def drop_stale() -> None:
+                stale_left.append(await drop_stale_copies(pool, self._topology, cfg.region_id))
+
+            if not await self._until_ok(drop_stale, stop, "drop stale copies"):
+                return 0
+            if stale_left and stale_left[-1]:
+                cleaner = asyncio.create_task(keep_dropping(pool, self._topology, cfg.region_id), name="stale copies")
             if not await self._until_ok(self._register, stop, "register the region"):
                 return 0
             tasks = RegionTasks(cfg.region_id, pool, self._creds, cfg.mysql_host, cfg.mysql_port)
@@ -126,9 +138,10 @@ class RegionAgent:
             return 0
         finally:
             log.info("region %s stopping", cfg.region_id)
-            if publisher is not None:
-                publisher.cancel()
-                await asyncio.gather(publisher, return_exceptions=True)
+            for task in (publisher, cleaner):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             if cancel_serve is not None:
                 cancel_serve()
             if accounts is not None:

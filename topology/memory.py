@@ -325,6 +325,9 @@ class MemoryBackend(Backend):
 
     async def set(self, path: str, data: bytes, version: int) -> int:
         await self._op()
+        return self._set(path, data, version)
+
+    def _set(self, path: str, data: bytes, version: int) -> int:
         node = self._node(path)
         if version != -1 and version != node.version:
             raise BadVersionError(f"{path}: expected version {version}, is {node.version}")
@@ -340,13 +343,7 @@ class MemoryBackend(Backend):
         if version == -1:
             self._server._create(path, data, None, False, True)
             return 0
-        node = self._node(path)
-        if version != -1 and version != node.version:
-            raise BadVersionError(f"{path}: expected version {version}, is {node.version}")
-        node.data = bytes(data)
-        node.version += 1
-        self._server._changed(path, children_of_parent=False)
-        return node.version
+        return self._set(path, data, version)
 
     async def delete(self, path: str, version: int = -1, *, recursive: bool = False) -> None:
         await self._op()

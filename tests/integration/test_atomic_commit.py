@@ -177,3 +177,10 @@ def test_a_decider_lost_after_prepare_is_failed_over_and_its_orphans_rolled_back
         transfer(cluster.proxy_port, db, 5)  # the rows the orphans held are free
     finally:
         cluster.start_region(decider, cluster.mariadbs[int(decider[1:]) - 1].port)
+    # Back, the decider drops its stale copies (region/stale.py) once the resolver has
+    # settled its own prepared branch on them.
+    deadline = time.monotonic() + 60
+    while decider in cluster.rows_on_regions(db, "accounts") or decider in cluster.rows_on_regions(db, "ledger"):
+        assert time.monotonic() < deadline, f"{decider} keeps its stale copies"
+        time.sleep(1)
+    assert not prepared_branches(cluster)[decider]

@@ -136,3 +136,16 @@ def test_a_task_from_an_older_leader_epoch_is_refused():
     assert "older_than" in newer["error"]["message"] and tasks.leader_epoch == 9
     unstamped = handle({"op": "xa_forget", "older_than": 5})  # tools and tests send none
     assert "older_than" in unstamped["error"]["message"]
+
+
+def test_a_returning_region_drops_only_the_copies_the_placement_gives_to_others():
+    from region.stale import stale_tables
+    from topology import EMPTY_PLACEMENT, ReplicaState, TablePlacement
+
+    p = EMPTY_PLACEMENT.with_database("shop").with_database("empty")
+    p = p.with_table(TablePlacement("shop", "moved", "r2", {"r3": ReplicaState.IN_SYNC}))  # failed over away from r1
+    p = p.with_table(TablePlacement("shop", "kept", "r2", {"r1": ReplicaState.IN_SYNC}))
+    present = [("shop", "moved", "BASE TABLE"), ("shop", "kept", "BASE TABLE"), ("shop", "unknown", "BASE TABLE"),
+               ("other", "moved", "BASE TABLE"), ("mysql", "user", "BASE TABLE")]
+    assert stale_tables(p, "r1", present) == [("shop", "moved", "BASE TABLE")]
+    assert stale_tables(EMPTY_PLACEMENT, "r1", present) == []  # an empty placement drops nothing
