@@ -47,6 +47,7 @@ _CATALOGUE: dict[int, tuple[str, bool]] = {
     1136: ("21S01", False),  # ER_WRONG_VALUE_COUNT_ON_ROW
     1146: ("42S02", False),  # ER_NO_SUCH_TABLE
     1149: ("42000", False),  # ER_SYNTAX_ERROR
+    1100: ("HY000", False),  # ER_TABLE_NOT_LOCKED
     1158: ("08S01", True),  # ER_NET_READ_ERROR
     1159: ("08S01", True),  # ER_NET_READ_INTERRUPTED
     1169: ("23000", False),  # ER_DUP_UNIQUE
@@ -67,6 +68,7 @@ _CATALOGUE: dict[int, tuple[str, bool]] = {
     1451: ("23000", False),  # ER_ROW_IS_REFERENCED_2
     1452: ("23000", False),  # ER_NO_REFERENCED_ROW_2
     1690: ("22003", False),  # ER_DATA_OUT_OF_RANGE
+    1402: ("XA100", False),  # ER_XA_RBROLLBACK (the resolver aborted the transaction first)
     1792: ("25006", False),  # ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
     1835: ("HY000", False),  # ER_MALFORMED_PACKET
     2002: ("HY000", True),  # CR_CONNECTION_ERROR (client side)
@@ -83,6 +85,7 @@ ER_NO_DB = 1046
 ER_BAD_DB = 1049
 ER_TABLE_EXISTS = 1050
 ER_BAD_TABLE = 1051
+ER_TABLE_NOT_LOCKED = 1100
 ER_PARSE = 1064
 ER_EMPTY_QUERY = 1065
 ER_UNKNOWN = 1105
@@ -92,6 +95,7 @@ ER_LOCK_WAIT_TIMEOUT = 1205
 ER_LOCK_DEADLOCK = 1213  # MariaDB rolls the whole transaction back
 ER_NOT_SUPPORTED_YET = 1235
 ER_QUERY_INTERRUPTED = 1317
+ER_XA_RBROLLBACK = 1402
 ER_CONNECTION_KILLED = 1927  # the answer to KILL of one's own connection, which then closes
 ER_DB_CREATE_EXISTS = 1007
 ER_DB_DROP_EXISTS = 1008

@@ -52,7 +52,7 @@ import asyncio
 import logging
 from typing import Any
 
-from minisql.errors import CR_SERVER_LOST, SqlError
+from minisql.errors import CR_SERVER_LOST, ER_XA_RBROLLBACK, SqlError
 from minisql.xa import COMMIT, Xid, decider_of, new_token
 
 from . import faults, metrics
@@ -64,8 +64,6 @@ log = logging.getLogger(__name__)
 PROXY_TOKEN = new_token()
 
 ER_DUP_ENTRY = 1062
-ER_XA_RBROLLBACK = 1402
-ER_XAER_RMFAIL = 1399
 
 
 async def end_transaction(vc: Any, effects: tuple[EndTransaction, ...]) -> int:

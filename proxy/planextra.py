@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from minisql.errors import ER_PARSE, SqlError, unsupported
+from minisql.errors import ER_PARSE, ER_TABLE_NOT_LOCKED, SqlError, unsupported
 
 from .ctas import CreateTableSelect
 from .engine import Ddl, EveryRegion, FanOutWrite, Primitive, Reply, Route, VCursor
@@ -202,8 +202,9 @@ def plan_ddl_under_lock(sql: str, snap: RoutingSnapshot, session: SessionView) -
     under LOCK TABLES (mysqldump's `ALTER TABLE t DISABLE KEYS` between LOCK and
     UNLOCK): MariaDB runs it on the locking session's own connection; the
     master's connections would wait for that very lock.  So it runs on the
-    session's connections to the table's copies, primary first.  None for any
-    other DDL (the master's), or when the table's copies are not all locked."""
+    session's connections to the table's copies, primary first (MariaDB's 1100
+    there if that table itself is not locked); 1100 when its copies are not
+    all on locked regions.  None for any other DDL (the master's)."""
     locked = getattr(session, "locked_regions", ())
     if not locked:
         return None
@@ -213,7 +214,9 @@ def plan_ddl_under_lock(sql: str, snap: RoutingSnapshot, session: SessionView) -
         return None
     table = resolve_table(split_qualified(m.group(1), m.group(2)), session, snap)
     if not set(table.write_regions) <= set(locked):
-        return None
+        # A locked table's copies are all on locked regions: this one is not locked, and
+        # MariaDB refuses to touch it until UNLOCK TABLES.
+        raise SqlError(ER_TABLE_NOT_LOCKED, f"Table '{table.name}' was not locked with LOCK TABLES", "HY000")
     return EveryRegion(sql, "DDL under LOCK TABLES", implicit_commit=True, regions=table.write_regions, epoch=snap.epoch)
 
 

@@ -219,3 +219,15 @@ def test_a_write_to_tables_placed_apart_names_them_for_colocation():
     with pytest.raises(WritesApart) as e:
         run("UPDATE users, items SET users.name = 'x', items.title = 'y' WHERE users.id = items.id")
     assert (e.value.errno, e.value.table, e.value.others) == (1235, ("shop", "users"), (("shop", "items"),))
+
+
+def test_ddl_on_a_table_not_locked_while_the_session_holds_lock_tables_is_1100():
+    from proxy.planextra import plan_ddl_under_lock
+    from proxy.sessionstate import SessionState
+
+    state = SessionState(database="shop", locked_regions=("r1", "r2"))
+    assert plan_ddl_under_lock("ALTER TABLE users DISABLE KEYS", SNAP, state) is not None  # users: r1 + r2, locked
+    with pytest.raises(SqlError) as e:
+        plan_ddl_under_lock("TRUNCATE TABLE items", SNAP, state)  # items: r3 + r2: cannot be locked
+    assert (e.value.errno, e.value.sqlstate) == (1100, "HY000")
+    assert plan_ddl_under_lock("TRUNCATE TABLE items", SNAP, SessionState(database="shop")) is None  # no LOCK TABLES
