@@ -8,7 +8,7 @@
 #   make clean    remove the local stack's data (.minisql)
 #   make compat   third-party suites against one MariaDB and through a 3-region cluster, side by side (SUITES=pymysql,connector,connector-lenient,sqlalchemy,sqlalchemy-backend[,mtr])
 #   make fuzz     fuzz the proxy (protocol + SQL) for FUZZ_BUDGET seconds (default 600), report in FUZZ_REPORT
-#   make chaos    bank transfers through 2 proxies while processes are killed / frozen (CHAOS_DURATION=600 s, a fault every CHAOS_INTERVAL=30 s)
+#   make chaos    bank transfers through 2 proxies while processes are killed / frozen (CHAOS_DURATION=600 s, a fault every CHAOS_INTERVAL=30 s), and a proxy killed XA_KILL_ROUNDS=10 times at each point of the commit
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -77,8 +77,10 @@ test: deps
 
 CHAOS_DURATION ?= 600
 CHAOS_INTERVAL ?= 30
+XA_KILL_ROUNDS ?= 10
 chaos: deps
-	CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_INTERVAL=$(CHAOS_INTERVAL) $(VENV_PY) -m pytest -q -s tests/fault/test_bank_under_faults.py
+	CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_INTERVAL=$(CHAOS_INTERVAL) XA_KILL_ROUNDS=$(XA_KILL_ROUNDS) \
+	  $(VENV_PY) -m pytest -q -s tests/fault/test_bank_under_faults.py tests/integration/test_atomic_commit.py
 
 bench: deps
 	@if [ ! -f bench/run.sh ]; then echo "bench: bench/run.sh does not exist yet" >&2; exit 1; fi

@@ -7,6 +7,7 @@ proxy left prepared.  Clients use PyMySQL's defaults (autocommit off)."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pymysql
@@ -79,12 +80,17 @@ def transfer(port: int, db: str, amount: int) -> None:
         conn.close()
 
 
+# `make chaos` repeats each kill point XA_KILL_ROUNDS times (make test: once).
+ROUNDS = range(int(os.environ.get("XA_KILL_ROUNDS", "1")))
+
+
+@pytest.mark.parametrize("round_", ROUNDS)
 @pytest.mark.parametrize("point, applied", [
     ("commit:prepared", False),  # no decision yet: the resolver aborts
     ("commit:decided", True),  # decided, nothing committed: the resolver commits everything
     ("commit:partly_committed", True),  # one region committed: the resolver commits the rest
 ])
-def test_a_proxy_killed_mid_commit_leaves_all_or_nothing_on_every_copy(cluster, point, applied):
+def test_a_proxy_killed_mid_commit_leaves_all_or_nothing_on_every_copy(cluster, point, applied, round_):
     db = fresh_database(cluster, "xa")
     setup_tables(cluster, db)
     victim, port = cluster.start_extra_proxy(f"proxy-{point.split(':')[1]}", {"MINISQL_FAULT": point})
