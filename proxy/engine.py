@@ -206,6 +206,7 @@ class FanOutWrite:
     uuids: bool = False  # UUID() in INSERT ... VALUES: evaluated here, once per call, the same literal on every copy
     key_order: tuple[str, str] | None = None  # UPDATE/DELETE ... LIMIT without ORDER BY: ordered by this table's key
     sequences: tuple[tuple[str, tuple[str, ...]], ...] = ()  # ("db.seq", its regions): NEXTVAL evaluated there, once per call
+    atomic: bool = True  # an autocommit write commits with XA (commit.py); False: a CALL, whose body may COMMIT or run DDL
     label: str = "write"
     epoch: int = -1
     clock: Any = field(default=time.time, compare=False, repr=False)
@@ -238,7 +239,7 @@ class FanOutWrite:
         # Under LOCK TABLES, START TRANSACTION would release the client's table
         # locks (MariaDB's rule): the statement's own transaction is autocommit=0.
         locked = own_txn and primary in state.locked_regions
-        if own_txn and not locked and state.xa_token and all(can_decide(r) for r in self.regions):
+        if own_txn and not locked and self.atomic and state.xa_token and all(can_decide(r) for r in self.regions):
             reply = await self._atomic(vc, sql, primary, replicas, ts, seeds, infile)
             if reply is not None:
                 return reply
@@ -409,6 +410,8 @@ class FanOutWrite:
             out["order_by_key"] = ".".join(self.key_order)
         if self.sequences:
             out["nextval_from"] = {name: list(regions) for name, regions in self.sequences}
+        if not self.atomic:
+            out["no_xa"] = True
         return out
 
 

@@ -144,7 +144,8 @@ def plan_call(sql: str, facts: list[BodyFacts], snap: RoutingSnapshot, temp_tabl
     for region in regions:
         if region not in snap.regions:
             raise SqlError(2003, f"Region '{region}' is not available (failover may be in progress); try again")
-    return FanOutWrite(sql, regions, uses_rand=True, label="call", epoch=epoch)
+    # Not as XA: a body may COMMIT, ROLLBACK or run DDL, which an XA branch refuses (1399).
+    return FanOutWrite(sql, regions, uses_rand=True, atomic=False, label="call", epoch=epoch)
 
 
 def plan_compound(sql: str, snap: RoutingSnapshot, database: str | None, temp_tables: dict[tuple[str, str], str] | None,
