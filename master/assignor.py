@@ -280,7 +280,7 @@ def plan_failover(
         if primary in suspect_set:
             continue  # cannot copy from it now; decide once it is back or dead
         for region, state in sorted(replicas.items()):
-            abandoned = state == ReplicaState.COPYING and (t.database, t.name, region) not in in_flight
+            abandoned = state in (ReplicaState.COPYING, ReplicaState.FILLING) and (t.database, t.name, region) not in in_flight
             if region in live and (state == ReplicaState.STALE or abandoned):
                 if not t.is_view or _reads_are_on(placement, t, region):
                     moves.append(CopyReplica(t.database, t.name, region, primary))
@@ -312,6 +312,8 @@ def _reads_are_on(placement: Placement, view: TablePlacement, region: str) -> bo
 
 
 def _with_replicas(table: TablePlacement, primary: str, replicas: Mapping[str, ReplicaState]) -> TablePlacement:
+    if ReplicaState.FILLING not in replicas.values():  # the fill guard lives only as long as a fill
+        table = replace(table, fill_guard=(), fill_unique=False)
     return replace(table, primary=primary, replicas=MappingProxyType(dict(replicas)))
 
 
@@ -341,29 +343,33 @@ def apply_membership(placement: Placement, moves: Iterable[Move]) -> Placement |
     return None if result is placement else result
 
 
-def begin_copy(placement: Placement, move: CopyReplica) -> Placement | None:
-    """Mark the target COPYING (new or STALE replica); None if the move no longer applies."""
+def begin_copy(placement: Placement, move: CopyReplica, state: ReplicaState = ReplicaState.COPYING,
+               guard: tuple[str, ...] = (), unique: bool = False) -> Placement | None:
+    """Mark the target COPYING, or FILLING with its fill guard (new or STALE
+    replica); None if the move no longer applies."""
     t = placement.table(move.database, move.table)
     if t is None or t.primary != move.source or move.target == t.primary:
         return None
-    if t.replicas.get(move.target) == ReplicaState.COPYING:
+    if t.replicas.get(move.target) == state:
         return None  # already marked (a retry of this same step)
     if t.replicas.get(move.target) == ReplicaState.IN_SYNC:
         return None  # healthy already: nothing to copy
     replicas = dict(t.replicas)
-    replicas[move.target] = ReplicaState.COPYING
+    replicas[move.target] = state
+    if state == ReplicaState.FILLING:
+        t = replace(t, fill_guard=tuple(guard), fill_unique=unique)
     return placement.with_table(_with_replicas(t, t.primary, replicas))
 
 
-def copy_still_wanted(placement: Placement, move: CopyReplica) -> bool:
-    """True while the placement still has the target as a COPYING replica of `source`."""
+def copy_still_wanted(placement: Placement, move: CopyReplica, state: ReplicaState = ReplicaState.COPYING) -> bool:
+    """True while the placement still has the target as a `state` replica of `source`."""
     t = placement.table(move.database, move.table)
-    return t is not None and t.primary == move.source and t.replicas.get(move.target) == ReplicaState.COPYING
+    return t is not None and t.primary == move.source and t.replicas.get(move.target) == state
 
 
-def finish_copy(placement: Placement, move: CopyReplica) -> Placement | None:
-    """COPYING -> IN_SYNC, only if nothing changed the table meanwhile."""
-    if not copy_still_wanted(placement, move):
+def finish_copy(placement: Placement, move: CopyReplica, state: ReplicaState = ReplicaState.COPYING) -> Placement | None:
+    """COPYING (or FILLING) -> IN_SYNC, only if nothing changed the table meanwhile."""
+    if not copy_still_wanted(placement, move, state):
         return None
     t = placement.table(move.database, move.table)
     assert t is not None
@@ -373,9 +379,9 @@ def finish_copy(placement: Placement, move: CopyReplica) -> Placement | None:
 
 
 def abort_copy(placement: Placement, move: CopyReplica) -> Placement | None:
-    """COPYING -> STALE (retried by a later plan); None if it is no longer COPYING."""
+    """COPYING/FILLING -> STALE (retried by a later plan); None if it is neither."""
     t = placement.table(move.database, move.table)
-    if t is None or t.replicas.get(move.target) != ReplicaState.COPYING:
+    if t is None or t.replicas.get(move.target) not in (ReplicaState.COPYING, ReplicaState.FILLING):
         return None
     return mark_replicas(placement, move.database, move.table, [move.target], ReplicaState.STALE)
 

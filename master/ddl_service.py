@@ -44,7 +44,7 @@ session's SETs (`session_sets`: sql_mode, foreign_key_checks, ...).
   regions, then unpublish.
 * ALTER TABLE / CREATE INDEX / DROP INDEX / TRUNCATE: the primary first (its
   failure is the client's error and nothing changed), then every IN_SYNC
-  replica; a replica that fails, is down, or is COPYING is marked STALE in
+  replica; a replica that fails, is down, or is COPYING or FILLING is marked STALE in
   the placement -- never silently divergent.  STALE replicas are re-copied by
   the failover loop.
 
@@ -536,7 +536,7 @@ class DdlService(ViewStatements):
         payload = self._client_task({"op": "execute_ddl", "database": db, "sql": sql})
         report = {"report_references": name_after[1], "references_database": name_after[0]} if stmt.kind == DdlKind.ALTER_TABLE else {}
         primary_result = await self._regions.call(table.primary, {**payload, **report})  # its error is the client's
-        stale = [r for r, s in table.replicas.items() if s == ReplicaState.COPYING]
+        stale = [r for r, s in table.replicas.items() if s in (ReplicaState.COPYING, ReplicaState.FILLING)]
         in_sync = [r for r, s in table.replicas.items() if s == ReplicaState.IN_SYNC]
         stale += [r for r in in_sync if r not in live]
         results = await self._regions.call_many([r for r in in_sync if r in live], payload)

@@ -13,15 +13,11 @@ from typing import Any, Iterable
 
 from minisql.errors import ER_UNKNOWN, SqlError
 from topology import CallTimeout, Topology, TopologyError
+from topology.queues import region_queue
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TASK_TIMEOUT = 30.0
-
-
-def queue_name(region_id: str) -> str:
-    """Same naming as region.agent.queue_name (the master does not import region code)."""
-    return f"region-{region_id}"
 
 
 class RegionCaller:
@@ -36,7 +32,7 @@ class RegionCaller:
         if epoch is not None:  # regions refuse tasks from a leader older than one they served (region/tasks.py)
             payload = {**payload, "epoch": epoch}
         try:
-            result = await self._topology.call(queue_name(region), payload, timeout=limit)
+            result = await self._topology.call(region_queue(region, payload.get("op")), payload, timeout=limit)
         except CallTimeout:
             raise SqlError(
                 ER_UNKNOWN, f"region {region} did not answer {payload.get('op')} within {limit:.0f}s"

@@ -16,7 +16,10 @@ pieces are spelled, so the three never disagree.
 * The decision is one row of `DECISIONS` on the decider, inserted in its own
   autocommit transaction: ``commit`` by the proxy once every branch is
   prepared, ``abort`` by the resolver for a branch nobody finished.  The
-  primary key makes exactly one of them win.
+  primary key makes exactly one of them win.  A ``commit`` is then copied to
+  the *backup* (`backup_of`: another participant region) before any branch
+  commits, so it outlives the decider's failover; the resolver records
+  ``commit`` on every region holding a branch before it commits one.
 """
 
 from __future__ import annotations
@@ -55,6 +58,13 @@ def can_decide(region: str) -> bool:
 
 def make_gtrid(decider: str, token: str, n: int) -> str:
     return f"ms1:{decider}:{token}:{n}"
+
+
+def backup_of(branches: "list[str] | tuple[str, ...]", decider: str | None) -> str | None:
+    """The region that keeps the second copy of a transaction's decision: the
+    smallest participant other than the decider (None: no other)."""
+    others = sorted(r for r in branches if r != decider)
+    return others[0] if others else None
 
 
 def owner_of(gtrid: str) -> str | None:

@@ -105,9 +105,12 @@ class ClusterSessions:
         self._cancel_watch = watch_proxies(self.topology, self._on_proxies)
         self._lock_region = lock_region(self.routing.snapshot)
         self.routing.listeners.append(self._on_routing)
+        self.routing.on_drained = self.registration.acknowledge
+        self.routing.acknowledge_when_drained()
         log.info("proxy number %d: connection ids %d..", self.number, self.number << 22)
 
     async def close(self) -> None:
+        self.routing.on_drained = None
         if self._on_routing in self.routing.listeners:
             self.routing.listeners.remove(self._on_routing)
         if self._cancel_watch is not None:

@@ -17,7 +17,11 @@ Percolator's primary record):
    committed anywhere.
 2. **decide**: one row ``(gtrid, 'commit')`` inserted into the decider
    region's decision table (minisql/xa.py), in its own transaction, on the
-   proxy's internal connection.  This insert is *the* commit point.
+   proxy's internal connection.  This insert is *the* commit point.  Then
+   the same row on a second participant region, the *backup* (`backup_of`):
+   if the decider region is lost and failed over, its copies -- decision
+   table included -- are gone, and the backup's row is what the resolver
+   finds.  No branch is committed, by anyone, before both rows are there.
 3. **commit**: `XA COMMIT` on every branch, all at once.  The client gets
    its OK after they all answered (else 2013: see below).
 
@@ -53,7 +57,7 @@ import logging
 from typing import Any
 
 from minisql.errors import CR_SERVER_LOST, ER_XA_RBROLLBACK, SqlError
-from minisql.xa import COMMIT, Xid, decider_of, new_token
+from minisql.xa import COMMIT, Xid, backup_of, decider_of, new_token
 
 from . import faults, metrics
 from .sessionstate import EndTransaction
@@ -159,8 +163,12 @@ async def two_phase_commit(vc: Any, effect: EndTransaction) -> int:
             raise failed
         raise failed
     faults.reached("commit:prepared")
+    backup = backup_of(branches, decider)
     try:
         await vc.decide(decider, gtrid)
+        if backup is not None:
+            faults.reached("commit:decided_once")
+            await vc.decide(backup, gtrid)
     except SqlError as e:
         if e.errno == ER_DUP_ENTRY:  # the resolver decided first: abort
             await _abort(vc, branches, plain, xids)

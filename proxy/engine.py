@@ -207,6 +207,7 @@ class FanOutWrite:
     key_order: tuple[str, str] | None = None  # UPDATE/DELETE ... LIMIT without ORDER BY: ordered by this table's key
     sequences: tuple[tuple[str, tuple[str, ...]], ...] = ()  # ("db.seq", its regions): NEXTVAL evaluated there, once per call
     atomic: bool = True  # an autocommit write commits with XA (commit.py); False: a CALL, whose body may COMMIT or run DDL
+    filling: frozenset[str] = frozenset()  # regions with a FILLING copy: written, affected rows not compared (fillguard.py)
     label: str = "write"
     epoch: int = -1
     clock: Any = field(default=time.time, compare=False, repr=False)
@@ -333,7 +334,7 @@ class FanOutWrite:
                                    f"({replica.errno}) {replica.message}")
                 break
             plain = plain or how == _PLAIN
-            if replica.affected_rows != result.affected_rows:
+            if replica.affected_rows != result.affected_rows and region not in self.filling:
                 failure = self._diverged(primary, result, region, replica)
                 break
         if failure is None and result.warnings:
@@ -390,7 +391,7 @@ class FanOutWrite:
             except SqlError as e:
                 return SqlError(e.errno if e.errno >= 2000 else ER_UNKNOWN,
                                 f"Write failed on replica region '{region}' after the primary accepted it: ({e.errno}) {e.message}")
-            if replica.affected_rows != result.affected_rows:
+            if replica.affected_rows != result.affected_rows and region not in self.filling:
                 return self._diverged(primary, result, region, replica)
         return None
 
@@ -412,6 +413,8 @@ class FanOutWrite:
             out["nextval_from"] = {name: list(regions) for name, regions in self.sequences}
         if not self.atomic:
             out["no_xa"] = True
+        if self.filling:
+            out["filling"] = sorted(self.filling)
         return out
 
 

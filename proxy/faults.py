@@ -6,6 +6,7 @@ no cleanup, no goodbye to its backends, as a crash would -- the first time
 it reaches `<point>`; ``<point>:<n>`` waits for the n-th time.  Without the
 variable every `reached()` is one test of a module global.  The points are
 named where they are placed (proxy/commit.py: ``commit:prepared``,
+``commit:decided_once`` (on the decider, not yet on the backup),
 ``commit:decided``, ``commit:partly_committed``).
 """
 

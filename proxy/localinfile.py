@@ -29,6 +29,7 @@ from typing import IO, AsyncIterator, Callable
 from minisql.errors import SqlError
 
 from .engine import FanOutWrite, Primitive
+from .fillguard import refuse_while_filling
 from .planner import RoutingSnapshot, SessionView, QUALIFIED, require_live, split_qualified, resolve_table
 from .statements import strip_leading_noise
 
@@ -48,6 +49,7 @@ def plan_load_data(sql: str, snap: RoutingSnapshot, state: SessionView) -> Primi
     if not m:
         raise SqlError(1064, "You have an error in your SQL syntax near 'LOAD DATA'", "42000")
     table = resolve_table(split_qualified(m.group(2), m.group(3)), state, snap)
+    refuse_while_filling((table,), "is LOAD DATA")
     regions = table.write_regions
     for region in regions:
         require_live(region, snap)

@@ -119,6 +119,8 @@ BUFFERED_NOW = _Level()
 Gauge("minisql_proxy_buffered_statements", "Statements held for a failover right now").set_function(lambda: BUFFERED_NOW.value)
 BUFFERED = Counter("minisql_proxy_buffered_total", "Statements held for a failover (a region down or not live)")
 BUFFER_TIMEOUTS = Counter("minisql_proxy_buffer_timeouts_total", "Held statements whose region did not come back in time (2003)")
+FILL_WAITS = Counter("minisql_proxy_fill_waits_total",
+                     "Writes held while their table had a FILLING copy (fillguard.py), by outcome (ran, timeout)", ["outcome"])
 WRITES_HELD = Counter("minisql_proxy_writes_held_total",
                       "Writes that waited for the proxy's suspended ZooKeeper session to come back")
 XA_DEFERRED = Counter("minisql_proxy_xa_commits_deferred_total",

@@ -470,7 +470,7 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
     if p.op is Op.WRITE:
         uuids = analysis is not None and analysis.uuid_once and len(p.regions) > 1
         write = FanOutWrite(p.sql, p.regions, p.uses_rand, p.uses_last_insert_id, uuids=uuids, key_order=p.key_order,
-                            sequences=p.sequences, epoch=epoch)
+                            sequences=p.sequences, filling=p.filling, epoch=epoch)
         if p.select_from is not None:
             parts = split_insert_select(p.sql)
             assert parts is not None  # the planner checked
@@ -550,7 +550,7 @@ def _plan_session_functions(p: Plan, sql: str, snap: RoutingSnapshot, state: Ses
     if not analysis.uses_lock_functions:
         if p.op is Op.WRITE:
             return FanOutWrite(sql, p.regions, p.uses_rand, p.uses_last_insert_id, uuids=analysis.uuid_once and len(p.regions) > 1,
-                               key_order=p.key_order, epoch=p.epoch)
+                               key_order=p.key_order, filling=p.filling, epoch=p.epoch)
         region = p.regions[0] if p.op is Op.READ else None
         return Route(sql, region, last_insert_id=p.uses_last_insert_id, label="read" if region else "any",
                      connection_id=True, epoch=p.epoch)

@@ -36,6 +36,7 @@ from minisql.like import LikePattern
 from topology import Placement, RegionInfo, ReplicaState, TablePlacement
 
 from .catalog import catalog_refs, route_catalog
+from .fillguard import check_fill
 from .statements import (NONDETERMINISTIC, SYSTEM_SCHEMAS, Analysis, AnalysisCache, Kind, TableRef, classify,
                          split_insert_select, strip_leading_noise, sysdate_as_now)
 
@@ -95,6 +96,7 @@ class Plan:
     select_from: str | None = None  # INSERT ... SELECT across regions: the SELECT's region (insertselect.py)
     copies: tuple["Shipment", ...] = ()  # tables copied to the regions that run it first (crossread.py)
     sequences: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (sequence, its write regions): NEXTVALs evaluated there first
+    filling: frozenset[str] = frozenset()  # regions in `regions` with a FILLING copy (fillguard.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +227,8 @@ def _write_regions(analysis: Analysis, writes: tuple[TablePlacement, ...], mater
         if set(t.write_regions) != set(regions):
             raise WritesApart((writes[0].database, writes[0].name),
                               tuple((w.database, w.name) for w in writes[1:] if set(w.write_regions) != set(regions)))
+    if len(writes) == 1:
+        regions = writes[0].fanout_regions  # with its FILLING copies (fillguard.check_fill ran: one table only then)
     if len(regions) > 1 and not materialized:
         if analysis.nondeterministic and not analysis.uuid_once:  # (SYSDATE() is made NOW(), pinned: plan_dml; UUID() in VALUES: a literal)
             raise unsupported(f"{analysis.nondeterministic} in a write to a replicated table (each copy would get a different value)")
@@ -335,8 +339,10 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
         # A write whose target the analyser could not name (an odd form of
         # INSERT/UPDATE/DELETE): refusing it is right, guessing a region is not.
         raise unsupported(f"this form of {analysis.kind.value.upper()} statement (no table to write found)")
+    check_fill(analysis, sql, writes, reads)
     source = _materialize_from(sql, analysis, writes, reads, snap)
     regions = _write_regions(analysis, writes, materialized=source is not None)
+    filling = frozenset(writes[0].filling_replicas)
     shipments = () if source is not None else _shipments(regions, reads, snap)
     for region in regions:
         require_live(region, snap)
@@ -350,6 +356,7 @@ def plan_dml(sql: str, analysis: Analysis, snap: RoutingSnapshot, session: Sessi
         select_from=source,
         copies=shipments,
         sequences=pinned,
+        filling=filling,
     )
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from minisql.errors import SqlError, unsupported
 
 from .engine import EveryRegion, FanOutWrite, Primitive, Reply, Route, VCursor
+from .fillguard import refuse_while_filling
 from .planner import RoutingSnapshot, read_region
 from .protocol import text_row
 from .statements import STRINGS_AND_COMMENTS, strip_leading_noise
@@ -136,6 +137,7 @@ def plan_call(sql: str, facts: list[BodyFacts], snap: RoutingSnapshot, temp_tabl
         return Route(sql, region, label="call" if region else "any", epoch=epoch)
     if not writes:
         return Route(sql, read_region(tuple(placed), snap), label="call", epoch=epoch)
+    refuse_while_filling(tuple(placed), "is a CALL")
     regions = placed[0].write_regions
     for t in placed[1:]:
         if set(t.write_regions) != set(regions):

@@ -5,6 +5,15 @@ callback builds a new snapshot and replaces the reference in one assignment,
 so a statement planned against a snapshot sees one consistent epoch even if a
 newer one arrives mid-statement.  A placement older than the one in use is
 ignored (watches can deliver late).
+
+Epoch acknowledgement: each statement is counted (`inflight`) under the epoch
+it was planned on; when none planned on an older epoch runs any more, the
+proxy publishes the current one in its `proxies/<n>` znode.  The master waits
+for every live proxy's acknowledgement before an online copy starts copying
+rows: from then on no write can bypass the new copy.  Error handling: a
+failed publication is logged and retried with the next placement; a proxy
+that cannot publish only delays (the master's wait times out and the copy is
+retried later), it never makes a copy miss a write.
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from types import MappingProxyType
-from typing import Callable
+from typing import Awaitable, Callable
 
 from topology import EMPTY_PLACEMENT, Placement, RegionInfo, Topology
 
@@ -20,6 +29,8 @@ from . import metrics
 from .planner import RoutingSnapshot
 
 log = logging.getLogger(__name__)
+
+DRAIN_POLL = 0.005  # how often an epoch acknowledgement re-checks the statements still running
 
 
 class RoutingTable:
@@ -36,6 +47,13 @@ class RoutingTable:
         self.holds_lease = True
         self._lease_back = asyncio.Event()
         self._lease_back.set()
+        # Statements running, by the placement epoch they were planned on
+        # (session.execute).  Once none older than the current epoch runs, the
+        # epoch is acknowledged (`on_drained`, the proxy's registration): a new
+        # FILLING copy is in every write from then on (master/copier.py).
+        self.inflight: dict[int, int] = {}
+        self.on_drained: Callable[[int], Awaitable[None]] | None = None
+        self._acking: asyncio.Task[None] | None = None
 
     async def start(self, timeout: float = 30.0) -> None:
         self._cancels.append(self.topology.watch_placement(self._on_placement))
@@ -63,7 +81,27 @@ class RoutingTable:
             return False
         return self.holds_lease
 
+    def acknowledge_when_drained(self) -> None:
+        """(Re)start the task that acknowledges the current epoch once drained."""
+        if self.on_drained is not None and (self._acking is None or self._acking.done()):
+            self._acking = asyncio.get_running_loop().create_task(self._acknowledge(), name="acknowledge-epoch")
+
+    async def _acknowledge(self) -> None:
+        acked = -2
+        while self.on_drained is not None and acked < self.snapshot.epoch:
+            epoch = self.snapshot.epoch
+            while any(e < epoch for e in self.inflight):
+                await asyncio.sleep(DRAIN_POLL)
+            try:
+                await self.on_drained(epoch)
+            except Exception as e:  # noqa: BLE001 - retried on the next snapshot
+                log.warning("acknowledging placement epoch %d failed: %s", epoch, e)
+                return
+            acked = epoch
+
     def close(self) -> None:
+        if self._acking is not None:
+            self._acking.cancel()
         for cancel in self._cancels:
             cancel()
         self._cancels.clear()
@@ -84,6 +122,7 @@ class RoutingTable:
             log.debug("ignoring late placement version %d < %d", placement.version, current.placement.version)
             return
         self._swap(RoutingSnapshot(placement, current.regions))
+        self.acknowledge_when_drained()
 
     def _on_regions(self, regions: dict[str, RegionInfo]) -> None:
         self._swap(RoutingSnapshot(self.snapshot.placement, MappingProxyType(dict(regions))))

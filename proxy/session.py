@@ -37,6 +37,7 @@ from .commit import PROXY_TOKEN
 from .cursor import SessionBackends, SessionCursor
 from .engine import EveryRegion, FanOutWrite, Primitive, Reply, Route, ShowWarnings, end_transaction
 from .planbuilder import SHARED_PRIMITIVES, STATE_DEPENDENT, PrimitiveCache, plan_statement
+from .fillguard import FILL_WAIT, FillInProgress
 from .planner import RegionUnavailable, WritesApart, plan_use_database
 from .pool import BackendPool
 from .prepared import (
@@ -223,14 +224,29 @@ class ProxySession(BaseSession):
             self.state.record_set("names", f"SET NAMES {name}")
 
     # -- the statement path -------------------------------------------------------
-    async def execute(self, sql: str) -> Reply:
+    async def execute(self, sql: str, cursor: SessionCursor | None = None, planned: Primitive | None = None) -> Reply:
+        """One statement (`planned`: its primitive at `cursor`'s snapshot, a
+        prepared statement's kept plan)."""
+        if cursor is None:
+            cursor = self.cursor()
+        epoch, inflight = cursor.snapshot.epoch, self.routing.inflight  # (routing.py: epoch acknowledgement)
+        inflight[epoch] = inflight.get(epoch, 0) + 1
+        try:
+            return await self._execute(sql, cursor, planned)
+        finally:
+            left = inflight[epoch] - 1
+            if left:
+                inflight[epoch] = left
+            else:
+                del inflight[epoch]
+
+    async def _execute(self, sql: str, cursor: SessionCursor, planned: Primitive | None) -> Reply:
         if "/*" in sql and "!" in sql:
             sql = unwrap_executable_comments(sql)  # /*!40101 SET ... */: what mysqldump writes
-        cursor = self.cursor()
         snapshot, database = cursor.snapshot, self.state.database
         shared = not self.state.temp_tables  # a temporary table changes what a name means for this session only
         fresh = not self.state.participants  # nothing of an open transaction on any region yet
-        primitive = self.primitives.get(sql, snapshot, database) if shared else None
+        primitive = planned or (self.primitives.get(sql, snapshot, database) if shared else None)
         if primitive is None:
             kind = classify(sql)
             if len(sql) >= BIG_STATEMENT and kind in DML_KINDS:
@@ -241,6 +257,9 @@ class ProxySession(BaseSession):
                 cursor, primitive = await self._plan_colocated(apart, sql, kind)
             except RegionUnavailable as e:
                 return await self._after_failover(sql, e, fresh)
+            except FillInProgress as e:
+                await self._wait_for_fill(e)
+                return await self._execute(sql, self.cursor(), None)
             if kind in DML_KINDS and shared:  # (EXECUTE name's plan depends on the session's PREPAREs)
                 self.primitives.put(sql, snapshot, database, primitive)
         metrics.count_query(primitive.label)
@@ -297,6 +316,24 @@ class ProxySession(BaseSession):
                 return reply
         finally:
             metrics.BUFFERED_NOW.value -= 1
+
+    async def _wait_for_fill(self, error: FillInProgress) -> None:
+        """A write that must not run while its table has a FILLING copy
+        (fillguard.py) waits for the copy to be in sync, up to FILL_WAIT
+        seconds; then the client gets the 1205 (nothing ran anywhere)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FILL_WAIT
+        key = error.table.database, error.table.name
+        while True:
+            table = self.routing.snapshot.placement.table(*key)
+            if table is None or not table.filling_replicas:
+                metrics.FILL_WAITS.labels("ran").inc()
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                metrics.FILL_WAITS.labels("timeout").inc()
+                raise error
+            await self.routing.wait_changed(min(BUFFER_POLL, remaining))
 
     async def _plan_colocated(self, apart: WritesApart, sql: str, kind: Kind) -> tuple[SessionCursor, Primitive]:
         """A multi-table write over tables placed apart: the master moves them
@@ -383,18 +420,19 @@ class ProxySession(BaseSession):
         as a text statement (writes fan out with pinned values)."""
         metrics.count_query("execute")
         cursor = self.cursor()
-        primitive, kept = self._prepared_plan(stmt, cursor)
+        try:
+            primitive, kept = self._prepared_plan(stmt, cursor)
+        except FillInProgress as e:
+            await self._wait_for_fill(e)
+            cursor = self.cursor()
+            primitive, kept = self._prepared_plan(stmt, cursor)
         if stmt.route is PsRoute.TEXT:
             literals = param_literals(stmt, req, self.backends.sql_encoding, self.state.no_backslash_escapes)
             stmt.long_data.clear()
             sql = interpolate(stmt.sql, literals)
             if not kept:
                 return await self.execute(sql)
-            try:
-                return await replace(primitive, sql=sql).execute(cursor)  # type: ignore[type-var]
-            except SqlError as e:
-                await self._after_error(e, cursor)
-                raise
+            return await self.execute(sql, cursor, replace(primitive, sql=sql))
         if not isinstance(primitive, Route):
             raise unsupported("a prepared read whose table now needs another route; prepare it again")
         conn = await self._statement_connection(cursor, primitive)

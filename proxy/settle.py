@@ -7,8 +7,11 @@ period (seconds: every transaction on those rows waits that long).  The
 proxy knows at once which branches are left, so it settles them itself in
 a background task, retrying every `RETRY` s for up to `PATIENCE` s: the
 outcome is the decider's row (`'abort'` inserted unless `'commit'` is
-there, exactly as the resolver does), then `XA COMMIT` / `XA ROLLBACK` of
-each branch on the proxy's internal connections.  Both may run at once:
+there, exactly as the resolver does); a `'commit'` is first recorded on
+every region of a branch left (the backup among them: minisql/xa.py), then
+`XA COMMIT` / `XA ROLLBACK` of each branch on the proxy's internal
+connections.  A region that already holds `'abort'` (the resolver judged
+the decider failed over) stops this: the resolver settles it.  Both may run at once:
 every step is idempotent (a second INSERT finds the row; a branch already
 settled answers XAER_NOTA).
 """
@@ -54,6 +57,19 @@ async def _run(pool: Any, regions: Callable[[], Any], region: str, sql: str) -> 
         pool.release_internal(conn)
 
 
+async def _record_commit(pool: Any, regions: Callable[[], Any], gtrid: str, region: str) -> None:
+    """`'commit'` in `region`'s decision table (kept if there); ValueError if it says `'abort'`."""
+    try:
+        await _run(pool, regions, region, f"INSERT INTO {DECISIONS} (gtrid, outcome) VALUES ('{gtrid}', '{COMMIT}')")
+        return
+    except BackendError as e:
+        if e.errno != ER_DUP_ENTRY:
+            raise
+    result = await _run(pool, regions, region, f"SELECT outcome FROM {DECISIONS} WHERE gtrid = '{gtrid}'")
+    if not (result.rows and b"commit" in result.rows[0]):
+        raise ValueError(f"{region} recorded abort for {gtrid}, whose decider recorded commit")
+
+
 async def _outcome(pool: Any, regions: Callable[[], Any], gtrid: str) -> str:
     decider = decider_of(gtrid)
     assert decider is not None
@@ -71,10 +87,15 @@ async def _settle(pool: Any, regions: Callable[[], Any], gtrid: str, branches: t
     loop = asyncio.get_running_loop()
     deadline = loop.time() + PATIENCE
     left = list(branches)
+    recorded = False
     while left and loop.time() < deadline:
         try:
             if outcome is None:
                 outcome = await _outcome(pool, regions, gtrid)
+            if outcome == COMMIT and not recorded:
+                for region in left:
+                    await _record_commit(pool, regions, gtrid, region)
+                recorded = True
             for region in list(left):
                 verb = "COMMIT" if outcome == COMMIT else "ROLLBACK"
                 try:
@@ -86,6 +107,9 @@ async def _settle(pool: Any, regions: Callable[[], Any], gtrid: str, branches: t
                 metrics.XA_SETTLED_BY_PROXY.inc()
         except asyncio.CancelledError:
             raise
+        except ValueError as exc:
+            log.error("settling %s: %s; left to the master's resolver", gtrid, exc)
+            return
         except Exception as exc:  # noqa: BLE001 - a region still away: try again
             log.debug("settling %s: %s", gtrid, exc)
             await asyncio.sleep(RETRY)

@@ -312,6 +312,13 @@ class Analysis:
     scanned: bool = False  # a read sqlglot could not parse: `reads` scanned from the text, names that are no table dropped
     sequences: tuple[TableRef, ...] = ()  # sequences NEXTVAL / SETVAL / NEXT VALUE FOR advance (also in `writes`)
     values_insert: bool = False  # INSERT/REPLACE ... VALUES: each function call in it is evaluated once
+    # What an online copy must know (proxy/fillguard.py): the columns UPDATE SET /
+    # ON DUPLICATE KEY UPDATE assign (lower case; None: not all plain columns),
+    # REPLACE or ON DUPLICATE KEY UPDATE, INSERT IGNORE, UPDATE/DELETE ... LIMIT.
+    assigned: tuple[str, ...] | None = ()
+    upsert: bool = False
+    ignore: bool = False
+    limited: bool = False
 
     @property
     def tables(self) -> tuple[TableRef, ...]:
@@ -564,7 +571,30 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
         uuid_once=uuid_once,
         sequences=advanced,
         values_insert=real_kind in (Kind.INSERT, Kind.REPLACE) and isinstance(tree.expression, exp.Values),
+        assigned=_assigned_columns(tree),
+        upsert=real_kind is Kind.REPLACE or bool(tree.args.get("conflict")),
+        ignore=bool(tree.args.get("ignore")) or bool(_IGNORE.match(sql)),
+        limited=real_kind in (Kind.UPDATE, Kind.DELETE) and bool(tree.args.get("limit")),
     )
+
+
+_IGNORE = re.compile(r"\s*(?:insert|update|delete)\s+(?:(?:low_priority|delayed|high_priority|quick)\s+)*ignore\b", re.I)
+
+
+def _assigned_columns(tree: exp.Expression) -> tuple[str, ...] | None:
+    """Columns UPDATE ... SET or ON DUPLICATE KEY UPDATE assign, lower case
+    (None when an assignment's target is not a plain column)."""
+    conflict = tree.args.get("conflict")
+    pairs = list(tree.expressions) if isinstance(tree, exp.Update) else []
+    if conflict is not None:
+        pairs += list(conflict.expressions or ())
+    out: list[str] = []
+    for pair in pairs:
+        target = pair.this if isinstance(pair, exp.EQ) else None
+        if not isinstance(target, exp.Column):
+            return None
+        out.append(target.name.lower())
+    return tuple(out)
 
 
 BIG_STATEMENT = 256 * 1024  # analysed off the event loop (proxy/offload.py)

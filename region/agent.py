@@ -36,6 +36,7 @@ from minisql.config import BackendCredentials
 from minisql.runtime import retry_until_stopped
 from minisql.xa import CREATE_DECISIONS
 from topology import RegionInfo, Topology, TopologyError
+from topology.queues import region_queues
 
 from . import metrics
 from .accounts import AccountSync
@@ -48,11 +49,6 @@ log = logging.getLogger(__name__)
 
 UNHEALTHY_AFTER = 3  # consecutive failed load samples before unregistering
 T = TypeVar("T")
-
-
-def queue_name(region_id: str) -> str:
-    """The task queue of a region (the master calls `region-<id>`)."""
-    return f"region-{region_id}"
 
 
 @dataclass(frozen=True)
@@ -85,7 +81,7 @@ class RegionAgent:
         if ready is None:
             return 0
         pool, version = ready
-        cancel_serve: Callable[[], None] | None = None
+        cancels: list[Callable[[], None]] = []
         publisher: asyncio.Task[None] | None = None
         cleaner: asyncio.Task[None] | None = None
         accounts: AccountSync | None = None
@@ -124,15 +120,15 @@ class RegionAgent:
             if not await self._until_ok(self._register, stop, "register the region"):
                 return 0
             tasks = RegionTasks(cfg.region_id, pool, self._creds, cfg.mysql_host, cfg.mysql_port)
-            cancel_serve = self._topology.serve(queue_name(cfg.region_id), tasks.handle)
+            cancels = [self._topology.serve(queue, tasks.handle) for queue in region_queues(cfg.region_id)]
             publisher = asyncio.create_task(self._publish_loop(LoadSampler(cfg.region_id, pool, cfg.mysql_host)))
             log.info(
-                "region %s ready: MariaDB %s at %s:%d, serving queue %s",
+                "region %s ready: MariaDB %s at %s:%d, serving queues %s",
                 cfg.region_id,
                 version,
                 cfg.public_host,
                 cfg.mysql_port,
-                queue_name(cfg.region_id),
+                ", ".join(region_queues(cfg.region_id)),
             )
             await stop.wait()
             return 0
@@ -142,8 +138,8 @@ class RegionAgent:
                 if task is not None:
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
-            if cancel_serve is not None:
-                cancel_serve()
+            for cancel in cancels:
+                cancel()
             if accounts is not None:
                 await accounts.close()
             if topology_started:

@@ -53,6 +53,7 @@ from minisql.errors import ER_DBACCESS_DENIED, ER_NOT_SUPPORTED_YET, ER_UNKNOWN,
 
 from . import metrics
 from .mysql import SYSTEM_SCHEMAS, WarningCursor, connect, qualified, quote_ident, sql_error_of
+from .fill import FillTasks
 from .xa_tasks import XaTasks
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ class RegionTasks:
             "copy_table": self.copy_table,
             "table_checksum": self.table_checksum,
             **XaTasks(region_id, pool).ops(),
+            **FillTasks(region_id, mysql_host, mysql_port, creds).ops(),
         }
 
     async def handle(self, payload: Mapping[str, Any]) -> dict[str, Any]:

@@ -41,7 +41,8 @@ class XaTasks:
         self._pool = pool
 
     def ops(self) -> dict[str, Any]:
-        return {"xa_recover": self.recover, "xa_decide": self.decide, "xa_settle": self.settle, "xa_forget": self.forget}
+        return {"xa_recover": self.recover, "xa_decide": self.decide, "xa_record": self.record, "xa_settle": self.settle,
+                "xa_forget": self.forget}
 
     async def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         async with self._pool.acquire() as conn:
@@ -61,12 +62,31 @@ class XaTasks:
         gtrid = _gtrid(payload)
         if decider_of(gtrid) != self.region_id:
             raise SqlError(1105, f"{gtrid} is decided on {decider_of(gtrid)}, not {self.region_id}")
+        return await self._insert_unless_there(gtrid, ABORT)
+
+    async def record(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Record `outcome` for a transaction here unless one is recorded
+        already; the one that stands.  The resolver copies a decider's
+        `commit` to every region of a branch (so a failover of the decider
+        cannot lose it) and, when the decider was failed over, asks every
+        live region with `abort` (a `commit` found anywhere is the backup's:
+        proxy/commit.py).  `"lookup": true` only reads (None if none)."""
+        gtrid = _gtrid(payload)
+        if payload.get("lookup") is True:
+            rows = await self._query(f"SELECT outcome FROM {DECISIONS} WHERE gtrid = %s", (gtrid,))
+            return {"outcome": str(rows[0][0]) if rows else None}
+        outcome = payload.get("outcome")
+        if outcome not in (COMMIT, ABORT):
+            raise SqlError(1105, f"xa_record: outcome must be {COMMIT!r} or {ABORT!r}")
+        return await self._insert_unless_there(gtrid, str(outcome))
+
+    async def _insert_unless_there(self, gtrid: str, outcome: str) -> dict[str, Any]:
         async with self._pool.acquire() as conn:
             await conn.ping(reconnect=True)
             async with conn.cursor() as cur:
                 try:
-                    await cur.execute(f"INSERT INTO {DECISIONS} (gtrid, outcome) VALUES (%s, %s)", (gtrid, ABORT))
-                    return {"outcome": ABORT}
+                    await cur.execute(f"INSERT INTO {DECISIONS} (gtrid, outcome) VALUES (%s, %s)", (gtrid, outcome))
+                    return {"outcome": outcome}
                 except Exception as exc:  # noqa: BLE001 - a duplicate means the outcome exists
                     if getattr(exc, "args", (0,))[0] != ER_DUP_ENTRY:
                         raise

@@ -22,12 +22,18 @@ from typing import Any, Iterable, Mapping
 class ReplicaState(str, Enum):
     """Where a replica copy stands relative to its primary.
 
-    Only IN_SYNC replicas receive the proxy's write fan-out and may be promoted.
-    COPYING replicas are being filled by a region's copy task; STALE replicas
-    missed a write (their region failed mid-statement) and must be rebuilt.
+    Only IN_SYNC replicas are read from and may be promoted.  Writes reach
+    IN_SYNC and FILLING replicas.  FILLING: an online copy (region/fill.py):
+    every write goes to it inside the client's transaction while a region
+    copies the existing rows in key chunks.  COPYING: the offline fallback
+    (tables without a primary key, with triggers, foreign keys or a
+    non-transactional engine): a snapshot copy that receives no writes and is
+    checksum-compared before it counts.  STALE replicas missed a write (their
+    region failed mid-statement) and must be rebuilt.
     """
 
     IN_SYNC = "in_sync"
+    FILLING = "filling"
     COPYING = "copying"
     STALE = "stale"
 
@@ -155,6 +161,12 @@ class TablePlacement:
     references: tuple[tuple[str, str], ...] = ()
     kind: str = "table"  # "view" (placed with what it reads, no rows of its own) or "sequence"
     links: tuple[tuple[str, str], ...] = ()  # other tables it must live with: its triggers' and DEFAULT NEXTVAL's
+    # While a replica is FILLING: the columns of the primary key and every
+    # UNIQUE key (writes that change them could move a row between copied and
+    # uncopied key ranges: proxy/fillguard.py), and whether a UNIQUE key other
+    # than the primary key exists (then INSERT IGNORE / upserts wait too).
+    fill_guard: tuple[str, ...] = ()
+    fill_unique: bool = False
 
     @property
     def is_view(self) -> bool:
@@ -170,8 +182,20 @@ class TablePlacement:
 
     @property
     def write_regions(self) -> tuple[str, ...]:
-        """Regions every write must reach: the primary first, then in-sync replicas."""
+        """The primary first, then in-sync replicas: the complete copies (reads,
+        colocation, and every write but the filling copies' share of it)."""
         return (self.primary,) + self.in_sync_replicas
+
+    @property
+    def filling_replicas(self) -> tuple[str, ...]:
+        return tuple(r for r, s in self.replicas.items() if s == ReplicaState.FILLING)
+
+    @property
+    def fanout_regions(self) -> tuple[str, ...]:
+        """Regions a write to this table runs on: `write_regions`, then the
+        FILLING copies (never read, never compared: fillguard.py)."""
+        filling = self.filling_replicas
+        return self.write_regions + filling if filling else self.write_regions
 
     @property
     def all_regions(self) -> tuple[str, ...]:
@@ -195,6 +219,10 @@ class TablePlacement:
             out["kind"] = self.kind
         if self.links:
             out["links"] = [list(r) for r in self.links]
+        if self.fill_guard:
+            out["fill_guard"] = list(self.fill_guard)
+        if self.fill_unique:
+            out["fill_unique"] = True
         return out
 
     @classmethod
@@ -210,6 +238,8 @@ class TablePlacement:
             references=tuple(sorted((str(r[0]), str(r[1])) for r in data.get("references", ()))),
             kind=str(data.get("kind", "table")),
             links=tuple(sorted((str(r[0]), str(r[1])) for r in data.get("links", ()))),
+            fill_guard=tuple(str(c) for c in data.get("fill_guard", ())),
+            fill_unique=bool(data.get("fill_unique", False)),
         )
 
 

@@ -24,6 +24,7 @@ Error handling -- where state can be lost:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -59,16 +60,17 @@ class ProxyInfo:
     metrics_port: int = 0
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_at: float = field(default_factory=time.time)
+    epoch: int = -1  # the placement version every statement it runs was planned on (or newer): acknowledge()
 
     def to_dict(self) -> dict[str, Any]:
         return {"number": self.number, "host": self.host, "port": self.port, "metrics_port": self.metrics_port,
-                "instance": self.instance, "started_at": self.started_at}
+                "instance": self.instance, "started_at": self.started_at, "epoch": self.epoch}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ProxyInfo":
         return cls(number=int(d["number"]), host=str(d["host"]), port=int(d["port"]),
                    metrics_port=int(d.get("metrics_port", 0)), instance=str(d["instance"]),
-                   started_at=float(d.get("started_at", 0.0)))
+                   started_at=float(d.get("started_at", 0.0)), epoch=int(d.get("epoch", -1)))
 
 
 def smallest_free(taken: set[int]) -> int:
@@ -166,6 +168,20 @@ class ProxyRegistration:
             pass
         await self._claim_new()
 
+    async def acknowledge(self, epoch: int) -> None:
+        """Publish that every statement this proxy still runs was planned on
+        placement `epoch` or later (the master starts an online copy's row
+        copy only once every live proxy says so: master/copier.py)."""
+        if epoch <= self.info.epoch or self._closed:
+            return
+        self.info = replace(self.info, epoch=epoch)
+        if not self._claimed:
+            return
+        try:
+            await self._b.set(f"{self._dir}/{self.info.number}", dump_json(self.info.to_dict()), -1)
+        except (NoNodeError, TopologyError) as e:  # re-created with the new epoch by _recheck
+            log.warning("could not publish placement epoch %d: %s", epoch, e)
+
     async def release(self) -> None:
         self._closed = True
         self._serial.close()
@@ -183,6 +199,22 @@ async def list_proxies(topo: "Topology") -> dict[int, ProxyInfo]:
     """Every live proxy by number."""
     found = await topo._read_all(topo._path("proxies"), ProxyInfo.from_dict)
     return {info.number: info for info in found.values()}
+
+
+async def wait_for_epoch(topo: "Topology", epoch: int, timeout: float, poll: float = 0.05) -> bool:
+    """Until every live proxy has acknowledged placement `epoch` (True) or
+    `timeout` passes (False).  A proxy that registers meanwhile plans on the
+    placement it read at start, which is at least as new."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        behind = [p.number for p in (await list_proxies(topo)).values() if p.epoch < epoch]
+        if not behind:
+            return True
+        if loop.time() >= deadline:
+            log.warning("proxies %s have not acknowledged placement epoch %d in %.0f s", behind, epoch, timeout)
+            return False
+        await asyncio.sleep(poll)
 
 
 def watch_proxies(topo: "Topology", callback: Callable[[dict[int, ProxyInfo]], None]) -> Cancel:

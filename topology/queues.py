@@ -38,6 +38,22 @@ log = logging.getLogger("topology.service")
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
+# Region tasks that copy or scan a whole table run on a queue of their own: a
+# queue is served one request at a time, and a copy (seconds to minutes, and
+# an online fill waits for row locks) must not hold up DDL or the XA
+# resolver's tasks on that region -- nor they the copy.
+COPY_OPS = frozenset({"copy_table", "prepare_fill", "fill_table", "table_checksum"})
+
+
+def region_queue(region_id: str, op: str | None = None) -> str:
+    """The queue of region `region_id` that serves task `op` (the one place these names are made)."""
+    return f"region-{region_id}-copy" if op in COPY_OPS else f"region-{region_id}"
+
+
+def region_queues(region_id: str) -> tuple[str, str]:
+    """Every queue a region serves."""
+    return region_queue(region_id), region_queue(region_id, "copy_table")
+
 
 def error_result(exc: BaseException) -> dict[str, Any]:
     """The result a failed handler sends back: a MySQL-style error the caller can raise."""

@@ -132,8 +132,11 @@ def pip_sdist(name: str, version: str, archive: str, unpacked: str) -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     if not (CACHE / archive).exists():
         log(f"downloading {name}=={version} (sdist) from PyPI")
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                        "--no-build-isolation", f"{name}=={version}", "-d", str(CACHE)], check=True, timeout=900)
+        # The sdist of this package only (its build tools as wheels, in pip's isolated
+        # build env: the project's venv may lack `wheel`, and building them from source
+        # takes minutes).
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", name,
+                        f"{name}=={version}", "-d", str(CACHE)], check=True, timeout=900)
     with tarfile.open(CACHE / archive) as tar:
         tar.extractall(CACHE)  # noqa: S202 - PyPI's own sdist of a pinned version
     (target / ".complete").write_text("")

@@ -43,17 +43,19 @@ def wait_resolved(cluster, timeout: float = 60.0) -> None:
         time.sleep(0.5)
 
 
-def setup_tables(cluster, db: str) -> None:
-    """accounts and ledger, with different primaries (a transfer spans regions)."""
+def setup_tables(cluster, db: str, apart: bool = True) -> None:
+    """accounts and ledger, with different primaries (a transfer spans regions)
+    unless not `apart` (after a region came back empty, it takes every new
+    table's primary for a while)."""
     conn = cluster.connect(database=db)
     try:
         cur = conn.cursor()
         cur.execute("CREATE TABLE accounts (id INT PRIMARY KEY, balance INT NOT NULL)")
         cur.execute("INSERT INTO accounts VALUES (1, 100), (2, 100)")
-        for i in range(6):
+        for i in range(40):  # (a region that just came back empty takes every new table for a while)
             cur.execute("CREATE TABLE ledger (id INT AUTO_INCREMENT PRIMARY KEY, src INT, dst INT, amount INT)")
             placement = cluster.state()["placement"]
-            if placement.table(db, "ledger").primary != placement.table(db, "accounts").primary:
+            if placement.table(db, "ledger").primary != placement.table(db, "accounts").primary or not apart:
                 return
             cur.execute(f"CREATE TABLE filler_{i} (x INT)")
             cur.execute("DROP TABLE ledger")
@@ -87,7 +89,8 @@ ROUNDS = range(int(os.environ.get("XA_KILL_ROUNDS", "1")))
 @pytest.mark.parametrize("round_", ROUNDS)
 @pytest.mark.parametrize("point, applied", [
     ("commit:prepared", False),  # no decision yet: the resolver aborts
-    ("commit:decided", True),  # decided, nothing committed: the resolver commits everything
+    ("commit:decided_once", True),  # decided on the decider only: the resolver copies it, commits everything
+    ("commit:decided", True),  # decided (decider and backup), nothing committed: the resolver commits everything
     ("commit:partly_committed", True),  # one region committed: the resolver commits the rest
 ])
 def test_a_proxy_killed_mid_commit_leaves_all_or_nothing_on_every_copy(cluster, point, applied, round_):
@@ -144,17 +147,20 @@ def test_commits_through_a_healthy_proxy_leave_nothing_prepared(cluster):
     assert len(next(iter(rows["ledger"]))) == 20
 
 
-def test_a_decider_lost_after_prepare_is_failed_over_and_its_orphans_rolled_back(cluster):
-    """The proxy dies after every branch is prepared, and the decider region
-    leaves the cluster before anyone decided: once the master has failed it
-    over, the resolver rolls the branches on the other regions back (the
-    decider's copies are discarded with whatever it held), so the promoted
-    copies are consistent and their rows writable again.  Runs last in this
-    module: it takes a region away (and brings its agent back at the end)."""
+@pytest.mark.parametrize("point, applied", [("commit:prepared", False), ("commit:decided", True)])
+def test_a_decider_lost_mid_commit_is_failed_over_and_its_orphans_settled(cluster, point, applied):
+    """The proxy dies mid-commit, and the decider region leaves the cluster
+    before the resolver settled anything: once the master has failed it over
+    (its copies and decision table discarded), the resolver settles the
+    branches on the other regions by the backup's copy of the decision --
+    rolled back if the proxy died before deciding, committed if it had
+    decided -- so the promoted copies are consistent, hold exactly what was
+    decided, and their rows are writable again.  Runs last in this module:
+    it takes a region away (and brings its agent back at the end)."""
     db = fresh_database(cluster, "xa3")
-    setup_tables(cluster, db)
+    setup_tables(cluster, db, apart=False)  # (accounts alone has two copies: two branches, a decider and a backup)
     decider = cluster.state()["placement"].table(db, "accounts").primary  # the transfer touches it first
-    victim, port = cluster.start_extra_proxy("proxy-orphan", {"MINISQL_FAULT": "commit:prepared"})
+    victim, port = cluster.start_extra_proxy("proxy-orphan", {"MINISQL_FAULT": point})
     try:
         with pytest.raises(pymysql.err.OperationalError):
             transfer(port, db, 10)
@@ -170,7 +176,8 @@ def test_a_decider_lost_after_prepare_is_failed_over_and_its_orphans_rolled_back
             left = {r: b for r, b in prepared_branches(cluster).items() if r != decider and b}
             if not left:
                 break
-            assert time.monotonic() < deadline, f"orphans still prepared: {left}"
+            assert time.monotonic() < deadline, f"orphans still prepared: {left}; masters: " + "\n".join(
+                m.log_tail(15) for m in cluster.masters.values())
             time.sleep(0.5)
         placement = cluster.state()["placement"]
         for t in ("accounts", "ledger"):
@@ -179,7 +186,12 @@ def test_a_decider_lost_after_prepare_is_failed_over_and_its_orphans_rolled_back
             assert len({tuple(rows) for rows in serving.values()}) == 1, (t, serving)
         accounts = next(iter(r for reg, r in cluster.rows_on_regions(db, "accounts", order_by="id").items()
                              if reg == placement.table(db, "accounts").primary))
-        assert accounts == [(1, 100), (2, 100)]  # rolled back
+        ledger = next(iter(r for reg, r in cluster.rows_on_regions(db, "ledger", order_by="id").items()
+                           if reg == placement.table(db, "ledger").primary))
+        if applied:
+            assert accounts == [(1, 90), (2, 110)] and [r[1:] for r in ledger] == [(1, 2, 10)]
+        else:
+            assert accounts == [(1, 100), (2, 100)] and ledger == []
         transfer(cluster.proxy_port, db, 5)  # the rows the orphans held are free
     finally:
         cluster.start_region(decider, cluster.mariadbs[int(decider[1:]) - 1].port)

@@ -29,6 +29,7 @@ import pytest
 from minisql.config import ZooKeeperCredentials, write_backend_credentials
 from minisql.localstack import CommandProcess, free_port
 from region.load import find_mariadb_pid
+from topology.queues import region_queue
 from topology import Placement, ReplicaState, Topology, ZooKeeperAuth
 
 pytestmark = pytest.mark.integration
@@ -113,7 +114,7 @@ class Stack:
         return self.zk(lambda t: t.call("master", {"op": "ddl", "sql": sql, "database": database}, timeout=60))
 
     def task(self, region_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return self.zk(lambda t: t.call(f"region-{region_id}", payload, timeout=60))
+        return self.zk(lambda t: t.call(region_queue(region_id, payload["op"]), payload, timeout=60))
 
     def copy_table(self, region_id: str, table: str, source: Any) -> dict[str, Any]:
         """The copy_table task the master sends to rebuild a copy on `region_id` from `source` (a RegionInfo)."""
@@ -340,6 +341,77 @@ def test_copy_table_keeps_every_type(stack: Stack) -> None:
         assert stack.task(target, {"op": "drop_table", "database": DB, "table": name}) == {"ok": True}
         assert stack.ddl(f"DROP TABLE {name}", DB).get("ok")
         assert stack.holders(DB, name) == []
+
+
+def test_online_fill_keeps_every_type_in_small_chunks(stack: Stack) -> None:
+    """prepare_fill + fill_table (region/fill.py), as an online copy runs them:
+    the text fast path for every type it writes as literals, the rows path for
+    a FLOAT column, a composite key; chunks of 2 rows, so every chunk bound is
+    used; the copies' checksums and rows equal.  Unfit tables are refused."""
+    ddl = {
+        "fast": "CREATE TABLE fast (id BIGINT UNSIGNED PRIMARY KEY, d DECIMAL(12,4), dt DATETIME(6), ts TIMESTAMP NULL, "
+                "b BLOB, j JSON, bits BIT(3), e ENUM('a','b'), s SET('x','y'), t TIME, y YEAR, "
+                "l VARCHAR(10) CHARACTER SET latin1, u VARCHAR(10) CHARACTER SET utf8mb4, bin VARBINARY(300), "
+                "g BIGINT AS (id * 2) VIRTUAL, pt POINT NULL)",
+        "floaty": "CREATE TABLE floaty (a INT, b VARCHAR(5), f FLOAT, x DOUBLE, PRIMARY KEY (b, a))",
+    }
+    every_byte = bytes(range(256))
+    rows = {
+        "fast": [
+            (0, "-12.3456", "2024-02-29 23:59:59.123456", "2038-01-19 03:14:07", b"\x00\xff\x10'\\", '{"k": [1, 2]}',
+             b"\x05", "b", "x,y", "-838:59:59", 2155, "caf\u00e9", "h\u00e9\U0001F600", every_byte, "POINT(1 2)"),
+            (7, None, None, None, None, None, None, None, None, None, None, None, None, None, None),
+            (2**63, "99999999.9999", "1000-01-01 00:00:00", "1970-01-01 00:00:01", b"", "[]", b"\x00", "a", "", "00:00:00",
+             1901, "", "", b"", None),
+            (9, "0", "2000-01-01 00:00:00", None, every_byte, "null", b"\x07", "a", "y", "12:00:00.5", 2000, "\u00ff", "'", b"'", None),
+        ],
+        "floaty": [(1, "a", 1.2345678, 1 / 3), (2, "a", -0.0, 1e308), (1, "b", None, None), (3, "A", 3.4e38, 5e-324),
+                   (0, "\u00e9", 0.1, 0.1)],
+    }
+    for name, sql in ddl.items():
+        assert stack.ddl(sql, DB).get("ok")
+        table = stack.placement().table(DB, name)
+        primary = stack.mariadbs[table.primary]
+        conn = primary.root_connection(DB)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION time_zone = '+00:00'")
+                if name == "fast":
+                    cur.executemany("INSERT INTO fast (id, d, dt, ts, b, j, bits, e, s, t, y, l, u, bin, pt) VALUES "
+                                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, ST_GeomFromText(%s))", rows[name])
+                else:
+                    cur.executemany("INSERT INTO floaty VALUES (%s, %s, %s, %s)", rows[name])
+        finally:
+            conn.close()
+        target = ({"r1", "r2", "r3"} - set(table.all_regions)).pop()
+        info = stack.zk(lambda t: t.list_regions())[table.primary]
+        source = {"region_id": info.region_id, "host": info.host, "port": info.mysql_port}
+        fit = stack.task(target, {"op": "prepare_fill", "database": DB, "table": name, "source": source})
+        assert fit["online"] is True, fit
+        assert fit["key"] == (["id"] if name == "fast" else ["b", "a"])
+        filled = stack.task(target, {"op": "fill_table", "database": DB, "table": name, "source": source,
+                                     "key": fit["key"], "chunk_rows": 2})
+        assert filled.get("rows") == len(rows[name]) and filled["chunks"] >= len(rows[name]) // 2, filled
+        want = stack.task(table.primary, {"op": "table_checksum", "database": DB, "table": name})
+        got = stack.task(target, {"op": "table_checksum", "database": DB, "table": name})
+        assert want == got, name
+        select = f"SELECT * FROM `{DB}`.`{name}` ORDER BY 1, 2"
+        assert stack.mariadbs[target].query(select) == primary.query(select)
+        assert stack.task(target, {"op": "drop_table", "database": DB, "table": name}) == {"ok": True}
+        assert stack.ddl(f"DROP TABLE {name}", DB).get("ok")
+    for name, sql, reason in [
+        ("nokey", "CREATE TABLE nokey (a INT)", "no primary key"),
+        ("myisam", "CREATE TABLE myisam (a INT PRIMARY KEY) ENGINE=MyISAM", "engine MyISAM takes no row locks"),
+    ]:
+        assert stack.ddl(sql, DB).get("ok")
+        table = stack.placement().table(DB, name)
+        info = stack.zk(lambda t: t.list_regions())[table.primary]
+        target = ({"r1", "r2", "r3"} - set(table.all_regions)).pop()
+        fit = stack.task(target, {"op": "prepare_fill", "database": DB, "table": name,
+                                  "source": {"region_id": info.region_id, "host": info.host, "port": info.mysql_port}})
+        assert fit == {"ok": True, "online": False, "reason": reason}
+        assert stack.holders(DB, name) == sorted(table.all_regions)  # nothing created on the target
+        assert stack.ddl(f"DROP TABLE {name}", DB).get("ok")
 
 
 def test_copy_table_carries_triggers_in_firing_order(stack: Stack) -> None:

@@ -59,6 +59,7 @@ def test_an_autocommit_write_commits_both_copies_in_two_phases_decided_on_the_pr
         ("r2", PIN + "UPDATE users SET name = 'a' WHERE id = 1"),
         *prepared(G1, "r2", "r1"),
         ("decide@r1", G1),
+        ("decide@r2", G1),  # the backup copy of the decision: it outlives a failover of r1
         *committed(G1, "r2", "r1"),
     ]
 
@@ -139,10 +140,10 @@ def test_an_explicit_transaction_over_two_primaries_is_one_gtrid_decided_by_its_
     starts = [(r, sql) for r, sql in c.log if sql.startswith("XA START")]
     assert starts == [("r1", f"XA START {xid(G1, 'r1')}"), ("r2", f"XA START {xid(G1, 'r2')}"),
                       ("r3", f"XA START {xid(G1, 'r3')}")]
-    tail = c.log[-10:]
+    tail = c.log[-11:]
     assert sorted(tail[:6]) == sorted(prepared(G1, "r1", "r2", "r3"))
-    assert tail[6] == ("decide@r1", G1)
-    assert sorted(tail[7:]) == sorted(committed(G1, "r1", "r2", "r3"))
+    assert tail[6:8] == [("decide@r1", G1), ("decide@r2", G1)]  # the decider, then the backup: the smallest other
+    assert sorted(tail[8:]) == sorted(committed(G1, "r1", "r2", "r3"))
     assert not c.state.tx.active and c.state.xa_gtrid is None
 
 
@@ -238,3 +239,15 @@ def test_a_replica_that_cannot_be_reached_rolls_the_primary_branch_back_and_stay
     with pytest.raises(RegionUnavailable):  # the session may hold it for the failover and run it again
         run(c, "UPDATE users SET name = 'a' WHERE id = 1")
     assert c.log[-2:] == rolled_back(G1, "r1")
+
+
+def test_a_backup_that_already_recorded_abort_rolls_everything_back():
+    """The resolver judged the decider failed over and recorded `abort` on the
+    backup first: the proxy must not commit any branch."""
+    c = cursor(lambda region, sql: SqlError(1062, "Duplicate entry", "23000") if region == "decide@r2" else ok_result(1))
+    with pytest.raises(SqlError) as e:
+        run(c, "UPDATE users SET name = 'a' WHERE id = 1")
+    assert e.value.errno == 1402
+    assert not any("XA COMMIT" in sql for _, sql in c.log)
+    assert sorted(step for step in c.log if "XA ROLLBACK" in step[1]) == [
+        ("r1", f"XA ROLLBACK {xid(G1, 'r1')}"), ("r2", f"XA ROLLBACK {xid(G1, 'r2')}")]

@@ -19,6 +19,7 @@ from master.regions import RegionCaller
 from minisql.errors import SqlError
 from topology import RegionInfo, ReplicaState, Topology
 from topology.memory import MemoryBackend, MemoryServer
+from topology.queues import region_queues
 
 ROOT = "/t"
 
@@ -46,12 +47,14 @@ class FakeRegion:
         self.registry = registry
         registry[region_id] = self
         self.topo: Topology | None = None
+        self.online_fill = False  # prepare_fill: whether tables are fit for an online copy
 
     async def start(self, server: MemoryServer) -> None:
         self.topo = Topology(MemoryBackend(server), ROOT)
         await self.topo.start()
         await self.topo.register_region(RegionInfo(self.region_id, "fake", 1))
-        self.topo.serve(f"region-{self.region_id}", self.handle)
+        for queue in region_queues(self.region_id):
+            self.topo.serve(queue, self.handle)
 
     async def die(self) -> None:
         assert self.topo is not None
@@ -104,6 +107,16 @@ class FakeRegion:
             rows = list(source.dbs[db][p["table"]])
             self.dbs.setdefault(db, {})[p["table"]] = rows
             return {"ok": True, "rows": len(rows)}
+        if op == "prepare_fill":
+            if not self.online_fill:
+                return {"ok": True, "online": False, "reason": "fake: offline"}
+            self.dbs.setdefault(db, {})[p["table"]] = []
+            return {"ok": True, "online": True, "key": ["a"], "guard": ["a"], "unique": False}
+        if op == "fill_table":
+            source = self.registry[p["source"]["region_id"]]
+            rows = self.dbs.setdefault(db, {})[p["table"]]
+            rows.extend(r for r in source.dbs[db][p["table"]] if r not in rows)
+            return {"ok": True, "rows": len(rows), "seconds": 0.0}
         if op == "table_checksum":
             rows = self.dbs.get(db, {}).get(p["table"])
             if rows is None:
@@ -441,5 +454,51 @@ def test_create_or_replace_database_drops_the_old_one_with_its_tables() -> None:
             assert placement.has_database("d") and placement.tables("d") == ()
             assert env.holders("d", "t") == []
             assert errno(await env.sql("CREATE OR REPLACE DATABASE IF NOT EXISTS d")) == 1221
+
+    run(main())
+
+
+def test_online_copy_is_filling_until_every_proxy_acknowledged() -> None:
+    """A table fit for an online copy: FILLING (with its guard) as soon as the
+    copy starts, rows filled only after the live proxy acknowledged that
+    placement epoch, then IN_SYNC with the guard gone."""
+    from topology.proxies import ProxyInfo, ProxyRegistration
+
+    async def main() -> None:
+        async with Env() as env:
+            await env.sql("CREATE DATABASE d")
+            await env.sql("CREATE TABLE t (a int primary key)", "d")
+            for r in ("r1", "r2"):
+                env.registry[r].dbs["d"]["t"] = [1, 2, 3]
+            env.registry["r3"].online_fill = True
+            proxy = ProxyRegistration(env.topo, ProxyInfo(0, "proxy", 1))
+            await proxy.claim()
+            loop = FailoverLoop(env.topo, env.caller, env.lock, grace=0.1, interval=0.05)
+            task = asyncio.create_task(loop.run())
+            try:
+                await env.registry["r2"].die()
+                for _ in range(100):
+                    placement = await env.topo.get_placement()
+                    t = placement.table("d", "t")
+                    if t.replicas.get("r3") == ReplicaState.FILLING:
+                        break
+                    await asyncio.sleep(0.05)
+                assert dict(t.replicas) == {"r3": ReplicaState.FILLING} and t.fill_guard == ("a",)
+                await asyncio.sleep(0.3)
+                ops = [entry[0] for entry in env.registry["r3"].log]
+                assert "prepare_fill" in ops and "fill_table" not in ops  # waits for the proxy
+                await proxy.acknowledge(placement.version)
+                for _ in range(100):
+                    t = (await env.topo.get_placement()).table("d", "t")
+                    if t.replicas.get("r3") == ReplicaState.IN_SYNC:
+                        break
+                    await asyncio.sleep(0.05)
+                assert dict(t.replicas) == {"r3": ReplicaState.IN_SYNC} and t.fill_guard == ()
+                assert env.registry["r3"].dbs["d"]["t"] == [1, 2, 3]
+                assert "copy_table" not in [entry[0] for entry in env.registry["r3"].log]
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await proxy.release()
 
     run(main())

@@ -149,3 +149,25 @@ def test_a_returning_region_drops_only_the_copies_the_placement_gives_to_others(
                ("other", "moved", "BASE TABLE"), ("mysql", "user", "BASE TABLE")]
     assert stale_tables(p, "r1", present) == [("shop", "moved", "BASE TABLE")]
     assert stale_tables(EMPTY_PLACEMENT, "r1", present) == []  # an empty placement drops nothing
+
+
+def test_fill_key_ranges_are_lexicographic_over_a_composite_key():
+    from region.fill import after_key, upto_key
+
+    where, params = after_key(["a", "b"], (1, "x"))
+    assert where == "((`a` > %s) OR (`a` = %s AND `b` > %s))" and params == [1, 1, "x"]
+    where, params = upto_key(["a", "b"], (1, "x"))
+    assert where == "((`a` < %s) OR (`a` = %s AND `b` < %s) OR (`a` = %s AND `b` = %s))"
+    assert params == [1, 1, "x", 1, "x"]
+    assert after_key(["id"], (5,)) == ("((`id` > %s))", [5])
+
+
+def test_fill_literals_are_exact_for_every_known_type():
+    from region.fill import exact_text, literal_sql
+
+    assert literal_sql("b", "blob") == "IF(`b` IS NULL, 'NULL', CONCAT('X''', HEX(`b`), ''''))"  # bytes, any charset
+    assert literal_sql("f", "float") == "IF(`f` IS NULL, 'NULL', CAST(`f` AS DOUBLE))"  # not its 6-digit text
+    assert literal_sql("bits", "bit") == "IF(`bits` IS NULL, 'NULL', CONCAT('0x', HEX(`bits`)))"
+    assert literal_sql("d", "datetime") == "IF(`d` IS NULL, 'NULL', QUOTE(`d`))"
+    assert literal_sql("u", "uuid") is None  # unknown here: copied through Python rows
+    assert exact_text("f", "float") == "CAST(`f` AS DOUBLE)" and exact_text("x", "double") == "`x`"
