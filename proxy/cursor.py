@@ -390,7 +390,8 @@ class SessionCursor(CursorBase):
         the regions that ran it are not the session's)."""
         session = self.session
         try:
-            result = await session.topology.call("master", request, timeout=DDL_TIMEOUT)
+            async with session.not_counted():  # (a table move it causes may wait for this proxy's acknowledgement)
+                result = await session.topology.call("master", request, timeout=DDL_TIMEOUT)
         except CallTimeout:
             raise SqlError(ER_LOCK_WAIT_TIMEOUT, f"No master answered within {DDL_TIMEOUT:.0f} s (is a master running?)")
         except TopologyError as e:

@@ -81,6 +81,25 @@ class RoutingTable:
             return False
         return self.holds_lease
 
+    def pause(self, epoch: int | None) -> bool:
+        """A statement counted under `epoch` that now only waits -- for the
+        master, a failover or a fill -- and will be planned again or sends
+        nothing planned on `epoch` meanwhile: not counted while it waits
+        (else a DDL whose table move waits for this very acknowledgement
+        would wait for itself).  True if it was counted; `resume` then."""
+        if epoch is None or not self.inflight.get(epoch):
+            return False
+        left = self.inflight[epoch] - 1
+        if left:
+            self.inflight[epoch] = left
+        else:
+            del self.inflight[epoch]
+        self.acknowledge_when_drained()
+        return True
+
+    def resume(self, epoch: int) -> None:
+        self.inflight[epoch] = self.inflight.get(epoch, 0) + 1
+
     def acknowledge_when_drained(self) -> None:
         """(Re)start the task that acknowledges the current epoch once drained."""
         if self.on_drained is not None and (self._acking is None or self._acking.done()):

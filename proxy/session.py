@@ -17,9 +17,10 @@ table and the master.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import replace
-from typing import Any
+from typing import Any, AsyncIterator
 
 from mysql_mimic.charset import CharacterSet
 from mysql_mimic.session import BaseSession
@@ -80,6 +81,7 @@ class ProxySession(BaseSession):
         self.backends = SessionBackends(pool)
         self.connection: Any = None
         self.cluster = cluster  # cluster.ClusterSessions: KILL and SHOW PROCESSLIST across proxies
+        self.counted_epoch: int | None = None  # the epoch the running statement is counted under (routing.py)
         metrics.SESSIONS.inc()
 
     # -- views of the state (wire.py and accounts.py read these) -----------------------------
@@ -231,9 +233,11 @@ class ProxySession(BaseSession):
             cursor = self.cursor()
         epoch, inflight = cursor.snapshot.epoch, self.routing.inflight  # (routing.py: epoch acknowledgement)
         inflight[epoch] = inflight.get(epoch, 0) + 1
+        self.counted_epoch = epoch
         try:
             return await self._execute(sql, cursor, planned)
         finally:
+            self.counted_epoch = None
             left = inflight[epoch] - 1
             if left:
                 inflight[epoch] = left
@@ -300,7 +304,8 @@ class ProxySession(BaseSession):
                 if remaining <= 0:
                     metrics.BUFFER_TIMEOUTS.inc()
                     raise error
-                await self.routing.wait_changed(min(BUFFER_POLL, remaining))
+                async with self.not_counted():
+                    await self.routing.wait_changed(min(BUFFER_POLL, remaining))
                 cursor = self.cursor()
                 try:
                     primitive = plan_statement(sql, classify(sql), cursor.snapshot, self.state, self.cache)
@@ -324,6 +329,11 @@ class ProxySession(BaseSession):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + FILL_WAIT
         key = error.table.database, error.table.name
+        async with self.not_counted():
+            await self._until_filled(key, deadline, error)
+
+    async def _until_filled(self, key: tuple[str, str], deadline: float, error: FillInProgress) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             table = self.routing.snapshot.placement.table(*key)
             if table is None or not table.filling_replicas:
@@ -334,6 +344,18 @@ class ProxySession(BaseSession):
                 metrics.FILL_WAITS.labels("timeout").inc()
                 raise error
             await self.routing.wait_changed(min(BUFFER_POLL, remaining))
+
+    @contextlib.asynccontextmanager
+    async def not_counted(self) -> AsyncIterator[None]:
+        """While the running statement only waits (routing.RoutingTable.pause)."""
+        epoch = self.counted_epoch
+        paused = self.routing.pause(epoch)
+        try:
+            yield
+        finally:
+            if paused:
+                assert epoch is not None
+                self.routing.resume(epoch)
 
     async def _plan_colocated(self, apart: WritesApart, sql: str, kind: Kind) -> tuple[SessionCursor, Primitive]:
         """A multi-table write over tables placed apart: the master moves them
