@@ -333,14 +333,8 @@ class _ChunkFiller:
                 await lcur.executemany(self.insert_ignore if not clean else self.insert, rows)
             await lcur.execute(checksum_sql(self.name, self.texts, where), params)
             dst_sum = await lcur.fetchone()
-        if tuple(src_sum) != tuple(dst_sum):
-            log.warning("chunk of %s after %s: source %s, copy %s; copying it again", self.name, last, src_sum, dst_sum)
-            return None
-        await self.local.commit()
-        await self.src.commit()
-        self.rows += len(rows)
-        self.chunks += 1
-        return (tuple(rows[-1][i] for i in self.key_at) if rows else last), final
+        end = tuple(rows[-1][i] for i in self.key_at) if rows else None
+        return await self._end_chunk(last, tuple(src_sum), tuple(dst_sum), end, final)
 
     async def _copy_text(self, last: tuple[Any, ...] | None, clean: bool) -> tuple[tuple[Any, ...] | None, bool] | None:
         where, params = after_key(self.key, last) if last is not None else ("TRUE", [])
@@ -371,15 +365,20 @@ class _ChunkFiller:
                 await lcur.execute(f"INSERT IGNORE INTO {self.name} ({self.col_list}) VALUES {text}")
             await lcur.execute(checksum, params)
             dst_sum = await lcur.fetchone()
-        if (count, src_checksum) != tuple(dst_sum):
-            log.warning("chunk of %s after %s: source %s, copy %s; copying it again", self.name, last,
-                        (count, src_checksum), dst_sum)
+        return await self._end_chunk(last, (count, src_checksum), tuple(dst_sum), tuple(end) if end is not None else None, final)
+
+    async def _end_chunk(self, last: tuple[Any, ...] | None, src_sum: tuple[Any, ...], dst_sum: tuple[Any, ...],
+                         end: tuple[Any, ...] | None, final: bool) -> tuple[tuple[Any, ...] | None, bool] | None:
+        """Commit the chunk if both checksums (count, hash) agree: the target, then the
+        source (its locks go last); None (the caller rolls back) if they differ."""
+        if src_sum != dst_sum:
+            log.warning("chunk of %s after %s: source %s, copy %s; copying it again", self.name, last, src_sum, dst_sum)
             return None
         await self.local.commit()
         await self.src.commit()
-        self.rows += int(count)
+        self.rows += int(src_sum[0])
         self.chunks += 1
-        return (tuple(end) if end is not None else last), final
+        return (end if end is not None else last), final
 
     async def _rollback(self) -> None:
         for conn in (self.local, self.src):
