@@ -516,6 +516,16 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
                     ref = ref or _table_ref(t)
                     if ref not in writes:
                         writes.append(ref)
+        elif isinstance(tree, exp.Delete) and tree.args.get("using") and isinstance(tree.this, exp.Table):
+            # DELETE FROM m1[, m2] USING t1 AS m1 JOIN t2 AS m2 ...: the targets may be aliases
+            targets = [tree.this] + [j.this for j in tree.this.args.get("joins") or () if isinstance(j.this, exp.Table)]
+            for t in targets:
+                alias = names.get(t.name) if not t.db else None
+                if alias is not None and alias != _table_ref(t) and _table_ref(t) in refs:
+                    refs.remove(_table_ref(t))  # an alias, not a table
+                ref = alias or _table_ref(t)
+                if ref not in writes:
+                    writes.append(ref)
         else:
             target = tree.this
             for t in ([target] if isinstance(target, exp.Table) else list(target.find_all(exp.Table)) if target else []):

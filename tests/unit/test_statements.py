@@ -101,3 +101,16 @@ def test_executable_comments_are_read_as_mariadb_reads_them():
     # MySQL 5.7+ syntax is skipped by MariaDB (PyMySQL's own suite sends this), MariaDB's /*M! is not:
     assert unwrap("geom LINESTRING NOT NULL /*!80003 SRID 0 */,").split() == ["geom", "LINESTRING", "NOT", "NULL", ","]
     assert unwrap("SELECT 1 /*M!50701 , 2 */").split() == ["SELECT", "1", ",", "2"]
+
+
+@pytest.mark.parametrize("sql, writes, reads", [
+    # MariaDB's DELETE FROM <targets> USING <tables>: the targets may be aliases of USING's tables
+    ("DELETE FROM m1 USING t1 m1, t1 m2 WHERE m1.a = m2.a", ["t1"], []),
+    ("DELETE FROM m1, m2 USING t1 m1 JOIN t2 m2 ON m1.a = m2.a", ["t1", "t2"], []),
+    ("DELETE FROM t1 USING t1, t2 WHERE t1.a = t2.a", ["t1"], ["t2"]),
+])
+def test_delete_using_writes_the_tables_behind_its_aliases(sql, writes, reads):
+    from proxy.statements import analyze
+
+    a = analyze(sql, classify(sql), sql)
+    assert [r.name for r in a.writes] == writes and [r.name for r in a.reads] == reads
