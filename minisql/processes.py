@@ -26,6 +26,7 @@ import atexit
 import contextlib
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -78,22 +79,57 @@ class ProcessStartError(LocalStackError):
 
 # -- ports --------------------------------------------------------------------------
 def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port nobody listens on right now (the kernel's choice)."""
+    """A TCP port nobody listens on right now (free_ports)."""
     return free_ports(1, host)[0]
 
 
 _HANDED_OUT: set[int] = set()  # ports this process already chose (not bound yet, perhaps)
 
 
-def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
-    """`count` distinct free ports (all sockets are held until every port is chosen).
+def _outside_ephemeral() -> tuple[int, int] | None:
+    """A port range the kernel never hands to outgoing connections (None: unknown).
+
+    A port chosen free is only bound later by the process that gets it; a
+    port from the kernel's ephemeral range may meanwhile become the local
+    end of some outgoing connection (seen in `make test`: a region agent's
+    metrics port taken while the stack started).  Below that range it cannot."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return None
+    if low - 1 - 10_000 >= 4_000:
+        return 10_000, low - 1
+    if 65_535 - high >= 4_000:
+        return high + 1, 65_535
+    return None
+
+
+def free_ports(count: int, host: str = LOOPBACK, span: int = 1) -> list[int]:
+    """`count` distinct free ports (each the first of `span` free ones in a row),
+    none chosen before by this process, outside the ephemeral range when it is known.
 
     A port is closed again before its user binds it, and the kernel may hand
     the same port to the next call: two components then got one metrics port
     (seen in `make test`).  So a port this process chose before is never
     chosen again."""
+    outside = _outside_ephemeral()
+    if outside is not None:
+        rng = random.Random()
+        ports: list[int] = []
+        for _ in range(20_000):
+            if len(ports) == count:
+                break
+            base = rng.randint(outside[0], outside[1] - span + 1)
+            block = range(base, base + span)
+            if all(p not in _HANDED_OUT and p not in ports and port_is_free(p, host) for p in block):
+                ports.append(base)
+                _HANDED_OUT.update(block)
+        if len(ports) == count:
+            return ports
+        raise OSError(f"could not find {count} free ports on {host}")
     socks: list[socket.socket] = []
-    ports: list[int] = []
+    ports = []
     try:
         for _ in range(count + 1000):
             if len(ports) == count:
@@ -116,6 +152,8 @@ def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
 def free_port_block(count: int, host: str = LOOPBACK) -> int:
     """The first of `count` consecutive free ports (a proxy with N workers
     serves metrics on base .. base+N-1), none handed out before."""
+    if _outside_ephemeral() is not None:
+        return free_ports(1, host, span=count)[0]
     for _ in range(200):
         base = free_port(host)
         block = range(base, base + count)
