@@ -243,6 +243,19 @@ def _names_in_scope(tree: exp.Expression) -> dict[str, TableRef]:
     return out
 
 
+def _delete_targets(targets: list[exp.Table], names: dict[str, TableRef], refs: list[TableRef],
+                    writes: list[TableRef]) -> None:
+    """A multi-table DELETE's targets, which may be aliases of its tables: the
+    tables behind them join `writes`, and an alias taken for a table leaves `refs`."""
+    for t in targets:
+        ref = names.get(t.name) if not t.db else None
+        if ref is not None and ref != _table_ref(t) and _table_ref(t) in refs:
+            refs.remove(_table_ref(t))  # an alias, not a table
+        ref = ref or _table_ref(t)
+        if ref not in writes:
+            writes.append(ref)
+
+
 def _assigned_tables(tree: exp.Expression, names: dict[str, TableRef]) -> list[TableRef] | None:
     """The tables a multi-table UPDATE's SET assigns, when every assigned column
     is qualified with a table in scope; None when that cannot be told."""
@@ -508,24 +521,11 @@ def analyze(sql: str, kind: Kind, shape: str) -> Analysis:
         names = _names_in_scope(tree)
         if isinstance(tree, exp.Delete) and tree.args.get("tables"):
             # DELETE t1, a2 FROM t1 JOIN t2 AS a2 ...: the targets may be aliases
-            for t in tree.args["tables"]:
-                if isinstance(t, exp.Table):
-                    ref = names.get(t.name) if not t.db else None
-                    if ref is not None and ref != _table_ref(t) and _table_ref(t) in refs:
-                        refs.remove(_table_ref(t))  # an alias, not a table
-                    ref = ref or _table_ref(t)
-                    if ref not in writes:
-                        writes.append(ref)
+            _delete_targets([t for t in tree.args["tables"] if isinstance(t, exp.Table)], names, refs, writes)
         elif isinstance(tree, exp.Delete) and tree.args.get("using") and isinstance(tree.this, exp.Table):
-            # DELETE FROM m1[, m2] USING t1 AS m1 JOIN t2 AS m2 ...: the targets may be aliases
-            targets = [tree.this] + [j.this for j in tree.this.args.get("joins") or () if isinstance(j.this, exp.Table)]
-            for t in targets:
-                alias = names.get(t.name) if not t.db else None
-                if alias is not None and alias != _table_ref(t) and _table_ref(t) in refs:
-                    refs.remove(_table_ref(t))  # an alias, not a table
-                ref = alias or _table_ref(t)
-                if ref not in writes:
-                    writes.append(ref)
+            # DELETE FROM m1[, m2] USING t1 AS m1 JOIN t2 AS m2 ...: the same, MariaDB's other spelling
+            joined = [j.this for j in tree.this.args.get("joins") or () if isinstance(j.this, exp.Table)]
+            _delete_targets([tree.this, *joined], names, refs, writes)
         else:
             target = tree.this
             for t in ([target] if isinstance(target, exp.Table) else list(target.find_all(exp.Table)) if target else []):
