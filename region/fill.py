@@ -11,10 +11,12 @@ The steps, each a task on the *target* region:
    FILLING (every write to the table reaches it from that placement epoch on)
    and waits until every live proxy has acknowledged that epoch.
 2. `fill_table`: the existing rows, in primary-key chunks of FILL_CHUNK_ROWS.
-   Per chunk, on the source, in one REPEATABLE READ transaction: `SELECT ...
-   WHERE key > <last> ORDER BY key LIMIT n LOCK IN SHARE MODE` -- the chunk's
-   key range (last, hi] (to the end of the table for the last chunk) is now
-   locked against every writer, gaps included.  On the target, in one
+   Per chunk, on the source, in one REPEATABLE READ transaction: the chunk's
+   last key `hi`, then one `... WHERE key > <last> AND key <= hi LOCK IN SHARE
+   MODE` read -- the key range (last, hi] (to the end of the table for the
+   last chunk) is now locked against every writer, gaps included -- that
+   also checksums the range and has MariaDB write its rows as SQL literals
+   (`_ChunkFiller`; Python rows for column types it does not know).  On the target, in one
    transaction: one multi-row INSERT IGNORE of the source's rows (a row the
    clients already inserted there while the range was not copied yet is the
    same on the source: every write reaches both), then compare a checksum of
