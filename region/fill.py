@@ -277,9 +277,8 @@ class _ChunkFiller:
         self.col_list = ", ".join(quote_ident(c) for c in columns)
         self.order = ", ".join(quote_ident(k) for k in key)
         self.key_at = [columns.index(k) for k in key]
-        self.insert = (f"INSERT INTO {name.replace('%', '%%')} ({self.col_list.replace('%', '%%')}) "
+        self.insert = (f"INSERT IGNORE INTO {name.replace('%', '%%')} ({self.col_list.replace('%', '%%')}) "
                        f"VALUES ({', '.join(['%s'] * len(columns))})")
-        self.insert_ignore = "INSERT IGNORE" + self.insert[len("INSERT"):]
         self.rows = self.chunks = self.retries = 0
 
     async def next_chunk(self, last: tuple[Any, ...] | None) -> tuple[tuple[Any, ...] | None, bool]:
@@ -325,18 +324,9 @@ class _ChunkFiller:
                 where, params = f"{where} AND {upto}", params + more
             await scur.execute(checksum_sql(self.name, self.texts, where), params)
             src_sum = await scur.fetchone()
-        async with self.local.cursor() as lcur:
-            await lcur.execute("START TRANSACTION")
-            if clean:
-                # Rows already in the range are the clients' writes, which are on the
-                # source alike (module docstring): skipped, and the checksum proves it.
-                await lcur.execute(f"DELETE FROM {self.name} WHERE {where}", params)
-            if rows:
-                await lcur.executemany(self.insert_ignore if not clean else self.insert, rows)
-            await lcur.execute(checksum_sql(self.name, self.texts, where), params)
-            dst_sum = await lcur.fetchone()
+        dst_sum = await self._fill_target(where, params, clean, (lambda lcur: lcur.executemany(self.insert, rows)) if rows else None)
         end = tuple(rows[-1][i] for i in self.key_at) if rows else None
-        return await self._end_chunk(last, tuple(src_sum), tuple(dst_sum), end, final)
+        return await self._end_chunk(last, tuple(src_sum), dst_sum, end, final)
 
     async def _copy_text(self, last: tuple[Any, ...] | None, clean: bool) -> tuple[tuple[Any, ...] | None, bool] | None:
         where, params = after_key(self.key, last) if last is not None else ("TRUE", [])
@@ -359,15 +349,25 @@ class _ChunkFiller:
                 await scur.execute(f"SELECT {self.order} FROM {self.name} WHERE {where} ORDER BY {self.order} DESC LIMIT 1 "
                                    "LOCK IN SHARE MODE", params)
                 end = await scur.fetchone()
+        insert = f"INSERT IGNORE INTO {self.name} ({self.col_list}) VALUES {text}"
+        dst_sum = await self._fill_target(where, params, clean, (lambda lcur: lcur.execute(insert)) if count else None)
+        return await self._end_chunk(last, (count, src_checksum), dst_sum, tuple(end) if end is not None else None, final)
+
+    async def _fill_target(self, where: str, params: list[Any], clean: bool,
+                           insert: Callable[[Any], Awaitable[Any]] | None) -> tuple[Any, ...]:
+        """The chunk's rows into the target's range, in one transaction left open;
+        the range's checksum there.  Rows the clients already inserted in the range
+        are on the source alike (module docstring): INSERT IGNORE skips them, and
+        the checksum proves it.  `clean` (a retry after a mismatch): the range is
+        emptied first."""
         async with self.local.cursor() as lcur:
             await lcur.execute("START TRANSACTION")
             if clean:
                 await lcur.execute(f"DELETE FROM {self.name} WHERE {where}", params)
-            if count:
-                await lcur.execute(f"INSERT IGNORE INTO {self.name} ({self.col_list}) VALUES {text}")
-            await lcur.execute(checksum, params)
-            dst_sum = await lcur.fetchone()
-        return await self._end_chunk(last, (count, src_checksum), tuple(dst_sum), tuple(end) if end is not None else None, final)
+            if insert is not None:
+                await insert(lcur)
+            await lcur.execute(checksum_sql(self.name, self.texts, where), params)
+            return tuple(await lcur.fetchone())
 
     async def _end_chunk(self, last: tuple[Any, ...] | None, src_sum: tuple[Any, ...], dst_sum: tuple[Any, ...],
                          end: tuple[Any, ...] | None, final: bool) -> tuple[tuple[Any, ...] | None, bool] | None:

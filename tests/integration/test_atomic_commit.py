@@ -52,13 +52,15 @@ def setup_tables(cluster, db: str, apart: bool = True) -> None:
         cur = conn.cursor()
         cur.execute("CREATE TABLE accounts (id INT PRIMARY KEY, balance INT NOT NULL)")
         cur.execute("INSERT INTO accounts VALUES (1, 100), (2, 100)")
+        ledger = "CREATE TABLE ledger (id INT AUTO_INCREMENT PRIMARY KEY, src INT, dst INT, amount INT)"
+        cur.execute(ledger)
         for i in range(40):  # (a region that just came back empty takes every new table for a while)
-            cur.execute("CREATE TABLE ledger (id INT AUTO_INCREMENT PRIMARY KEY, src INT, dst INT, amount INT)")
             placement = cluster.state()["placement"]
-            if placement.table(db, "ledger").primary != placement.table(db, "accounts").primary or not apart:
+            if not apart or placement.table(db, "ledger").primary != placement.table(db, "accounts").primary:
                 return
             cur.execute(f"CREATE TABLE filler_{i} (x INT)")
             cur.execute("DROP TABLE ledger")
+            cur.execute(ledger)
         raise AssertionError("ledger keeps its primary with accounts")
     finally:
         conn.close()

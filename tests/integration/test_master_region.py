@@ -354,6 +354,7 @@ def test_online_fill_keeps_every_type_in_small_chunks(stack: Stack) -> None:
                 "l VARCHAR(10) CHARACTER SET latin1, u VARCHAR(10) CHARACTER SET utf8mb4, bin VARBINARY(300), "
                 "g BIGINT AS (id * 2) VIRTUAL, pt POINT NULL)",
         "floaty": "CREATE TABLE floaty (a INT, b VARCHAR(5), f FLOAT, x DOUBLE, PRIMARY KEY (b, a))",
+        "rowsy": "CREATE TABLE rowsy (id INT PRIMARY KEY, u UUID, ip INET6)",  # types copied through Python rows
     }
     every_byte = bytes(range(256))
     rows = {
@@ -367,6 +368,8 @@ def test_online_fill_keeps_every_type_in_small_chunks(stack: Stack) -> None:
         ],
         "floaty": [(1, "a", 1.2345678, 1 / 3), (2, "a", -0.0, 1e308), (1, "b", None, None), (3, "A", 3.4e38, 5e-324),
                    (0, "\u00e9", 0.1, 0.1)],
+        "rowsy": [(1, "123e4567-e89b-12d3-a456-426655440000", "2001:db8::1"), (2, None, "::ffff:10.0.0.1"), (3, None, None),
+                  (4, "00000000-0000-0000-0000-000000000000", "::")],
     }
     for name, sql in ddl.items():
         assert stack.ddl(sql, DB).get("ok")
@@ -379,8 +382,10 @@ def test_online_fill_keeps_every_type_in_small_chunks(stack: Stack) -> None:
                 if name == "fast":
                     cur.executemany("INSERT INTO fast (id, d, dt, ts, b, j, bits, e, s, t, y, l, u, bin, pt) VALUES "
                                     "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, ST_GeomFromText(%s))", rows[name])
-                else:
+                elif name == "floaty":
                     cur.executemany("INSERT INTO floaty VALUES (%s, %s, %s, %s)", rows[name])
+                else:
+                    cur.executemany("INSERT INTO rowsy VALUES (%s, %s, %s)", rows[name])
         finally:
             conn.close()
         target = ({"r1", "r2", "r3"} - set(table.all_regions)).pop()
@@ -388,7 +393,7 @@ def test_online_fill_keeps_every_type_in_small_chunks(stack: Stack) -> None:
         source = {"region_id": info.region_id, "host": info.host, "port": info.mysql_port}
         fit = stack.task(target, {"op": "prepare_fill", "database": DB, "table": name, "source": source})
         assert fit["online"] is True, fit
-        assert fit["key"] == (["id"] if name == "fast" else ["b", "a"])
+        assert fit["key"] == (["b", "a"] if name == "floaty" else ["id"])
         filled = stack.task(target, {"op": "fill_table", "database": DB, "table": name, "source": source,
                                      "key": fit["key"], "chunk_rows": 2})
         assert filled.get("rows") == len(rows[name]) and filled["chunks"] >= len(rows[name]) // 2, filled
