@@ -42,6 +42,9 @@ def exported_metrics() -> dict[str, tuple[str, set[str]]]:
                     continue
                 func = node.func
                 kind = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+                family = {"CounterMetricFamily": "Counter", "GaugeMetricFamily": "Gauge",
+                          "HistogramMetricFamily": "Histogram", "SummaryMetricFamily": "Summary"}.get(kind or "")
+                kind = family or kind  # a custom collector's families (proxy/metrics.py StatementMetrics)
                 if kind not in ("Counter", "Gauge", "Histogram", "Summary"):
                     continue
                 if not node.args or not isinstance(node.args[0], ast.Constant) or not isinstance(node.args[0].value, str):
@@ -50,7 +53,7 @@ def exported_metrics() -> dict[str, tuple[str, set[str]]]:
                 labels: set[str] = set()
                 label_node = node.args[2] if len(node.args) > 2 else None
                 for kw in node.keywords:
-                    if kw.arg == "labelnames":
+                    if kw.arg in ("labelnames", "labels"):
                         label_node = kw.value
                 if isinstance(label_node, (ast.List, ast.Tuple)):
                     labels = {e.value for e in label_node.elts if isinstance(e, ast.Constant)}

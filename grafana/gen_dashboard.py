@@ -212,6 +212,14 @@ def build() -> dict:
                      unit="percent", description="0 when the agent cannot see mariadbd (another host)."), 8, 8)
     L.add(timeseries("Registered in ZooKeeper", ("max by (instance) (minisql_region_registered)", "{{instance}}"),
                      step=True), 8, 8)
+    L.add(timeseries("Replica delay (heartbeat age)",
+                     ("max by (instance) (minisql_region_heartbeat_delay_seconds)", "{{instance}}"),
+                     (f"max({LEADER_ONLY.format('minisql_master_lagging_regions')})", "lagging regions (not promoted)"),
+                     (f"sum(rate(minisql_proxy_heartbeats_total{{outcome=\"error\"}}[{RATE}]))", "heartbeat errors/s"),
+                     unit="s",
+                     description="Seconds since the freshest proxy heartbeat reached each region (seed 004). "
+                                 "A region more than --max-promote-delay behind the others is lagging: "
+                                 "its copies are not promoted."), 8, 8)
     L.add(timeseries("Rows (estimated)", ("sum by (instance) (minisql_region_rows)", "{{instance}}")), 8, 8)
     L.add(timeseries("Data + index size", ("sum by (instance) (minisql_region_data_bytes)", "{{instance}}"),
                      unit="bytes"), 8, 8)

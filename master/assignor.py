@@ -209,12 +209,15 @@ class Unavailable:
     """The primary is dead and no in-sync replica is alive: nothing safe to do.
 
     Promoting a STALE or COPYING copy would silently lose writes, so the table
-    stays unavailable until its primary's region comes back.
+    stays unavailable until its primary's region comes back.  Likewise an
+    in-sync copy on a *lagging* region (its heartbeat delay too high, see
+    minisql/heartbeat.py) is not promoted while it lags: `lagging` names them.
     """
 
     database: str
     table: str
     primary: str
+    lagging: tuple[str, ...] = ()
 
 
 Move = Union[Promote, DropReplica, CopyReplica, Unavailable]
@@ -227,6 +230,7 @@ def plan_failover(
     *,
     suspect: Iterable[str] = (),
     copying: Iterable[tuple[str, str, str]] = (),
+    lagging: Iterable[str] = (),
     copies: int = COPIES_PER_TABLE,
 ) -> list[Move]:
     """Moves that bring every table back to `copies` healthy copies.
@@ -238,6 +242,8 @@ def plan_failover(
     * `copying`: (database, table, region) copies the caller is running right
       now; a COPYING replica not in it was abandoned (e.g. by a previous
       leader) and is copied again.
+    * `lagging`: live regions whose heartbeat delay is past the promotion
+      threshold (seed 004): their copies are not promoted while they lag.
 
     Per table, in (database, table) order: promote the least-loaded live
     IN_SYNC replica if the primary is dead (else `Unavailable`), drop dead
@@ -252,6 +258,7 @@ def plan_failover(
     in_flight = set(copying)
     referenced = set(region_copies(placement))
     dead = referenced - live - suspect_set
+    behind = set(lagging)
     moves: list[Move] = []
     planned: Counter[str] = Counter()
     groups = placement.colocation_groups()
@@ -263,9 +270,10 @@ def plan_failover(
         primary = t.primary
         replicas = dict(t.replicas)
         if primary in dead:
-            candidates = [r for r, s in replicas.items() if s == ReplicaState.IN_SYNC and r in live]
+            in_sync = [r for r, s in replicas.items() if s == ReplicaState.IN_SYNC and r in live]
+            candidates = [r for r in in_sync if r not in behind]
             if not candidates:
-                moves.append(Unavailable(t.database, t.name, primary))
+                moves.append(Unavailable(t.database, t.name, primary, tuple(sorted(in_sync))))
                 continue
             chosen = promoted.get(group)
             new_primary = chosen if chosen in candidates else rank_regions(candidates, loads, placement)[0]

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import logging
 
+from minisql.heartbeat import MAX_PROMOTE_DELAY
 from minisql.runtime import cluster_zk_auth, serve_metrics, stop_on_signals
 
 from minisql.config import add_common_arguments, setup_logging
@@ -45,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=2.0,
         help="seconds a region may be missing before its tables fail over (default 2)",
     )
+    parser.add_argument(
+        "--max-promote-delay",
+        type=float,
+        default=MAX_PROMOTE_DELAY,
+        help="a copy whose region's heartbeat delay is this many seconds behind the other regions' "
+        f"is not promoted (default {MAX_PROMOTE_DELAY:g})",
+    )
     parser.add_argument("--task-timeout", type=float, default=30.0, help="seconds to wait for a region DDL task")
     parser.add_argument("--copy-timeout", type=float, default=600.0, help="seconds to wait for a table copy")
     parser.add_argument(
@@ -59,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.advertise_host,
         metrics_port=args.metrics_port,
         failover_grace=args.failover_grace,
+        max_promote_delay=args.max_promote_delay,
         task_timeout=args.task_timeout,
         copy_timeout=args.copy_timeout,
     )

@@ -9,7 +9,8 @@ waits and executes.
 
 Each round (on every region change, and at least every `interval` seconds):
 read the placement and loads, work out which regions are dead (missing for
->= `grace`) and which are only suspect, plan, then
+>= `grace`), which are only suspect and which lag (their heartbeat delay,
+minisql/heartbeat.py: their copies are not promoted), plan, then
 
 1. apply every Promote / DropReplica in one compare-and-set;
 2. start each CopyReplica in the background (a copy may take minutes; the
@@ -49,6 +50,7 @@ import time
 from typing import Any, Callable
 
 from minisql.errors import SqlError
+from minisql.heartbeat import MAX_PROMOTE_DELAY, lagging_regions
 from topology import Placement, RegionInfo, Topology, TopologyError
 
 from . import metrics
@@ -83,6 +85,7 @@ class FailoverLoop:
         copy_attempts: int = 3,
         retry_after: float = 30.0,
         max_parallel_copies: int = 2,
+        max_promote_delay: float = MAX_PROMOTE_DELAY,
     ) -> None:
         self._topo = topology
         self._regions = regions
@@ -93,6 +96,8 @@ class FailoverLoop:
         self.copy_attempts = copy_attempts
         self.retry_after = retry_after
         self.max_parallel_copies = max_parallel_copies
+        self.max_promote_delay = max_promote_delay
+        self._lagging: frozenset[str] = frozenset()
         self._live: dict[str, RegionInfo] | None = None
         self._changed = asyncio.Event()
         self._missing_since: dict[str, float] = {}
@@ -147,12 +152,19 @@ class FailoverLoop:
                 del self._missing_since[region]
         suspect = {r for r, since in self._missing_since.items() if now - since < self.grace}
         loads = await self._topo.get_loads()
-        moves = plan_failover(placement, live, loads, suspect=suspect, copying=self._copies.keys())
+        lagging = self._report_lagging(lagging_regions(loads, live, time.time(), self.max_promote_delay), live)
+        moves = plan_failover(placement, live, loads, suspect=suspect, copying=self._copies.keys(), lagging=lagging)
 
         unavailable = frozenset((m.database, m.table) for m in moves if isinstance(m, Unavailable))
         if unavailable != self._unavailable:
+            why = {(m.database, m.table): m.lagging for m in moves if isinstance(m, Unavailable)}
             for db, table in sorted(unavailable - self._unavailable):
-                log.error("`%s`.`%s` is unavailable: its primary is dead and no in-sync replica is alive", db, table)
+                if why[(db, table)]:
+                    log.error("`%s`.`%s` is unavailable: its primary is dead and its in-sync replica on %s lags "
+                              "(heartbeat delay over %.1fs); promoted once it catches up",
+                              db, table, ", ".join(why[(db, table)]), self.max_promote_delay)
+                else:
+                    log.error("`%s`.`%s` is unavailable: its primary is dead and no in-sync replica is alive", db, table)
             self._unavailable = unavailable
             metrics.UNAVAILABLE_TABLES.set(len(unavailable))
 
@@ -169,6 +181,18 @@ class FailoverLoop:
         for move in moves:
             if isinstance(move, CopyReplica):
                 self._maybe_start_copy(move, live)
+
+    def _report_lagging(self, lagging: frozenset[str], live: dict[str, RegionInfo]) -> frozenset[str]:
+        """Log (on change) and export the regions whose copies are not promoted now."""
+        for region in sorted(lagging - self._lagging):
+            log.warning("region %s lags: heartbeat delay more than %.1fs behind the other regions; "
+                        "its copies are not promoted", region, self.max_promote_delay)
+        for region in sorted(self._lagging - lagging):
+            if region in live:  # (not a region that left)
+                log.info("region %s caught up: its copies may be promoted again", region)
+        self._lagging = lagging
+        metrics.LAGGING_REGIONS.set(len(lagging))
+        return lagging
 
     def _report_health(self, placement: Placement, live: set[str]) -> None:
         """Log (on change) and count tables running on fewer than two live copies.

@@ -24,6 +24,7 @@ import socket
 from dataclasses import dataclass
 from typing import Awaitable
 
+from minisql.heartbeat import MAX_PROMOTE_DELAY
 from minisql.runtime import retry_until_stopped
 from topology import LeaderInfo, Topology, TopologyError
 
@@ -44,6 +45,7 @@ class MasterConfig:
     host: str = ""
     metrics_port: int = 0
     failover_grace: float = 2.0
+    max_promote_delay: float = MAX_PROMOTE_DELAY
     task_timeout: float = DEFAULT_TASK_TIMEOUT
     copy_timeout: float = 600.0
 
@@ -60,7 +62,8 @@ class LeaderDuties:
         regions = RegionCaller(topology, timeout=config.task_timeout)
         self.ddl = DdlService(topology, regions, lock, copy_timeout=config.copy_timeout)
         self.failover = FailoverLoop(
-            topology, regions, lock, grace=config.failover_grace, copy_timeout=config.copy_timeout
+            topology, regions, lock, grace=config.failover_grace, copy_timeout=config.copy_timeout,
+            max_promote_delay=config.max_promote_delay,
         )
         self.resolver = XaResolver(topology, regions)
         self.failover.on_membership = self.resolver.poke

@@ -33,3 +33,7 @@ XA_IN_DOUBT = Gauge("minisql_master_xa_in_doubt",
                     "Prepared XA branches left by a proxy for the resolver (in doubt for its grace period), last pass")
 XA_RESOLVED = Counter("minisql_master_xa_resolved_total", "XA branches the resolver settled, by outcome (commit, abort)",
                       ["outcome"])
+LAGGING_REGIONS = Gauge(
+    "minisql_master_lagging_regions",
+    "Live regions whose heartbeat delay is past the promotion threshold (their copies are not promoted)",
+)

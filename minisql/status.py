@@ -25,12 +25,15 @@ from typing import Any, Mapping, Sequence
 from .config import ConfigError, setup_logging
 
 
-def status_document(regions: Mapping[str, Any], placement: Any, leader: Any) -> dict[str, Any]:
+def status_document(
+    regions: Mapping[str, Any], placement: Any, leader: Any, loads: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """What `minisql status` shows, as plain JSON-able data.
 
     `regions` is Topology.list_regions() (live regions), `placement` a
     Placement, `leader` a LeaderInfo or None.  Regions referenced by the
-    placement but not registered are listed as not alive.
+    placement but not registered are listed as not alive.  `loads`
+    (Topology.get_loads()) adds each live region's heartbeat delay.
     """
     region_rows: dict[str, dict[str, Any]] = {}
     for rid, info in sorted(regions.items()):
@@ -41,6 +44,7 @@ def status_document(regions: Mapping[str, Any], placement: Any, leader: Any) -> 
             "metrics_port": info.metrics_port,
             "mysql_version": info.mysql_version,
             "alive": True,
+            "delay": getattr((loads or {}).get(rid), "delay", None),
         }
     tables: list[dict[str, Any]] = []
     empty_databases: list[str] = []
@@ -66,7 +70,8 @@ def status_document(regions: Mapping[str, Any], placement: Any, leader: Any) -> 
             for rid in t.all_regions:
                 region_rows.setdefault(
                     rid,
-                    {"id": rid, "host": None, "mysql_port": None, "metrics_port": None, "mysql_version": None, "alive": False},
+                    {"id": rid, "host": None, "mysql_port": None, "metrics_port": None, "mysql_version": None, "alive": False,
+                     "delay": None},
                 )
     return {
         "leader": None
@@ -145,8 +150,12 @@ def format_status(doc: Mapping[str, Any]) -> str:
     lines.append(f"Regions ({alive} alive of {len(doc['regions'])}):")
     if doc["regions"]:
         lines += _table(
-            ["ID", "ADDRESS", "MYSQL PORT", "ALIVE"],
-            [[r["id"], r["host"], r["mysql_port"], "yes" if r["alive"] else "NO"] for r in doc["regions"]],
+            ["ID", "ADDRESS", "MYSQL PORT", "ALIVE", "DELAY"],
+            [
+                [r["id"], r["host"], r["mysql_port"], "yes" if r["alive"] else "NO",
+                 None if r.get("delay") is None else f"{r['delay']:.1f}s"]
+                for r in doc["regions"]
+            ],
         )
     else:
         lines.append("  (none registered)")
@@ -195,10 +204,11 @@ async def _gather_status(zk: str, zk_root: str, timeout: float, auth: Any = None
         regions = await asyncio.wait_for(topo.list_regions(), timeout)
         placement = await asyncio.wait_for(topo.get_placement(), timeout)
         leader = await asyncio.wait_for(topo.get_leader(), timeout)
+        loads = await asyncio.wait_for(topo.get_loads(), timeout)
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(topo.close(), timeout)
-    return status_document(regions, placement, leader)
+    return status_document(regions, placement, leader, loads)
 
 
 def _zk_endpoints(connect: str) -> list[tuple[str, int]]:

@@ -16,6 +16,7 @@ from .accounts import AccountAdmin, ClusterAccounts, bootstrap_accounts
 from .auth import LoginGuard
 from .cluster import ClusterSessions
 from .insertselect import LIMIT as MATERIALIZE_LIMIT
+from .heartbeat import HeartbeatWriter
 from .pool import BackendPool
 from .routing import RoutingTable
 from .server import MIB, EdgeConfig, ProxyServer
@@ -71,6 +72,7 @@ async def serve(args: argparse.Namespace) -> int:
     server: ProxyServer | None = None
     cache = AnalysisCache()
     cluster: ClusterSessions | None = None
+    heartbeat: HeartbeatWriter | None = None
     try:
         await routing.start()
         accounts = ClusterAccounts()
@@ -117,6 +119,9 @@ async def serve(args: argparse.Namespace) -> int:
             return 2
         await server.start_server(host=args.host, port=args.port, reuse_port=args.reuse_port or None)
         lag_watch = asyncio.create_task(watch_loop_lag(metrics.LOOP_LAG))
+        number = cluster.ids
+        heartbeat = HeartbeatWriter(pool, routing, lambda: f"proxy{number.number}")
+        heartbeat.start()
         log.info(
             "proxy listening on %s:%d (metrics :%s), placement epoch %d",
             args.host, args.port, args.metrics_port, routing.snapshot.epoch,
@@ -126,6 +131,8 @@ async def serve(args: argparse.Namespace) -> int:
         return 0
     finally:
         log.info("proxy stopping")
+        if heartbeat is not None:
+            await heartbeat.close()
         if server is not None:
             server.close()
             await server.wait_closed()

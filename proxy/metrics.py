@@ -148,3 +148,8 @@ CLIENT_GONE_MID_STATEMENT = Counter(
     "minisql_proxy_client_gone_mid_statement_total", "Clients that disconnected while a statement ran (its backend statements were killed)"
 )
 LOOP_LAG = Gauge("minisql_proxy_event_loop_lag_seconds", "How late the event loop ran its last timer (what every client waited)")
+_HEARTBEATS = Counter("minisql_proxy_heartbeats_total",
+                      "Heartbeats written to regions (minisql/heartbeat.py), by outcome (ok, error, skipped)", ["outcome"])
+HEARTBEAT_OK = _HEARTBEATS.labels(outcome="ok")
+HEARTBEAT_ERROR = _HEARTBEATS.labels(outcome="error")
+HEARTBEAT_SKIPPED = _HEARTBEATS.labels(outcome="skipped")  # the previous beat to that region still running

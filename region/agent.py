@@ -34,6 +34,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from minisql.config import BackendCredentials
 from minisql.runtime import retry_until_stopped
+from minisql.heartbeat import CREATE_HEARTBEAT, HEARTBEAT
 from minisql.xa import CREATE_DECISIONS
 from topology import RegionInfo, Topology, TopologyError
 from topology.queues import region_queues
@@ -101,6 +102,10 @@ class RegionAgent:
             # The decision table of the two-phase commit (proxy/commit.py): a proxy may
             # decide a transaction here as soon as we register.
             if not await self._until_ok(lambda: ensure_decision_table(pool), stop, "create the XA decision table"):
+                return 0
+            # The heartbeat table (minisql/heartbeat.py), emptied: beats from before this
+            # start do not show that writes reach us now.  Proxies write to it once we register.
+            if not await self._until_ok(lambda: reset_heartbeat_table(pool), stop, "reset the heartbeat table"):
                 return 0
             # Client accounts first: a proxy may route a client here as soon as we register.
             accounts = AccountSync(pool, self._topology, self._creds.password)
@@ -195,6 +200,7 @@ class RegionAgent:
                 metrics.DATA_BYTES.set(load.data_bytes)
                 metrics.QPS.set(load.qps)
                 metrics.CPU.set(load.cpu_percent)
+                metrics.HEARTBEAT_DELAY.set(float("nan") if load.delay is None else load.delay)
             except Exception as exc:  # noqa: BLE001 - ZooKeeper may be away; keep going
                 metrics.LOAD_PUBLISH.labels(outcome="error").inc()
                 log.warning("could not publish load: %s", exc)
@@ -206,3 +212,11 @@ async def ensure_decision_table(pool: Any) -> None:
     async with pool.acquire() as conn:
         async with conn.cursor() as cur:
             await cur.execute(CREATE_DECISIONS)
+
+
+async def reset_heartbeat_table(pool: Any) -> None:
+    """minisql/heartbeat.py's heartbeat table, created if missing, without rows."""
+    async with pool.acquire() as conn:
+        async with conn.cursor() as cur:
+            await cur.execute(CREATE_HEARTBEAT)
+            await cur.execute(f"DELETE FROM {HEARTBEAT}")

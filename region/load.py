@@ -11,8 +11,13 @@ Every few seconds the agent publishes a `RegionLoad`:
   the pid read from @@pid_file.  Only when MariaDB runs on this host (the
   mysql host is a loopback address) and the pid file names a mariadbd/mysqld;
   otherwise 0.
+* delay -- seconds since the freshest proxy heartbeat in this MariaDB
+  (minisql/heartbeat.py; None until a proxy has written one).  Heartbeat rows
+  of proxies silent for an hour are deleted here.
 
-The first sample reports qps and cpu 0: a rate needs two samples.
+The first sample reports qps and cpu 0: a rate needs two samples.  A sample
+that takes longer than `timeout` (MariaDB hangs) fails: the agent counts it
+like an error, and unregisters after a few in a row.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiomysql
 
+from minisql.heartbeat import FORGET_AFTER, FORGET_SILENT, READ_BEATS, delay_of
 from topology import RegionLoad
 
 log = logging.getLogger(__name__)
@@ -73,7 +80,7 @@ class _Previous:
 
 
 class LoadSampler:
-    def __init__(self, region_id: str, pool: aiomysql.Pool, mysql_host: str) -> None:
+    def __init__(self, region_id: str, pool: aiomysql.Pool, mysql_host: str, timeout: float = 10.0) -> None:
         self._region_id = region_id
         self._pool = pool
         self._local = mysql_host in LOCAL_HOSTS
@@ -81,21 +88,36 @@ class LoadSampler:
         self._pid_checked = False
         self._prev: _Previous | None = None
         self._ticks_per_second = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.timeout = timeout
+
+    async def _read(self, conn: Any) -> tuple[int, int, int, int, float | None, float]:
+        await conn.ping(reconnect=True)
+        async with conn.cursor() as cur:
+            await cur.execute(_SIZE_SQL)
+            tables, rows, data_bytes = await cur.fetchone()
+            await cur.execute("SHOW GLOBAL STATUS LIKE 'Questions'")
+            questions = int((await cur.fetchone())[1])
+            await cur.execute(READ_BEATS)
+            newest_beat, oldest_beat = await cur.fetchone()
+            wall = time.time()
+            if oldest_beat is not None and oldest_beat < wall - FORGET_AFTER:  # a proxy long gone
+                await cur.execute(FORGET_SILENT, (wall - FORGET_AFTER,))
+            if self._local and not self._pid_checked:
+                await cur.execute("SELECT @@pid_file")
+                pid_file = (await cur.fetchone())[0]
+                self._pid = await asyncio.to_thread(find_mariadb_pid, pid_file) if pid_file else None
+                self._pid_checked = True
+                log.debug("mariadbd pid for CPU sampling: %s", self._pid)
+        return int(tables), int(rows), int(data_bytes), questions, delay_of(newest_beat, wall), wall
 
     async def sample(self) -> RegionLoad:
         async with self._pool.acquire() as conn:
-            await conn.ping(reconnect=True)
-            async with conn.cursor() as cur:
-                await cur.execute(_SIZE_SQL)
-                tables, rows, data_bytes = await cur.fetchone()
-                await cur.execute("SHOW GLOBAL STATUS LIKE 'Questions'")
-                questions = int((await cur.fetchone())[1])
-                if self._local and not self._pid_checked:
-                    await cur.execute("SELECT @@pid_file")
-                    pid_file = (await cur.fetchone())[0]
-                    self._pid = await asyncio.to_thread(find_mariadb_pid, pid_file) if pid_file else None
-                    self._pid_checked = True
-                    log.debug("mariadbd pid for CPU sampling: %s", self._pid)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    tables, rows, data_bytes, questions, delay, wall = await self._read(conn)
+            except TimeoutError:
+                conn.close()  # cut off mid-read: never reused (MariaDB hangs; the caller counts a failure)
+                raise
         now = time.monotonic()
         ticks = await asyncio.to_thread(read_cpu_ticks, self._pid) if self._pid else None
         if ticks is None and self._pid is not None:
@@ -115,5 +137,6 @@ class LoadSampler:
             data_bytes=int(data_bytes),
             qps=round(qps, 2),
             cpu_percent=round(cpu, 1),
-            reported_at=time.time(),
+            reported_at=wall,
+            delay=delay,
         )

@@ -19,3 +19,7 @@ DATA_BYTES = Gauge("minisql_region_data_bytes", "data_length + index_length of n
 QPS = Gauge("minisql_region_qps", "MariaDB Questions per second over the last load period")
 CPU = Gauge("minisql_region_mariadb_cpu_percent", "CPU used by the local mariadbd (0 when unknown)")
 REGISTERED = Gauge("minisql_region_registered", "1 once this region is registered in ZooKeeper")
+HEARTBEAT_DELAY = Gauge(
+    "minisql_region_heartbeat_delay_seconds",
+    "Seconds since the freshest proxy heartbeat reached this region's MariaDB (seed 004's replica delay; NaN: none yet)",
+)

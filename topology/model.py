@@ -80,7 +80,9 @@ class RegionLoad:
     """A region's latest load report (published every few seconds, ephemeral).
 
     The master's assignor ranks regions by these numbers; `reported_at` lets it
-    ignore a report that has gone stale.
+    ignore a report that has gone stale.  `delay` is seed 004's replica delay:
+    seconds since the freshest proxy heartbeat this region holds (None: none
+    yet); see minisql/heartbeat.py.
     """
 
     region_id: str
@@ -90,6 +92,7 @@ class RegionLoad:
     qps: float = 0.0
     cpu_percent: float = 0.0
     reported_at: float = 0.0
+    delay: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +103,7 @@ class RegionLoad:
             "qps": self.qps,
             "cpu_percent": self.cpu_percent,
             "reported_at": self.reported_at,
+            "delay": self.delay,
         }
 
     @classmethod
@@ -112,6 +116,7 @@ class RegionLoad:
             qps=float(data.get("qps", 0.0)),
             cpu_percent=float(data.get("cpu_percent", 0.0)),
             reported_at=float(data.get("reported_at", 0.0)),
+            delay=None if data.get("delay") is None else float(data["delay"]),
         )
 
 

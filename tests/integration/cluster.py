@@ -176,7 +176,8 @@ class Cluster:
                 regions = await topo.list_regions()
                 placement = await topo.get_placement()
                 leader = await topo.get_leader()
-                return {"regions": regions, "placement": placement, "leader": leader}
+                loads = await topo.get_loads()
+                return {"regions": regions, "placement": placement, "leader": leader, "loads": loads}
             finally:
                 await topo.close()
 

@@ -253,6 +253,11 @@ class _FakeTopology:
 
         return LeaderInfo("m1", "127.0.0.1", 9210)
 
+    async def get_loads(self):
+        from topology import RegionLoad
+
+        return {"r1": RegionLoad("r1", delay=0.4), "r2": RegionLoad("r2")}  # r2: no heartbeat yet
+
 
 @pytest.fixture()
 def listening_port():
@@ -272,10 +277,10 @@ def test_status_output(monkeypatch, capsys, listening_port):
     assert cli.main(["status", "--zk", zk, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["leader"]["master_id"] == "m1"
-    assert [(r["id"], r["mysql_port"], r["alive"]) for r in doc["regions"]] == [
-        ("r1", 3307, True),
-        ("r2", 3308, True),
-        ("r3", None, False),
+    assert [(r["id"], r["mysql_port"], r["alive"], r["delay"]) for r in doc["regions"]] == [
+        ("r1", 3307, True, 0.4),
+        ("r2", 3308, True, None),
+        ("r3", None, False, None),
     ]
     assert doc["tables"] == [
         {
@@ -297,6 +302,7 @@ def test_status_output(monkeypatch, capsys, listening_port):
     assert "Master leader: m1" in text
     assert "shop.orders" in text and "r2 (in_sync), r3 (copying)" in text
     assert "r3" in text and "NO" in text
+    assert "DELAY" in text and "0.4s" in text
 
 
 def test_status_unreachable_zookeeper_fails_cleanly(monkeypatch, capsys, listening_port):

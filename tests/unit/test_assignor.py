@@ -145,6 +145,25 @@ def test_plan_failover(why, spec, live, suspect, copying, rows, expected):
     assert plan_failover(placement(spec), live, loads(**rows), suspect=suspect, copying=copying) == expected
 
 
+LAGGING_CASES = [
+    # (why, placement, live, lagging regions, expected moves)
+    ("the only in-sync replica lags: unavailable, named, not promoted",
+     {"d.t": "r1 > r2"}, ["r2", "r3"], ["r2"], [Unavailable("d", "t", "r1", ("r2",))]),
+    ("a lagging replica is passed over for one that keeps up",
+     {"d.t": "r1 > r2, r3"}, ["r2", "r3"], ["r2"], [Promote("d", "t", "r1", "r3")]),
+    ("lag does not stop copies from a live primary (nothing is promoted)",
+     {"d.t": "r1 > r2:stale"}, ["r1", "r2"], ["r1"], [CopyReplica("d", "t", "r2", "r1")]),
+    ("every table of the dead region passes over the lagging region",
+     {"d.a": "r1 > r2, r3", "d.b": "r1 > r2, r3"}, ["r2", "r3"], ["r3"],
+     [Promote("d", "a", "r1", "r2"), Promote("d", "b", "r1", "r2")]),
+]
+
+
+@pytest.mark.parametrize("why, spec, live, lagging, expected", LAGGING_CASES, ids=[c[0] for c in LAGGING_CASES])
+def test_plan_failover_never_promotes_a_lagging_copy(why, spec, live, lagging, expected):
+    assert plan_failover(placement(spec), live, {}, lagging=lagging) == expected
+
+
 # -- applying moves ---------------------------------------------------------------
 
 APPLY_CASES = [
