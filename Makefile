@@ -21,7 +21,7 @@ DATA_DIR  ?= .minisql
 UP_ARGS   ?=
 PYTEST_ARGS ?=
 
-APT_PACKAGES := mariadb-server mariadb-client zookeeper sysbench
+APT_PACKAGES := mariadb-server mariadb-client zookeeper sysbench iproute2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The first Python >= 3.11 on PATH (override: make deps PYTHON=/path/to/python3).
@@ -46,6 +46,7 @@ system-deps:
 	[ -f /usr/share/java/slf4j-simple.jar ] || missing="$$missing slf4j-simple.jar"; \
 	command -v java >/dev/null 2>&1 || missing="$$missing java"; \
 	command -v sysbench >/dev/null 2>&1 || missing="$$missing sysbench"; \
+	{ command -v tc >/dev/null 2>&1 || [ -x /usr/sbin/tc ] || [ -x /sbin/tc ]; } || missing="$$missing tc"; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: missing:$$missing -- installing $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update; \

@@ -41,6 +41,7 @@ from topology.queues import region_queues
 
 from . import metrics
 from .accounts import AccountSync
+from .fencing import epoch_keeper, load_leader_epoch
 from .load import LoadSampler
 from .mysql import sql_error_of, wait_for_pool
 from .stale import drop_stale_copies, keep_dropping
@@ -124,7 +125,18 @@ class RegionAgent:
                 cleaner = asyncio.create_task(keep_dropping(pool, self._topology, cfg.region_id), name="stale copies")
             if not await self._until_ok(self._register, stop, "register the region"):
                 return 0
-            tasks = RegionTasks(cfg.region_id, pool, self._creds, cfg.mysql_host, cfg.mysql_port)
+            # Fencing survives a restart: the highest leader epoch served before (region/fencing.py).
+            known: list[tuple[str, int]] = []
+
+            async def load_epoch() -> None:
+                cluster = await self._topology.cluster_id()
+                known.append((cluster, await load_leader_epoch(pool, cluster)))
+
+            if not await self._until_ok(load_epoch, stop, "read the leader epoch"):
+                return 0
+            cluster, epoch = known[-1]
+            tasks = RegionTasks(cfg.region_id, pool, self._creds, cfg.mysql_host, cfg.mysql_port,
+                                leader_epoch=epoch, remember_epoch=epoch_keeper(pool, cluster))
             cancels = [self._topology.serve(queue, tasks.handle) for queue in region_queues(cfg.region_id)]
             publisher = asyncio.create_task(self._publish_loop(LoadSampler(cfg.region_id, pool, cfg.mysql_host)))
             log.info(

@@ -103,14 +103,19 @@ class RegionTasks:
     """Handlers for the region queue, over a pool to the local MariaDB."""
 
     def __init__(
-        self, region_id: str, pool: aiomysql.Pool, creds: BackendCredentials, mysql_host: str, mysql_port: int
+        self, region_id: str, pool: aiomysql.Pool, creds: BackendCredentials, mysql_host: str, mysql_port: int,
+        *, leader_epoch: int = 0, remember_epoch: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.region_id = region_id
+        # `remember_epoch` stores a higher leader epoch in MariaDB before the task runs
+        # (region/fencing.py), so an agent restart does not forget it; `leader_epoch`
+        # is what the last incarnation stored.
+        self._remember_epoch = remember_epoch
         self._pool = pool
         self._mysql_host = mysql_host
         self._mysql_port = mysql_port
         self._creds = creds
-        self.leader_epoch = 0  # the highest master leader epoch seen on a task
+        self.leader_epoch = leader_epoch  # the highest master leader epoch seen on a task
         self._ops: dict[str, Task] = {
             "create_database": self.create_database,
             "drop_database": self.drop_database,
@@ -138,8 +143,13 @@ class RegionTasks:
                 metrics.TASKS.labels(op=op, outcome="fenced").inc()
                 return {"error": SqlError(ER_UNKNOWN, f"task {op} refused: leader epoch {epoch} is older than "
                                                       f"{self.leader_epoch}, which this region already serves").to_dict()}
+            raised = epoch > self.leader_epoch
             self.leader_epoch = epoch
+        else:
+            raised = False
         try:
+            if raised and self._remember_epoch is not None:
+                await self._remember_epoch(epoch)  # (a failure fails the task: the leader retries)
             result = await task(payload)
             outcome = "ok"
         except Exception as exc:  # noqa: BLE001 - every failure becomes an error result

@@ -52,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from typing import Any, Callable, TypeVar
 
 from .auth import ZooKeeperAuth
@@ -257,6 +258,27 @@ class Topology:
 
         values = await asyncio.gather(*(read(n) for n in names))
         return {n: v for n, v in zip(names, values) if v is not None}
+
+    # -- the cluster's identity ------------------------------------------------
+    async def cluster_id(self) -> str:
+        """A random id made once per cluster (`cluster_id` under the root).
+
+        Things a region keeps in its own MariaDB about this cluster (the leader
+        epoch it served, region/fencing.py) are keyed by it: a ZooKeeper tree
+        wiped and started again, or another cluster's root on the same
+        MariaDB, is a new id, so nothing carries over by mistake."""
+        path = self._path("cluster_id")
+        for _ in range(3):
+            try:
+                raw, _version = await self._backend.get(path)
+                return raw.decode()
+            except NoNodeError:
+                pass
+            try:
+                await self._backend.create(path, uuid.uuid4().hex.encode(), makepath=True)
+            except NodeExistsError:
+                pass  # another process made it first: read theirs
+        raise ConflictError(f"could not read or create {path}")
 
     # -- regions -------------------------------------------------------------
     async def register_region(self, info: RegionInfo) -> None:

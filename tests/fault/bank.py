@@ -246,6 +246,7 @@ def run(stack: Stack, ports: list[int], duration: float, interval: float, thread
             fired.append((time.monotonic(), what))
             log(f"[{time.monotonic() - start:6.1f}s] fault: {what} (acked so far: {len(out.acked)})")
         time.sleep(0.1)
+    stack.blackhole.heal()  # a partition still on at the end ends now
     stop.set()
     for w in workers:
         w.join(timeout=90)

@@ -9,9 +9,13 @@ the seed (`schedule`), the targets are resolved when each fault fires.
 
 `kill` is SIGKILL (`minisql up` restarts the process with backoff, as a
 supervisor would); `freeze` is SIGSTOP for some seconds then SIGCONT -- a
-process that stops answering without its sockets closing, as in a network
-partition or a long GC pause.  Partitions by network namespace are not done
-here: every process of a local stack shares the loopback interface.
+process that stops answering without its sockets closing, as in a long GC
+pause; `partition` cuts a server's port on loopback for some seconds
+(partition.py: every packet dropped, no RST) -- the primary's MariaDB, cut
+off from its agent, the proxies and the other regions alike, or ZooKeeper,
+cut off from every process at once (sessions expire if it lasts longer than
+their timeout).  Partitions by network namespace are not done: every
+process of a local stack shares the loopback interface.
 """
 
 from __future__ import annotations
@@ -27,8 +31,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .partition import Blackhole
+
 KINDS = ("kill-primary-mariadb", "freeze-primary-mariadb", "kill-region-agent", "kill-leader-master",
-         "freeze-leader-master", "kill-proxy", "freeze-proxy")
+         "freeze-leader-master", "kill-proxy", "freeze-proxy", "partition-primary-mariadb", "partition-zookeeper")
+_LASTING = ("freeze", "partition")  # kinds that end by themselves after `Fault.seconds`
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,7 @@ class Fault:
 
 def schedule(seed: int, duration: float, interval: float, kinds: tuple[str, ...] = KINDS) -> list[Fault]:
     """A fault every `interval` seconds (the first after one interval), each
-    kind in turn in a seeded order, freezes of 3-8 s.  Pure."""
+    kind in turn in a seeded order, freezes and partitions of 3-8 s.  Pure."""
     rng = random.Random(seed)
     order = list(kinds)
     rng.shuffle(order)
@@ -48,7 +55,7 @@ def schedule(seed: int, duration: float, interval: float, kinds: tuple[str, ...]
     t, i = interval, 0
     while t < duration:
         kind = order[i % len(order)]
-        out.append(Fault(t, kind, round(rng.uniform(3.0, 8.0), 1) if kind.startswith("freeze") else 0.0))
+        out.append(Fault(t, kind, round(rng.uniform(3.0, 8.0), 1) if kind.startswith(_LASTING) else 0.0))
         t += interval
         i += 1
     return out
@@ -60,6 +67,7 @@ class Stack:
     def __init__(self, data_dir: str | Path, zk: str) -> None:
         self.data_dir = Path(data_dir)
         self.zk = zk
+        self.blackhole = Blackhole()
 
     def children(self) -> dict[str, int]:
         state = json.loads((self.data_dir / "run" / "up.json").read_text())
@@ -87,8 +95,24 @@ class Stack:
         proxies = sorted(n for n in self.children() if n.startswith("proxy"))
         return proxies[0]
 
+    def port_of(self, kind: str, table: tuple[str, str]) -> tuple[str, int]:
+        """(what, port) a partition of `kind` cuts now."""
+        if kind == "partition-zookeeper":
+            return "ZooKeeper", int(self.zk.rsplit(":", 1)[1])
+        status = self.status()
+        primary = next(t for t in status["tables"] if (t["database"], t["table"]) == table)["primary"]
+        region = next(r for r in status["regions"] if r["id"] == primary)
+        return f"MariaDB of {primary}", int(region["mysql_port"])
+
     def inject(self, fault: Fault, table: tuple[str, str]) -> str:
         """Fire `fault`; returns a line describing it."""
+        if fault.kind.startswith("partition"):
+            what, port = self.port_of(fault.kind, table)
+            self.blackhole.cut(port)
+            timer = threading.Timer(fault.seconds, self.blackhole.heal)
+            timer.daemon = True
+            timer.start()
+            return f"partition: {what} (port {port}) cut off for {fault.seconds} s"
         name = self.target(fault.kind, table)
         pid = self.children()[name]
         if fault.kind.startswith("kill"):

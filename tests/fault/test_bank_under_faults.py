@@ -1,10 +1,12 @@
 """The bank workload through two proxies of a real `minisql up --proxies 2`,
 with faults on its processes (tests/fault/bank.py, harness.py).
 
-`make test` runs a bounded, seeded subset (45 s, a fault every 12 s: the
-primary's MariaDB killed, a proxy killed, the leading master frozen);
+`make test` runs a bounded, seeded subset (57 s, a fault every 12 s: the
+primary's MariaDB killed, a proxy killed, the leading master frozen,
+ZooKeeper cut off from everyone);
 `make chaos` runs every kind for 10 minutes, a fault every 30 s
-(CHAOS_DURATION, CHAOS_INTERVAL, CHAOS_SEED, CHAOS_THREADS)."""
+(CHAOS_DURATION, CHAOS_INTERVAL, CHAOS_SEED, CHAOS_THREADS; CHAOS_KINDS picks
+kinds, comma-separated)."""
 
 from __future__ import annotations
 
@@ -18,14 +20,18 @@ from minisql.processes import free_port, free_port_block
 from ..integration.test_localstack import _child_env, _minisql_argv
 from .bank import run
 from .harness import KINDS, Stack
+from .partition import Blackhole
 
-SUBSET = ("kill-primary-mariadb", "kill-proxy", "freeze-leader-master")
+SUBSET = ("kill-primary-mariadb", "kill-proxy", "freeze-leader-master", "partition-zookeeper")
 
 
 def test_bank_transfers_survive_faults_with_nothing_lost(tmp_path):
-    duration = float(os.environ.get("CHAOS_DURATION", "45"))
+    duration = float(os.environ.get("CHAOS_DURATION", "57"))
     interval = float(os.environ.get("CHAOS_INTERVAL", "12"))
     kinds = KINDS if "CHAOS_DURATION" in os.environ else SUBSET
+    if os.environ.get("CHAOS_KINDS"):  # e.g. CHAOS_KINDS=partition-zookeeper,kill-proxy
+        kinds = tuple(os.environ["CHAOS_KINDS"].split(","))
+        assert set(kinds) <= set(KINDS), f"unknown fault kinds: {set(kinds) - set(KINDS)}"
     data = tmp_path / "stack"
     base, zk_port, metrics = free_port_block(2), free_port(), free_port_block(30)
     mysql = free_port_block(3)
@@ -45,6 +51,7 @@ def test_bank_transfers_survive_faults_with_nothing_lost(tmp_path):
                       int(os.environ.get("CHAOS_SEED", "1")), kinds=kinds)
         assert summary["acked"] > 0
     finally:
+        Blackhole().heal()
         if up.poll() is None:
             up.send_signal(signal.SIGTERM)
         up.wait(timeout=180)

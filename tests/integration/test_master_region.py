@@ -648,3 +648,32 @@ def test_a_master_with_the_wrong_identity_exits_with_a_clear_error(stack: Stack,
     output = (tmp_path / "m-wrong.log").read_text()
     assert "NoAuth" in output and "minisql master: error" in output, output
     assert stack.zk(lambda t: t.get_leader()).master_id in ("m1", "m2")
+
+
+def test_a_region_remembers_the_leader_epoch_across_an_agent_restart(stack: Stack) -> None:
+    """Fencing survives a restart (region/fencing.py): a task from an epoch
+    below one the region served is refused by the next incarnation of its
+    agent too.  Runs last: it fences this stack's real leader on r2 until the
+    stored epoch is removed again."""
+    high = 10**9
+    probe = {"op": "table_checksum", "database": DB, "table": "no_such_table"}
+    first = stack.task("r2", {**probe, "epoch": high})  # runs (1146), after storing the epoch
+    assert first["error"]["errno"] in (1049, 1146), first
+    stack.regions["r2"].terminate()
+    stack.regions["r2"].stop(timeout=15)
+    stack.start_region("r2")
+    stack.wait_for("r2 registered again", lambda: "r2" in stack.zk(lambda t: t.list_regions()), timeout=30)
+    try:
+        stale = stack.task("r2", {**probe, "epoch": high - 1})
+        assert f"leader epoch {high - 1} is older than {high}" in stale["error"]["message"], stale
+        again = stack.task("r2", {**probe, "epoch": high})
+        assert again["error"]["errno"] in (1049, 1146), again
+        cluster = stack.zk(lambda t: t.cluster_id())
+        m = stack.mariadbs["r2"]
+        assert m.query("SELECT value FROM mysql.minisql_region_state WHERE name = %s",
+                       (f"leader_epoch:{cluster}",)) == [(high,)]
+    finally:
+        stack.mariadbs["r2"].query("DELETE FROM mysql.minisql_region_state")
+        stack.regions["r2"].terminate()
+        stack.regions["r2"].stop(timeout=15)
+        stack.start_region("r2")

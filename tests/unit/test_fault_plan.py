@@ -10,7 +10,7 @@ def test_the_schedule_is_a_function_of_the_seed_and_covers_every_kind():
     assert a == schedule(7, duration=600, interval=30) and a != schedule(8, duration=600, interval=30)
     assert [f.at for f in a] == [30.0 * i for i in range(1, 20)]
     assert set(f.kind for f in a) == set(KINDS)
-    assert all((3.0 <= f.seconds <= 8.0) == f.kind.startswith("freeze") for f in a)
+    assert all((3.0 <= f.seconds <= 8.0) == f.kind.startswith(("freeze", "partition")) for f in a)
 
 
 def test_the_longest_gap_after_each_fault():

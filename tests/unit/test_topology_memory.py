@@ -420,3 +420,15 @@ def test_placement_writes_of_a_master_are_fenced_by_its_election_node() -> None:
         assert (await tb.get_placement()).has_database("y")
 
     run(main())
+
+
+def test_the_cluster_id_is_made_once_and_read_by_everyone() -> None:
+    async def main() -> None:
+        server = MemoryServer()
+        a, b = await started(server), await started(server)
+        made = await a.cluster_id()
+        assert len(made) == 32 and await b.cluster_id() == made == await a.cluster_id()
+        other = await started(MemoryServer())  # another ZooKeeper tree: another cluster
+        assert await other.cluster_id() != made
+
+    run(main())
