@@ -76,6 +76,11 @@ async def end_transaction(vc: Any, effects: tuple[EndTransaction, ...]) -> int:
     the warnings the regions gave (1196: a MyISAM change ROLLBACK cannot undo)."""
     warnings = 0
     for effect in effects:
+        if effect.app is not None:  # the client's own XA transaction, aborted by the proxy: every branch rolled back
+            for region in effect.order:
+                if region in effect.xa:
+                    warnings += await rollback_branch(vc, region, effect.app.branch(region))
+            continue
         if effect.commit and effect.gtrid is not None and len(effect.xa) >= 2:
             warnings += await two_phase_commit(vc, effect)
             continue

@@ -154,8 +154,8 @@ class CursorBase:
                     await self._run(region, f"XA START {xid.sql()}")
                     xa = True
                 except SqlError as e:
-                    if e.errno == CR_SERVER_LOST:
-                        raise
+                    if e.errno == CR_SERVER_LOST or state.app_xid is not None:
+                        raise  # (the client's own XA branch never falls back to a plain transaction)
                     # The connection is in a state XA START refuses (1399/1400): this
                     # participant commits with the plain statements, as before XA.
                     log.warning("XA START on %s refused (%s): joining without XA", region, e)

@@ -21,6 +21,7 @@ from minisql.errors import ER_PARSE, SqlError, unsupported
 from .metrics import PRIMITIVE_MISSES
 
 from .engine import Ddl, EveryRegion, FanOutWrite, Local, Primitive, Reply, Route, ShowWarnings, VCursor
+from .appxa import XaStatement, parse_xa
 from .sessionprims import (AccountStatement, Kill, NamedDeallocate, NamedPrepare, ProcessList, Savepoint, SetSession,
                            ShowGrants, Transaction, UseDatabase)
 from .backend import BackendError, QueryResult
@@ -377,6 +378,8 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
         return Transaction(Event.ROLLBACK, epoch=epoch)
     if kind in _SAVEPOINT_EVENTS:
         return Savepoint(_SAVEPOINT_EVENTS[kind], savepoint_name(sql), sql, epoch=epoch)
+    if kind is Kind.XA:
+        return XaStatement(parse_xa(strip_leading_noise(sql)), epoch=epoch)
     if kind is Kind.SET:
         locks, cid = set_session_functions(sql)
         if locks:

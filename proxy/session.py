@@ -161,7 +161,17 @@ class ProxySession(BaseSession):
         if self.state.tx.active:
             metrics.TRANSACTIONS.labels("disconnect").inc()
         self._drop_lock_connection()
+        self._drop_app_xa_connections()
         self.backends.close()
+
+    def _drop_app_xa_connections(self) -> None:
+        """Close (never pool) the connections of the client's own XA
+        transaction: MariaDB then rolls back an ACTIVE or IDLE branch and
+        detaches a PREPARED one, which any session may then finish (appxa.py)."""
+        if self.state.app_xa:
+            for region in list(self.state.participants):
+                self.backends.drop(region)
+            self.state.xa_finish()
 
     def _drop_lock_connection(self) -> None:
         """Close (never pool) the connection that ran lock functions: MariaDB then
@@ -175,6 +185,7 @@ class ProxySession(BaseSession):
         backend connection, start from a fresh state (COM_RESET_CONNECTION
         keeps the default database, as MariaDB does)."""
         database = self.state.database
+        self._drop_app_xa_connections()
         if self.state.tx.active:
             try:
                 await end_transaction(self.cursor(), self.state.on(Event.ROLLBACK))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from minisql.errors import SqlError
@@ -29,6 +29,14 @@ from minisql.xa import Xid, can_decide, make_gtrid
 from .prepared import ER_MAX_PREPARED_STMT_COUNT_REACHED, MAX_STATEMENTS_PER_SESSION, PreparedStatement
 from .protocol import SERVER_STATUS_NO_BACKSLASH_ESCAPES
 from .txn import Effect, Event, TxState, transition
+
+# What would end the client's own XA transaction: refused inside it (1399), as by MariaDB.
+_ENDS_XA = frozenset({Event.BEGIN, Event.COMMIT, Event.ROLLBACK, Event.AUTOCOMMIT_ON, Event.IMPLICIT_COMMIT})
+
+
+def _rmfail(state: str) -> SqlError:
+    return SqlError(1399, f"XAER_RMFAIL: The command cannot be executed when global transaction is in the  {state} state",
+                    "XAE07")
 
 
 # Transactions XA can carry: BEGIN [WORK], START TRANSACTION [READ WRITE] (not READ ONLY,
@@ -53,6 +61,7 @@ class EndTransaction:
     lost: bool = False  # a participant's connection broke: everything is rolled back, COMMIT fails
     gtrid: str | None = None  # the transaction's XA gtrid (minisql/xa.py), if its branches are XA
     xa: frozenset[str] = frozenset()  # participants joined with XA START (the others with begin_sql)
+    app: Any = None  # the client's own XA transaction (appxa.AppXid) these branches belong to: rolled back
 
 
 @dataclass(slots=True)
@@ -79,6 +88,8 @@ class SessionState:
     xa_count: int = 0  # transactions this session started as XA
     xa_gtrid: str | None = None  # the open transaction's gtrid, from its first XA participant
     xa_branches: set[str] = field(default_factory=set)  # participants joined with XA START
+    app_xid: Any = None  # the client's own XA transaction (appxa.AppXid), from XA START to its end
+    app_xa: str = ""  # its state: "ACTIVE", "IDLE" (after XA END), "PREPARED"; "" when none
 
     # -- derived ----------------------------------------------------------------------
     @property
@@ -98,7 +109,11 @@ class SessionState:
         self.on(Event.STATEMENT)
 
     def on(self, event: Event, *, begin_sql: str = "START TRANSACTION", savepoint: str = "") -> tuple[EndTransaction, ...]:
-        """Feed one transaction event; returns the backend work to do, in order."""
+        """Feed one transaction event; returns the backend work to do, in order.
+        Inside the client's own XA transaction, what would end it (BEGIN, COMMIT,
+        ROLLBACK, DDL, SET autocommit=1) is refused with MariaDB's 1399."""
+        if self.app_xa and event in _ENDS_XA:
+            raise _rmfail(self.app_xa)
         self.tx, effects = transition(self.tx, event, begin_sql=begin_sql, savepoint=savepoint)
         out = []
         for effect in effects:
@@ -110,7 +125,11 @@ class SessionState:
         order = tuple(r for r in alive if r not in self.primaries) + tuple(r for r in alive if r in self.primaries)
         lost = bool(self.broken)
         xa = frozenset(r for r in self.xa_branches if r in alive)
-        end = EndTransaction(commit and not lost, order, lost and commit, self.xa_gtrid if xa else None, xa)
+        if self.app_xid is not None:  # only ABORT gets here: the client's XA branches are rolled back
+            end = EndTransaction(False, order, lost and commit, None, xa, app=self.app_xid)
+            self.app_xid, self.app_xa = None, ""
+        else:
+            end = EndTransaction(commit and not lost, order, lost and commit, self.xa_gtrid if xa else None, xa)
         self.participants = []
         self.primaries = set()
         self.broken = set()
@@ -127,11 +146,17 @@ class SessionState:
         if xa:
             self.xa_branches.add(region)
 
-    def xa_branch(self, region: str) -> Xid | None:
+    def xa_branch(self, region: str) -> Any:
         """The XA branch `region` joins the open transaction with, or None when
         it joins with the plain begin statement: XA off (no token), a
         READ ONLY or WITH CONSISTENT SNAPSHOT transaction (XA START has no
-        such options), LOCK TABLES held (MariaDB refuses XA under it)."""
+        such options), LOCK TABLES held (MariaDB refuses XA under it).  In the
+        client's own XA transaction: that xid's branch (appxa.py), and 1399
+        once it is no longer ACTIVE (MariaDB takes no more statements then)."""
+        if self.app_xid is not None:
+            if self.app_xa != "ACTIVE":
+                raise _rmfail(self.app_xa)
+            return self.app_xid.branch(region)
         if not self.xa_token or self.locked_regions or not can_decide(region) or not _XA_BEGIN.match(self.tx.begin_sql):
             return None
         if self.xa_gtrid is None:
@@ -142,6 +167,24 @@ class SessionState:
         """A fresh gtrid whose decision lives on `decider`."""
         self.xa_count += 1
         return make_gtrid(decider, f"{self.xa_token}.{self.connection_id}", self.xa_count)
+
+    def xa_start(self, xid: Any) -> None:
+        """XA START: the client's own XA transaction begins (appxa.py)."""
+        if self.app_xa:
+            raise _rmfail(self.app_xa)
+        if self.tx.active:
+            raise SqlError(1400, "XAER_OUTSIDE: Some work is done outside global transaction", "XAE09")
+        self.tx = replace(self.tx, active=True, begin_sql="XA START", savepoints=())
+        self.app_xid, self.app_xa = xid, "ACTIVE"
+
+    def xa_finish(self) -> None:
+        """The client's XA transaction ended (committed or rolled back on every branch)."""
+        self.tx = replace(self.tx, active=False, savepoints=())
+        self.app_xid, self.app_xa = None, ""
+        self.participants = []
+        self.primaries = set()
+        self.broken = set()
+        self.xa_branches = set()
 
     def wrote_as_primary(self, region: str) -> None:
         self.primaries.add(region)

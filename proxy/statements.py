@@ -59,6 +59,7 @@ class Kind(Enum):
     DDL = "ddl"
     ACCOUNT = "account"  # CREATE/ALTER/DROP/RENAME USER, GRANT, REVOKE, SET PASSWORD
     SHOW_GRANTS = "show_grants"
+    XA = "xa"  # the client's own XA transactions (appxa.py)
     FLUSH = "flush"  # FLUSH TABLES / PRIVILEGES / STATUS ...: every region
     TEMPORARY = "temporary"  # CREATE / DROP TEMPORARY TABLE: one region, this session only
     LOCK_TABLES = "lock_tables"  # LOCK TABLES / UNLOCK TABLES
@@ -129,7 +130,7 @@ _SIMPLE = {
 
 # Real statements the gateway does not route yet (anything else is a syntax error).
 _KNOWN_UNSUPPORTED = frozenset(
-    "lock unlock handler xa do kill "
+    "lock unlock handler do kill "
     "install uninstall reset purge change stop shutdown help binlog cache signal resignal "
     "get declare return start".split()
 )
@@ -214,6 +215,8 @@ def classify(sql: str) -> Kind:
         return Kind.SHOW_GRANTS
     if first == "flush":
         return Kind.FLUSH
+    if first == "xa":
+        return Kind.XA
     if first == "call":
         return Kind.CALL
     if first == "load" and second in ("data", "xml"):

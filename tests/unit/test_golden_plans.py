@@ -44,7 +44,7 @@ def test_every_statement_class_is_covered():
     assert kinds >= {"select", "insert", "update", "delete", "replace", "begin", "commit", "rollback", "savepoint",
                      "rollback_to", "release", "set", "use", "show", "describe", "ddl", "account", "show_grants", "flush",
                      "prepare", "execute", "deallocate", "maintenance", "help", "set_statement", "temporary", "lock_tables",
-                     "do", "kill", "routine", "call", "load_data", "trigger", "compound"}
+                     "do", "kill", "routine", "call", "load_data", "trigger", "compound", "xa"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["sql"][:60] for c in CASES])
