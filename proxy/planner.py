@@ -456,6 +456,11 @@ def _like(pattern: str | None) -> LikePattern | None:
     return None if pattern is None else LikePattern(pattern.replace("''", "'"))
 
 
+def _table_type(table: TablePlacement) -> str:
+    """SHOW FULL TABLES' Table_type, as MariaDB names it."""
+    return {"view": "VIEW", "sequence": "SEQUENCE"}.get(table.kind, "BASE TABLE")
+
+
 def _show_tables_where(snap: RoutingSnapshot, database: str, column: str, full: bool, where: str) -> str:
     """SHOW [FULL] TABLES ... WHERE <expr> as a SELECT over the placement's
     names, so the client's expression is judged by MariaDB itself."""
@@ -464,7 +469,7 @@ def _show_tables_where(snap: RoutingSnapshot, database: str, column: str, full: 
 
     quoted = "`" + column.replace("`", "``") + "`"
     tables = sorted(snap.placement.tables(database), key=lambda t: t.name)
-    rows = [f"SELECT {lit(t.name)} AS {quoted}" + (f", {lit('VIEW' if t.is_view else 'BASE TABLE')} AS `Table_type`" if full else "")
+    rows = [f"SELECT {lit(t.name)} AS {quoted}" + (f", {lit(_table_type(t))} AS `Table_type`" if full else "")
             for t in tables]
     if not rows:
         rows = [f"SELECT NULL AS {quoted}" + (", NULL AS `Table_type`" if full else "") + " FROM DUAL WHERE 0"]
@@ -484,6 +489,8 @@ def plan_show(sql: str, snap: RoutingSnapshot, session: SessionView, cache: Anal
         database = _unquote(m.group(2)) or session.database
         if database is None:
             raise SqlError(ER_NO_DB, "No database selected")
+        if not snap.placement.has_database(database) and database.lower() in SYSTEM_SCHEMAS:
+            return Plan(Op.ANY, sql, kind=Kind.SHOW, epoch=snap.epoch)  # the same on every region
         if not snap.placement.has_database(database):
             raise SqlError(ER_BAD_DB, f"Unknown database '{database}'")
         pattern = None if m.group(3) is None else m.group(3)[1:-1].replace(m.group(3)[0] * 2, m.group(3)[0])
@@ -495,8 +502,8 @@ def plan_show(sql: str, snap: RoutingSnapshot, session: SessionView, cache: Anal
             return Plan(Op.ANY, _show_tables_where(snap, database, column, bool(m.group(1)), m.group(4)),
                         kind=Kind.SHOW, epoch=snap.epoch)
         if m.group(1):
-            views = {t.name for t in snap.placement.tables(database) if t.is_view}
-            local = LocalResult((column, "Table_type"), tuple((n, "VIEW" if n in views else "BASE TABLE") for n in names))
+            types = {t.name: _table_type(t) for t in snap.placement.tables(database)}
+            local = LocalResult((column, "Table_type"), tuple((n, types[n]) for n in names))
         else:
             local = LocalResult((column,), tuple((n,) for n in names))
         return Plan(Op.LOCAL, local=local, epoch=snap.epoch)

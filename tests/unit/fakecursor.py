@@ -169,3 +169,24 @@ class LoggingCursor(CursorBase):
     async def processlist(self, full: bool) -> Reply:
         self.log.append(("cluster", "PROCESSLIST" + (" FULL" if full else "")))
         return Reply(ok_result(0))
+
+
+def xa_cursor(respond: Responder | None = None) -> LoggingCursor:
+    """A cursor whose session may use XA (a proxy token), every statement answered OK."""
+    return LoggingCursor(state=SessionState(database="shop", xa_token="t0"), respond=respond or (lambda r, s: ok_result(1)))
+
+
+def run_sql(c: LoggingCursor, sql: str) -> Reply:
+    """Plan `sql` for the cursor's session and execute it, with NOW() pinned to 1700000000."""
+    import asyncio
+
+    from proxy.planbuilder import plan_statement
+    from proxy.statements import AnalysisCache, classify
+
+    primitive = plan_statement(sql, classify(sql), c.snapshot, c.state, _CACHE.setdefault("cache", AnalysisCache()))
+    if hasattr(primitive, "clock"):
+        object.__setattr__(primitive, "clock", lambda: 1700000000.0)
+    return asyncio.run(primitive.execute(c))
+
+
+_CACHE: dict = {}

@@ -13,14 +13,13 @@ from minisql.errors import SqlError
 from minisql.xa import FORMAT_ID
 from proxy.appxa import MARKER, AppXid, branches_in, parse_xa
 from proxy.backend import QueryResult
-from proxy.planbuilder import plan_statement
 from proxy.protocol import lenenc_str
-from proxy.sessionstate import SessionState
-from proxy.statements import AnalysisCache, Kind, classify
+from proxy.statements import Kind, classify
 
-from .fakecursor import LoggingCursor, ok_result
+from .fakecursor import ok_result
+from .fakecursor import run_sql as run
+from .fakecursor import xa_cursor as cursor
 
-CACHE = AnalysisCache()
 PIN = "SET STATEMENT timestamp=1700000000.000000 FOR "
 
 
@@ -28,15 +27,6 @@ def branch(region: str, gtrid: bytes = b"g1", bqual: bytes = b"", fmt: int = 1) 
     return f"X'{gtrid.hex()}',X'{(bqual + MARKER + region.encode()).hex()}',{fmt}"
 
 
-def cursor(respond=None) -> LoggingCursor:
-    return LoggingCursor(state=SessionState(database="shop", xa_token="t0"), respond=respond or (lambda r, s: ok_result(1)))
-
-
-def run(c: LoggingCursor, sql: str):
-    primitive = plan_statement(sql, classify(sql), c.snapshot, c.state, CACHE)
-    if hasattr(primitive, "clock"):
-        object.__setattr__(primitive, "clock", lambda: 1700000000.0)
-    return asyncio.run(primitive.execute(c))
 
 
 def recover_rows(*branches: tuple[int, bytes, bytes]) -> QueryResult:

@@ -4,20 +4,17 @@ is decided where -- including every failure point of the protocol."""
 
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 
 from minisql.errors import CR_SERVER_LOST, SqlError
 from minisql.xa import FORMAT_ID
 from proxy.backend import QueryResult
-from proxy.planbuilder import plan_statement
-from proxy.sessionstate import SessionState
-from proxy.statements import AnalysisCache, classify
 
-from .fakecursor import LoggingCursor, ok_result
+from .fakecursor import ok_result
+from .fakecursor import run_sql as run
+from .fakecursor import xa_cursor as cursor
 
-CACHE = AnalysisCache()
 PIN = "SET STATEMENT timestamp=1700000000.000000 FOR "
 G1 = "ms1:r1:t0.0:1"
 
@@ -26,15 +23,6 @@ def xid(gtrid: str, region: str) -> str:
     return f"'{gtrid}','{region}',{FORMAT_ID}"
 
 
-def cursor(respond=None) -> LoggingCursor:
-    return LoggingCursor(state=SessionState(database="shop", xa_token="t0"), respond=respond or (lambda r, s: ok_result(1)))
-
-
-def run(c: LoggingCursor, sql: str):
-    primitive = plan_statement(sql, classify(sql), c.snapshot, c.state, CACHE)
-    if hasattr(primitive, "clock"):
-        object.__setattr__(primitive, "clock", lambda: 1700000000.0)
-    return asyncio.run(primitive.execute(c))
 
 
 def prepared(gtrid: str, *regions: str) -> list:

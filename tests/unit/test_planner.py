@@ -105,6 +105,26 @@ def test_show_tables_comes_from_placement():
     assert [r[0] for r in run("SHOW DATABASES").local.rows] == ["information_schema", "empty", "shop"]
 
 
+def test_show_full_tables_names_sequences_and_views_as_mariadb_does():
+    from topology import TablePlacement
+
+    placement = SNAP.placement.with_table(TablePlacement("shop", "seq1", "r1", {}, kind="sequence"))
+    placement = placement.with_table(TablePlacement("shop", "v1", "r1", {}, kind="view"))
+    snap = RoutingSnapshot(placement, REGIONS)
+    rows = dict(run("SHOW FULL TABLES", snap=snap).local.rows)
+    assert (rows["seq1"], rows["v1"], rows["users"]) == ("SEQUENCE", "VIEW", "BASE TABLE")
+    where = run("SHOW FULL TABLES WHERE Table_type = 'SEQUENCE'", snap=snap)
+    assert "'seq1' AS `Tables_in_shop`, 'SEQUENCE' AS `Table_type`" in where.sql
+
+
+def test_show_tables_of_a_system_schema_goes_to_any_region():
+    p = run("SHOW FULL TABLES FROM information_schema")
+    assert p.op.name == "ANY" and p.sql == "SHOW FULL TABLES FROM information_schema"
+    with pytest.raises(SqlError) as info:
+        run("SHOW TABLES FROM nosuchdb")
+    assert info.value.errno == 1049
+
+
 def test_read_falls_back_to_live_in_sync_copy_when_primary_region_is_gone():
     snap = RoutingSnapshot(SNAP.placement, MappingProxyType({k: v for k, v in REGIONS.items() if k != "r1"}))
     assert run("SELECT * FROM users", snap=snap).regions == ("r2",)
