@@ -360,6 +360,25 @@ def _plan_named(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionView,
     return _plan_prepared_sql(bind_user_variables(text, m.group(2), "EXECUTE"), snap, state, cache, depth)
 
 
+_BEGIN_OPTIONS = re.compile(r"^\s*start\s+transaction\b(.*)$", re.I | re.S)
+_BEGIN_OPTION = re.compile(r"^(?:read\s+only|read\s+write|with\s+consistent\s+snapshot)$", re.I)
+
+
+def check_begin_options(begin: str) -> None:
+    """START TRANSACTION's options as MariaDB's grammar takes them: each once
+    at most, READ ONLY and READ WRITE not together (else 1064, as there: the
+    statement reaches a region only when the transaction first does)."""
+    m = _BEGIN_OPTIONS.match(begin)
+    if not m or not m.group(1).strip():
+        return
+    options = [" ".join(o.split()).lower() for o in m.group(1).split(",")]
+    if (not all(_BEGIN_OPTION.match(o) for o in options) or len(set(options)) != len(options)
+            or {"read only", "read write"} <= set(options)):
+        raise SqlError(ER_PARSE, "You have an error in your SQL syntax; check the manual that corresponds to your MariaDB "
+                                 f"server version for the right syntax to use near '{m.group(1).strip()[:40]}' at line 1",
+                       "42000")
+
+
 # -- the entry point ------------------------------------------------------------------------------
 def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionView, cache: AnalysisCache,
                    depth: int = 0, sync_variables: bool = True) -> Primitive:
@@ -371,7 +390,9 @@ def plan_statement(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionVi
             inner = plan_statement(sql, kind, snap, state, cache, depth, sync_variables=False)
             return SyncVariables(inner, assigned, epoch=epoch)
     if kind is Kind.BEGIN:
-        return Transaction(Event.BEGIN, strip_leading_noise(sql).rstrip().rstrip(";"), epoch=epoch)
+        begin = strip_leading_noise(sql).rstrip().rstrip(";")
+        check_begin_options(begin)
+        return Transaction(Event.BEGIN, begin, epoch=epoch)
     if kind is Kind.COMMIT:
         return Transaction(Event.COMMIT, epoch=epoch)
     if kind is Kind.ROLLBACK:

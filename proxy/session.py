@@ -55,6 +55,7 @@ from .routing import RoutingTable
 from .sessionstate import SessionState
 from .statements import BIG_STATEMENT, DML_KINDS, AnalysisCache, Kind, classify, unwrap_executable_comments
 from .txn import Event
+from .verdict import ASK_SERVER, server_verdict
 
 FAILOVER_BUFFER = 10.0  # seconds a statement waits for a failover (_after_failover)
 BUFFER_POLL = 0.25  # ... re-planned on each new snapshot, and this often (a restarting MariaDB)
@@ -275,6 +276,10 @@ class ProxySession(BaseSession):
             except FillInProgress as e:
                 await self._wait_for_fill(e)
                 return await self._execute(sql, self.cursor(), None)
+            except SqlError as e:
+                if e.errno not in ASK_SERVER:
+                    raise
+                raise await server_verdict(self, cursor, sql, e) from None
             if kind in DML_KINDS and shared:  # (EXECUTE name's plan depends on the session's PREPAREs)
                 self.primitives.put(sql, snapshot, database, primitive)
         metrics.count_query(primitive.label)

@@ -264,3 +264,26 @@ def test_uuid_in_insert_values_is_the_same_on_every_copy(cluster, db):
         cur.execute("UPDATE tokens SET token = UUID()")
     assert info.value.args[0] == 1235
     conn.close()
+
+
+def test_statements_the_proxy_cannot_plan_get_mariadbs_own_error(cluster, db):
+    """proxy/verdict.py: where the proxy would refuse, MariaDB's PREPARE of the
+    text on a region tells the error one MariaDB gives; a valid statement the
+    gateway does not route keeps the gateway's 1235."""
+    conn = cluster.connect(database=db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE t1 (a INT PRIMARY KEY, b INT)")
+            for sql, errno in (
+                ("select * from (select * left join t on f1=f2) tt", 1064),  # the proxy alone said 1146
+                ("insert into (select * from t1) values (5)", 1064),  # the proxy alone said 1235
+                ("select * from no_such_table", 1146),
+                ("HANDLER t1 OPEN", 1235),  # valid MariaDB, not routed: ours stands
+            ):
+                with pytest.raises(pymysql.err.MySQLError) as e:
+                    cur.execute(sql)
+                assert e.value.args[0] == errno, (sql, e.value.args)
+            cur.execute("SELECT COUNT(*) FROM t1")  # the session is fine afterwards
+            assert cur.fetchone() == (0,)
+    finally:
+        conn.close()
