@@ -118,7 +118,7 @@ class FailoverLoop:
         try:
             while True:
                 try:
-                    await asyncio.wait_for(self._changed.wait(), self.interval)
+                    await asyncio.wait_for(self._changed.wait(), self._next_wait())
                 except asyncio.TimeoutError:
                     pass
                 self._changed.clear()
@@ -137,6 +137,14 @@ class FailoverLoop:
             await asyncio.gather(*self._copies.values(), return_exceptions=True)
             self._copies.clear()
             metrics.COPIES_IN_FLIGHT.set(0)
+
+    def _next_wait(self) -> float:
+        """Until the next round: `interval`, or sooner when a missing region's
+        grace ends (a failover then starts at the grace's end, not up to one
+        interval later)."""
+        now = time.monotonic()
+        upcoming = [since + self.grace - now for since in self._missing_since.values() if since + self.grace > now]
+        return min([self.interval, *(left + 0.01 for left in upcoming)])
 
     async def round(self) -> None:
         live = dict(self._live or {})

@@ -115,7 +115,10 @@ class SessionBackends:
                 return region
         if not snap.regions:
             raise SqlError(CR_CONN_HOST_ERROR, "No region is available")
-        return random.choice(sorted(snap.regions))
+        # Not one that just refused a connection (it may be dying: its registration
+        # lapses only after the ZooKeeper session timeout), unless no other is left.
+        answering = sorted(r for r in snap.regions if not self.pool.recently_refused(r))
+        return random.choice(answering or sorted(snap.regions))
 
     def drop(self, region: str) -> None:
         conn = self.conns.pop(region, None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict, deque
 
 from minisql.accounts import region_password
@@ -33,6 +34,14 @@ class BackendPool:
         self.opened = 0
         self._resets: set[asyncio.Task[None]] = set()
         self._internal: dict[tuple[str, str, int], deque[BackendConnection]] = defaultdict(deque)
+        # Regions that refused a new connection, and when: a statement that may run on any
+        # region avoids them for a while (SessionBackends.any_region), so a client's
+        # SET NAMES at connect does not fail on a region that died a moment ago.
+        self.refused: dict[str, float] = {}
+
+    def recently_refused(self, region_id: str, within: float = 10.0) -> bool:
+        at = self.refused.get(region_id)
+        return at is not None and time.monotonic() - at < within
 
     def login_for(self, user: str, host: str) -> BackendLogin:
         """The region account of client account 'user'@'host' (minisql/accounts.py)."""
@@ -52,9 +61,12 @@ class BackendPool:
         except BackendError as e:
             if e.errno in (1045, 4151, 1226, 1040):  # the client's own account was refused by the region
                 raise SqlError(e.errno, e.message, e.sqlstate)
+            self.refused[region_id] = time.monotonic()
             raise RegionUnavailable(region_id, f"Can't connect to region '{region_id}' ({host}:{port}): {e.message}")
         except (OSError, asyncio.TimeoutError, BackendLost) as e:
+            self.refused[region_id] = time.monotonic()
             raise RegionUnavailable(region_id, f"Can't connect to region '{region_id}' ({host}:{port}): {e or type(e).__name__}")
+        self.refused.pop(region_id, None)
         conn.login = login
         self.opened += 1
         return conn

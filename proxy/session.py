@@ -292,6 +292,18 @@ class ProxySession(BaseSession):
         except RegionUnavailable as e:
             if isinstance(primitive, (Route, FanOutWrite)):
                 return await self._after_failover(sql, e, fresh)
+            if fresh and not self.backends.open_regions():
+                # A statement that may run anywhere (SET NAMES at connect, say) met a region
+                # that refuses connections: nothing ran anywhere, so once more elsewhere
+                # (any_region now passes over the refusing one).
+                try:
+                    reply = await primitive.execute(self.cursor())
+                except SqlError as again:
+                    await self._after_error(again, cursor)
+                    raise
+                result = reply.result
+                self.state.row_count = result.affected_rows if result is not None and result.fields is None else 0
+                return reply
             await self._after_error(e, cursor)
             raise
         except SqlError as e:
