@@ -214,13 +214,21 @@ def plan_set(sql: str, epoch: int = -1) -> SetSession | EveryRegion:
             continue
         mt = _SET_TRANSACTION.match(item)
         if mt:
+            # SET [GLOBAL | SESSION] TRANSACTION characteristic [, characteristic]: the rest
+            # of the statement is its list (its commas do not separate variables).
+            whole = _SET_TRANSACTION.match(body[3:])
+            if whole is None:  # TRANSACTION after a variable: not MariaDB's grammar
+                raise SqlError(ER_PARSE, "You have an error in your SQL syntax; check the manual that corresponds to "
+                                         f"your MariaDB server version for the right syntax to use near '{item.strip()[:40]}'"
+                                         " at line 1", "42000")
+            check_transaction_characteristics(body[3:][whole.end():])
             scope = (mt.group(1) or "").lower()
             scopes.add("global" if scope == "global" else "session")
             if scope == "session":
                 keys.append("session transaction")
             else:
                 one_shot = True
-            continue
+            break
         m = _SET_ITEM.match(item)
         if not m:
             raise unsupported(f"SET {item.strip()[:40]}")
@@ -362,6 +370,21 @@ def _plan_named(sql: str, kind: Kind, snap: RoutingSnapshot, state: SessionView,
 
 _BEGIN_OPTIONS = re.compile(r"^\s*start\s+transaction\b(.*)$", re.I | re.S)
 _BEGIN_OPTION = re.compile(r"^(?:read\s+only|read\s+write|with\s+consistent\s+snapshot)$", re.I)
+
+
+_CHARACTERISTIC = re.compile(
+    r"^(?:isolation\s+level\s+(?:read\s+uncommitted|read\s+committed|repeatable\s+read|serializable)"
+    r"|read\s+only|read\s+write)$", re.I)
+
+
+def check_transaction_characteristics(text: str) -> None:
+    """SET TRANSACTION's list: isolation level and access mode, each once at
+    most (else 1064, as MariaDB's grammar)."""
+    items = [" ".join(i.split()).lower() for i in text.split(",")]
+    kinds = ["isolation" if i.startswith("isolation") else "access" for i in items]
+    if not all(_CHARACTERISTIC.match(i) for i in items) or len(set(kinds)) != len(kinds):
+        raise SqlError(ER_PARSE, "You have an error in your SQL syntax; check the manual that corresponds to your MariaDB "
+                                 f"server version for the right syntax to use near '{text.strip()[:40]}' at line 1", "42000")
 
 
 def check_begin_options(begin: str) -> None:
